@@ -1,0 +1,23 @@
+//! azora's schema history. Append-only: a landed migration is never edited;
+//! every change is a new file. The server, the CLI and the tests all run the
+//! same `Migrator::up`.
+//!
+//! Each migration writes plain SQL for each backend, because what matters is
+//! backend-specific: CHECK constraints, triggers that keep `updated_at`, and
+//! column types (PostgreSQL `uuid`/`timestamptz`/`jsonb`; SQLite BLOB uuids as
+//! sqlx encodes them, RFC 3339 text timestamps). Amounts are BIGINT counts of
+//! their smallest unit on both backends, so they are exact everywhere.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_identity;
+mod sql;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_identity::Migration)]
+    }
+}

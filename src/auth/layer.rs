@@ -1,0 +1,134 @@
+//! The tower layer that authenticates every call before it reaches a service.
+//!
+//! It sits in front of the router, so no RPC can be added without it; only the
+//! health and reflection services are public.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use chrono::Utc;
+use sea_orm::DatabaseConnection;
+use tower::{Layer, Service};
+
+use super::Principal;
+use super::keys::{hash_secret, looks_like_secret};
+use crate::error::Error;
+use crate::identity::store;
+
+const PUBLIC_PREFIXES: &[&str] = &[
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Turns an `authorization: Bearer <secret>` header into a [`Principal`].
+#[derive(Clone)]
+pub struct Authenticator {
+    db: DatabaseConnection,
+}
+
+impl Authenticator {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Missing, malformed, unknown, revoked and expired keys are all the same
+    /// UNAUTHENTICATED; a database outage is UNAVAILABLE, not a denial.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, Error> {
+        let secret = header
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|secret| looks_like_secret(secret))
+            .ok_or(Error::Unauthenticated)?;
+        let key = store::find_api_key_by_hash(&self.db, &hash_secret(secret))
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if !key.is_active(Utc::now()) {
+            return Err(Error::Unauthenticated);
+        }
+        Ok(Principal {
+            user_id: key.user_id,
+            api_key_id: key.id,
+            role: key.role,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthLayer {
+    authenticator: Authenticator,
+}
+
+impl AuthLayer {
+    pub fn new(authenticator: Authenticator) -> Self {
+        Self { authenticator }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthMiddleware<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthMiddleware {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthMiddleware<S> {
+    inner: S,
+    authenticator: Authenticator,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, RequestBody> Service<http::Request<RequestBody>> for AuthMiddleware<S>
+where
+    S: Service<http::Request<RequestBody>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    RequestBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
+        // The clone that was polled ready is the one that must serve the call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move {
+            let path = request.uri().path();
+            if PUBLIC_PREFIXES
+                .iter()
+                .any(|prefix| path.starts_with(prefix))
+            {
+                return inner.call(request).await;
+            }
+            let header = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok());
+            match authenticator.authenticate(header).await {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(error) => Ok(tonic::Status::from(error).into_http()),
+            }
+        })
+    }
+}

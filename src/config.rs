@@ -1,0 +1,161 @@
+//! Typed, layered configuration: compiled defaults, then the environment
+//! (`AZORA_*`, with `.env` honoured), then command-line flags — clap applies
+//! exactly that precedence. Secrets (URLs that may carry passwords) never
+//! print.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// A value that must not reach logs: `Debug` and `Display` redact it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted_url(&self) -> String {
+        let url = &self.0;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return "***".into();
+        };
+        match rest.split_once('@') {
+            Some((credentials, host)) => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(***)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// The settings every subcommand shares.
+#[derive(Args, Clone, Debug)]
+pub struct Settings {
+    /// Address the gRPC server listens on.
+    #[arg(
+        long,
+        env = "AZORA_LISTEN_ADDR",
+        default_value = "127.0.0.1:50051",
+        global = true
+    )]
+    pub listen_addr: SocketAddr,
+
+    /// Database: `postgres://user:pass@host/db` or `sqlite://file.db?mode=rwc`.
+    #[arg(
+        long,
+        env = "AZORA_DATABASE_URL",
+        default_value = "sqlite://azora.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: Secret,
+
+    /// Redis for the cache, e.g. `redis://127.0.0.1:6379`; none when unset.
+    #[arg(long, env = "AZORA_REDIS_URL", global = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Maximum database connections in the pool.
+    #[arg(
+        long,
+        env = "AZORA_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub database_max_connections: u32,
+
+    /// How long a request waits for a database connection before it fails
+    /// with UNAVAILABLE, in milliseconds.
+    #[arg(
+        long,
+        env = "AZORA_DATABASE_TIMEOUT_MS",
+        default_value_t = 3000,
+        global = true
+    )]
+    pub database_timeout_ms: u64,
+
+    /// How often the health prober checks each dependency, in milliseconds.
+    #[arg(
+        long,
+        env = "AZORA_HEALTH_INTERVAL_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub health_interval_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long in-flight calls may take to finish before
+    /// the server exits anyway, in milliseconds.
+    #[arg(
+        long,
+        env = "AZORA_SHUTDOWN_GRACE_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub shutdown_grace_ms: u64,
+
+    /// Log filter, in `tracing` EnvFilter syntax.
+    #[arg(long, env = "AZORA_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+impl Settings {
+    /// The compiled defaults, with the given database; what tests start from.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: Secret::new(database_url),
+            redis_url: None,
+            database_max_connections: 16,
+            database_timeout_ms: 3000,
+            health_interval_ms: 1000,
+            shutdown_grace_ms: 10_000,
+            log: "info".into(),
+        }
+    }
+
+    pub fn database_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_timeout_ms)
+    }
+
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_millis(self.health_interval_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_and_urls_lose_their_password() {
+        let url = Secret::new("postgres://azora:hunter2@db:5432/azora");
+        assert_eq!(format!("{url:?}"), "Secret(***)");
+        assert_eq!(url.redacted_url(), "postgres://azora:***@db:5432/azora");
+        assert!(!url.redacted_url().contains("hunter2"));
+    }
+}

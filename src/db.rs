@@ -1,0 +1,157 @@
+//! The database connection: both backends, short timeouts, and the
+//! classification of database errors into [`Error`] where queries run.
+
+use std::time::Duration;
+
+use sea_orm::sqlx;
+use sea_orm::{
+    ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+use crate::config::Settings;
+use crate::error::Error;
+
+/// Opens the pool. SQLite files are created when missing and run in WAL mode
+/// with foreign keys on; both backends fail fast when the database is away.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    let timeout = settings.database_timeout();
+    let mut options = ConnectOptions::new(settings.database_url.expose());
+    options
+        .max_connections(settings.database_max_connections)
+        .min_connections(0)
+        .acquire_timeout(timeout)
+        .connect_timeout(timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |sqlite| {
+            sqlite
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(timeout)
+        });
+    sea_orm::Database::connect(options).await
+}
+
+/// The name of the backend, as the health service reports it.
+pub fn backend_name(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Postgres => "postgres",
+        DbBackend::Sqlite => "sqlite",
+        _ => "database",
+    }
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// at BEGIN (IMMEDIATE): a deferred transaction that reads first and writes
+/// later fails with "database is locked" under concurrency instead of waiting.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, Error> {
+    let sqlite_transaction_mode = match db.get_database_backend() {
+        DbBackend::Sqlite => Some(SqliteTransactionMode::Immediate),
+        _ => None,
+    };
+    let options = TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode,
+    };
+    db.begin_with_options(options).await.map_err(classify)
+}
+
+/// Turns a database error into the service error: connection trouble is
+/// UNAVAILABLE, a unique violation is ALREADY_EXISTS (naming the column),
+/// everything else is INTERNAL and logged.
+pub fn classify(error: DbErr) -> Error {
+    if let Some(SqlErr::UniqueConstraintViolation(message)) = error.sql_err() {
+        let (entity, field) = unique_violation_target(&message);
+        return Error::AlreadyExists { entity, field };
+    }
+    if is_unavailable(&error) {
+        return Error::Unavailable(error.to_string());
+    }
+    Error::Internal(error.to_string())
+}
+
+fn is_unavailable(error: &DbErr) -> bool {
+    let runtime = match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(sqlx_error) = runtime else {
+        return false;
+    };
+    match sqlx_error.as_ref() {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| {
+            // PostgreSQL: class 08 connection exception, 57P01-57P03 shutdown
+            // and cannot-connect-now; SQLite: 5 (SQLITE_BUSY) after the busy
+            // timeout ran out.
+            code.starts_with("08") || code.starts_with("57P") || code == "5"
+        }),
+        _ => false,
+    }
+}
+
+/// The entity and column of a unique violation, from the index name
+/// (PostgreSQL: `duplicate key ... "users_email_key"`, our naming rule
+/// `<table>_<column>_key`) or the column list (SQLite:
+/// `UNIQUE constraint failed: users.email`).
+fn unique_violation_target(message: &str) -> (&'static str, String) {
+    let (table, column) = if let Some(columns) = message.split("failed: ").nth(1) {
+        let first = columns.split(',').next().unwrap_or_default().trim();
+        let (table, column) = first.split_once('.').unwrap_or(("", first));
+        (table.to_owned(), column.to_owned())
+    } else if let Some(index) = message.split('"').nth(1) {
+        let name = index.strip_suffix("_key").unwrap_or(index);
+        match TABLES
+            .iter()
+            .find(|table| name.starts_with(&format!("{table}_")))
+        {
+            Some(table) => (table.to_string(), name[table.len() + 1..].to_owned()),
+            None => (String::new(), name.to_owned()),
+        }
+    } else {
+        (String::new(), String::new())
+    };
+    let entity = match table.as_str() {
+        "users" => "user",
+        "wallets" => "wallet",
+        "api_keys" => "api key",
+        _ => "record",
+    };
+    (entity, column)
+}
+
+const TABLES: &[&str] = &["users", "wallets", "api_keys"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_violations_name_the_entity_and_column_on_both_backends() {
+        assert_eq!(
+            unique_violation_target(
+                r#"duplicate key value violates unique constraint "users_email_key""#
+            ),
+            ("user", "email".to_owned())
+        );
+        assert_eq!(
+            unique_violation_target("UNIQUE constraint failed: wallets.address"),
+            ("wallet", "address".to_owned())
+        );
+        assert_eq!(
+            unique_violation_target(
+                r#"duplicate key value violates unique constraint "users_wallet_address_key""#
+            ),
+            ("user", "wallet_address".to_owned())
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The one error type of the service layer and its one mapping to
+//! `tonic::Status`.
+//!
+//! Every operation returns [`Error`]; handlers turn it into a status with `?`.
+//! The mapping is exhaustive (no catch-all arm), so a new variant cannot reach
+//! callers without a deliberate code. Internal causes are logged here and never
+//! sent to the caller.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `google.rpc.ErrorInfo` azora sends.
+pub const ERROR_DOMAIN: &str = "azora";
+
+/// One invalid field of a request, named by its path in the request message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong; nothing was read or written.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    #[error("a {entity} with this {field} already exists")]
+    AlreadyExists { entity: &'static str, field: String },
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("unauthenticated")]
+    Unauthenticated,
+    /// The request is well-formed but the system is not in a state that
+    /// allows it. `reason` is a stable UPPER_SNAKE_CASE code for clients.
+    #[error("{message}")]
+    FailedPrecondition {
+        reason: &'static str,
+        message: String,
+    },
+    /// A dependency (the database) did not answer in time; retrying later
+    /// may succeed.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected state: logged in full, reported as INTERNAL.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|violation| format!("{}: {}", violation.field, violation.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn not_found(entity: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+}
+
+impl From<Vec<FieldViolation>> for Error {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        Self::InvalidArgument(violations)
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(violation: FieldViolation) -> Self {
+        Self::InvalidArgument(vec![violation])
+    }
+}
+
+fn info(reason: &str, metadata: Vec<(&str, String)>) -> ErrorDetails {
+    ErrorDetails::with_error_info(
+        reason,
+        ERROR_DOMAIN,
+        metadata
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect::<std::collections::HashMap<_, _>>(),
+    )
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument(violations) => {
+                let message = format!("invalid request: {}", describe(&violations));
+                let mut details = info("INVALID_ARGUMENT", vec![]);
+                details.set_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|violation| {
+                            tonic_types::FieldViolation::new(violation.field, violation.description)
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            Error::NotFound { entity, id } => Status::with_error_details(
+                Code::NotFound,
+                format!("{entity} {id} not found"),
+                info("NOT_FOUND", vec![("entity", entity.to_owned()), ("id", id)]),
+            ),
+            Error::AlreadyExists { entity, field } => Status::with_error_details(
+                Code::AlreadyExists,
+                format!("a {entity} with this {field} already exists"),
+                info(
+                    "ALREADY_EXISTS",
+                    vec![("entity", entity.to_owned()), ("field", field)],
+                ),
+            ),
+            Error::PermissionDenied => Status::with_error_details(
+                Code::PermissionDenied,
+                "permission denied",
+                info("PERMISSION_DENIED", vec![]),
+            ),
+            // No detail at all: a caller probing keys learns nothing.
+            Error::Unauthenticated => Status::unauthenticated("missing or invalid credentials"),
+            Error::FailedPrecondition { reason, message } => {
+                Status::with_error_details(Code::FailedPrecondition, message, info(reason, vec![]))
+            }
+            Error::Unavailable(cause) => {
+                tracing::warn!(%cause, "dependency unavailable");
+                Status::with_error_details(
+                    Code::Unavailable,
+                    "the database is unavailable; retry later",
+                    info("DEPENDENCY_UNAVAILABLE", vec![]),
+                )
+            }
+            Error::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `grpc.health.v1`, driven by a background prober.
+//!
+//! Entries: `""` and `readiness` follow the database; `liveness` is SERVING
+//! while the process runs; each service's full name follows the database it
+//! needs; `postgres` or `sqlite`, and `redis` when configured, report each
+//! connection. tonic-health never derives `""` from the others, so the prober
+//! sets every entry itself.
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub const READINESS: &str = "readiness";
+pub const LIVENESS: &str = "liveness";
+pub const REDIS: &str = "redis";
+
+/// How long one database ping may take before it counts as down.
+const DATABASE_PING_TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[derive(Clone)]
+pub struct HealthProber {
+    reporter: HealthReporter,
+    db: DatabaseConnection,
+    database_entry: &'static str,
+    redis: Option<fred::prelude::Client>,
+    services: Vec<&'static str>,
+    interval: Duration,
+}
+
+fn status(up: bool) -> ServingStatus {
+    if up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+impl HealthProber {
+    pub fn new(
+        reporter: HealthReporter,
+        db: DatabaseConnection,
+        redis: Option<fred::prelude::Client>,
+        services: Vec<&'static str>,
+        interval: Duration,
+    ) -> Self {
+        let database_entry = crate::db::backend_name(&db);
+        Self {
+            reporter,
+            db,
+            database_entry,
+            redis,
+            services,
+            interval,
+        }
+    }
+
+    /// Every entry this server reports.
+    pub fn entries(&self) -> Vec<&'static str> {
+        let mut entries = vec!["", READINESS, LIVENESS, self.database_entry];
+        entries.extend(self.services.iter().copied());
+        if self.redis.is_some() {
+            entries.push(REDIS);
+        }
+        entries
+    }
+
+    /// Probes once and publishes the result.
+    pub async fn probe(&self) {
+        let database_up = matches!(
+            tokio::time::timeout(DATABASE_PING_TIMEOUT, self.db.ping()).await,
+            Ok(Ok(()))
+        );
+        let database = status(database_up);
+        self.reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
+        for entry in ["", READINESS, self.database_entry]
+            .into_iter()
+            .chain(self.services.iter().copied())
+        {
+            self.reporter.set_service_status(entry, database).await;
+        }
+        if let Some(redis) = &self.redis {
+            let up = crate::redis::ping(redis).await;
+            self.reporter.set_service_status(REDIS, status(up)).await;
+        }
+    }
+
+    /// Probes every interval until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => self.probe().await,
+            }
+        }
+    }
+
+    /// For shutdown: every entry goes NOT_SERVING, so watchers and load
+    /// balancers see it, and then the entries are removed, which ends every
+    /// open `Watch` stream so the drain is not held up by them.
+    pub async fn shut_down(&self) {
+        for entry in self.entries() {
+            self.reporter
+                .set_service_status(entry, ServingStatus::NotServing)
+                .await;
+        }
+        // Let watchers receive NOT_SERVING before their streams end.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut reporter = self.reporter.clone();
+        for entry in self.entries() {
+            reporter.clear_service_status(entry).await;
+        }
+    }
+}

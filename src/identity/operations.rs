@@ -1,0 +1,332 @@
+//! Identity's use cases: who may do what, and which changes happen together
+//! in one transaction.
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::domain::{
+    ApiKey, IssuedApiKey, KycChange, NewApiKey, NewUser, NewWallet, User, UserChanges, UserFilter,
+    UserType, Username, Wallet,
+};
+use super::store;
+use crate::auth::{self, Principal, Role};
+use crate::db::{begin_write, classify};
+use crate::error::Error;
+use crate::pagination::PageRequest;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// A page of results and the token for the next one.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
+#[derive(Clone)]
+pub struct Identity {
+    db: DatabaseConnection,
+}
+
+impl Identity {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    pub async fn create_user(&self, caller: &Principal, new: NewUser) -> Result<User> {
+        caller.require_role(&[Role::Admin])?;
+        store::insert_user(&self.db, new, Role::Member).await
+    }
+
+    pub async fn get_user(&self, caller: &Principal, id: Uuid) -> Result<User> {
+        caller.require_read(id)?;
+        store::find_user(&self.db, id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))
+    }
+
+    pub async fn list_users(
+        &self,
+        caller: &Principal,
+        mut filter: UserFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<User>> {
+        if !caller.role.reads_everything() {
+            filter.only_user = Some(caller.user_id);
+        }
+        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let mut users = store::list_users(&self.db, &filter, &page).await?;
+        let next_page_token = page.finish(&mut users, |user| user.id);
+        Ok(Page {
+            items: users,
+            next_page_token,
+        })
+    }
+
+    pub async fn update_user(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        changes: UserChanges,
+    ) -> Result<User> {
+        let allowed = caller.is_admin()
+            || (caller.user_id == id
+                && caller.role != Role::Service
+                && !changes.touches_admin_fields());
+        if !allowed {
+            return Err(Error::PermissionDenied);
+        }
+        store::update_user(&self.db, id, changes)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))
+    }
+
+    pub async fn set_user_role(&self, caller: &Principal, id: Uuid, role: Role) -> Result<User> {
+        caller.require_role(&[Role::Admin])?;
+        let transaction = begin_write(&self.db).await?;
+        let admins = store::lock_admin_ids(&transaction).await?;
+        let user = store::find_user(&transaction, id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))?;
+        if user.role == Role::Admin && role != Role::Admin && admins.len() <= 1 {
+            return Err(Error::FailedPrecondition {
+                reason: "LAST_ADMIN",
+                message: "the last admin cannot be demoted; promote another admin first".into(),
+            });
+        }
+        if user.role != role {
+            store::set_user_role(&transaction, id, role).await?;
+            // Keys carry the role they were issued with; keys of the old role
+            // must not outlive it.
+            store::revoke_api_keys_except(&transaction, id, &[role, Role::Service], Utc::now())
+                .await?;
+        }
+        let user = store::find_user(&transaction, id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))?;
+        transaction.commit().await.map_err(classify)?;
+        Ok(user)
+    }
+
+    pub async fn set_kyc_status(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        change: KycChange,
+    ) -> Result<User> {
+        caller.require_role(&[Role::Admin, Role::Auditor])?;
+        let transaction = begin_write(&self.db).await?;
+        if store::find_user(&transaction, id).await?.is_none() {
+            return Err(Error::not_found("user", id));
+        }
+        store::set_kyc_status(&transaction, id, &change, Utc::now()).await?;
+        let user = store::find_user(&transaction, id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))?;
+        transaction.commit().await.map_err(classify)?;
+        Ok(user)
+    }
+
+    pub async fn create_wallet(&self, caller: &Principal, new: NewWallet) -> Result<Wallet> {
+        let allowed =
+            caller.is_admin() || (caller.user_id == new.owner_id && caller.role != Role::Service);
+        if !allowed {
+            return Err(Error::PermissionDenied);
+        }
+        if store::find_user(&self.db, new.owner_id).await?.is_none() {
+            return Err(Error::not_found("user", new.owner_id));
+        }
+        store::insert_wallet(&self.db, new).await
+    }
+
+    pub async fn get_wallet(&self, caller: &Principal, id: Uuid) -> Result<Wallet> {
+        match store::find_wallet(&self.db, id).await? {
+            Some(wallet) if caller.can_read(wallet.owner_id) => Ok(wallet),
+            None if caller.role.reads_everything() => Err(Error::not_found("wallet", id)),
+            // Callers who may not see every wallet learn nothing, not even
+            // whether the id exists.
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
+    pub async fn list_wallets(
+        &self,
+        caller: &Principal,
+        owner: Option<Uuid>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<Wallet>> {
+        let owner = self.visible_owner(caller, owner)?;
+        let page = PageRequest::parse(page_size, page_token, &format!("wallets|{owner:?}"))?;
+        let mut wallets = store::list_wallets(&self.db, owner, &page).await?;
+        let next_page_token = page.finish(&mut wallets, |wallet| wallet.id);
+        Ok(Page {
+            items: wallets,
+            next_page_token,
+        })
+    }
+
+    pub async fn create_api_key(&self, caller: &Principal, new: NewApiKey) -> Result<IssuedApiKey> {
+        let allowed =
+            caller.is_admin() || (caller.user_id == new.user_id && caller.role != Role::Service);
+        if !allowed {
+            return Err(Error::PermissionDenied);
+        }
+        let transaction = begin_write(&self.db).await?;
+        let issued = issue_api_key(&transaction, new, Utc::now()).await?;
+        transaction.commit().await.map_err(classify)?;
+        Ok(issued)
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        caller: &Principal,
+        user: Option<Uuid>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<ApiKey>> {
+        let user = self.visible_owner(caller, user)?;
+        let page = PageRequest::parse(page_size, page_token, &format!("api_keys|{user:?}"))?;
+        let mut keys = store::list_api_keys(&self.db, user, &page).await?;
+        let next_page_token = page.finish(&mut keys, |key| key.id);
+        Ok(Page {
+            items: keys,
+            next_page_token,
+        })
+    }
+
+    pub async fn revoke_api_key(&self, caller: &Principal, id: Uuid) -> Result<ApiKey> {
+        let key = store::find_api_key(&self.db, id).await?;
+        let allowed = |key: &ApiKey| {
+            caller.is_admin() || (caller.user_id == key.user_id && caller.role != Role::Service)
+        };
+        match key {
+            Some(key) if allowed(&key) => {
+                store::revoke_api_key(&self.db, id, Utc::now()).await?;
+                store::find_api_key(&self.db, id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("api key", id))
+            }
+            None if caller.is_admin() => Err(Error::not_found("api key", id)),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
+    /// Creates the first admin user and its key on a database that has no
+    /// admin yet; refuses otherwise, so it cannot be used to take over.
+    pub async fn bootstrap_admin(
+        &self,
+        username: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(User, IssuedApiKey)> {
+        let username = Username::parse("username", username)?;
+        let transaction = begin_write(&self.db).await?;
+        if store::any_admin_exists(&transaction).await? {
+            return Err(Error::FailedPrecondition {
+                reason: "ADMIN_EXISTS",
+                message: "an admin already exists; create keys with `azora keys create --user`"
+                    .into(),
+            });
+        }
+        let new_user = NewUser {
+            username,
+            email: None,
+            user_type: UserType::Staff,
+            wallet_address: None,
+            jurisdiction: None,
+            country: None,
+            language: Default::default(),
+            metadata: Default::default(),
+        };
+        let user = store::insert_user(&transaction, new_user, Role::Admin).await?;
+        let issued = issue_api_key(
+            &transaction,
+            NewApiKey {
+                user_id: user.id,
+                name: "bootstrap".into(),
+                role: Role::Admin,
+                expires_at,
+            },
+            Utc::now(),
+        )
+        .await?;
+        transaction.commit().await.map_err(classify)?;
+        Ok((user, issued))
+    }
+
+    /// Issues a key for a user named by id or username, from the command line
+    /// (an operator with database access needs no caller key).
+    pub async fn issue_api_key_for(
+        &self,
+        user: &str,
+        name: String,
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<IssuedApiKey> {
+        let found = match Uuid::parse_str(user) {
+            Ok(id) => store::find_user(&self.db, id).await?,
+            Err(_) => store::find_user_by_username(&self.db, user).await?,
+        };
+        let user = found.ok_or_else(|| Error::not_found("user", user))?;
+        let transaction = begin_write(&self.db).await?;
+        let issued = issue_api_key(
+            &transaction,
+            NewApiKey {
+                user_id: user.id,
+                name,
+                role,
+                expires_at,
+            },
+            Utc::now(),
+        )
+        .await?;
+        transaction.commit().await.map_err(classify)?;
+        Ok(issued)
+    }
+
+    /// Members and service keys see only their own resources: an empty owner
+    /// filter means "mine", and anyone else's is denied.
+    fn visible_owner(&self, caller: &Principal, owner: Option<Uuid>) -> Result<Option<Uuid>> {
+        if caller.role.reads_everything() {
+            return Ok(owner);
+        }
+        match owner {
+            None => Ok(Some(caller.user_id)),
+            Some(owner) if owner == caller.user_id => Ok(Some(owner)),
+            Some(_) => Err(Error::PermissionDenied),
+        }
+    }
+}
+
+async fn issue_api_key(
+    db: &sea_orm::DatabaseTransaction,
+    new: NewApiKey,
+    now: DateTime<Utc>,
+) -> Result<IssuedApiKey> {
+    let user = store::find_user(db, new.user_id)
+        .await?
+        .ok_or_else(|| Error::not_found("user", new.user_id))?;
+    if new.role != user.role && new.role != Role::Service {
+        return Err(Error::invalid(
+            "role",
+            format!(
+                "must be the user's own role ({}) or service",
+                user.role.as_str()
+            ),
+        ));
+    }
+    if new.expires_at.is_some_and(|expiry| expiry <= now) {
+        return Err(Error::invalid("expire_time", "must be in the future"));
+    }
+    let secret = auth::generate_secret();
+    let key = store::insert_api_key(
+        db,
+        new,
+        auth::secret_prefix(&secret),
+        auth::hash_secret(&secret),
+    )
+    .await?;
+    Ok(IssuedApiKey { key, secret })
+}

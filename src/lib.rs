@@ -1,0 +1,22 @@
+//! azora: the treasury of the AZR token economy, served over gRPC.
+//!
+//! Layout: one folder per service (`identity/`), each split into `transport`
+//! (gRPC handlers), `operations` (use cases, authorization, transactions),
+//! `store` (SeaORM queries) and `domain` (types parsed at the edge). Shared
+//! pieces live beside them: configuration, startup, errors, authentication,
+//! health, pagination and exact fixed-point numbers.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod fixed;
+pub mod health;
+pub mod identity;
+pub mod pagination;
+pub mod proto;
+pub mod redis;
+pub mod startup;
+
+pub use error::{Error, FieldViolation};

@@ -1,0 +1,24 @@
+//! Code generated from `proto/` by `build.rs`, and the descriptor set that
+//! server reflection serves.
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+pub mod azora {
+    pub mod r#type {
+        pub mod v1 {
+            tonic::include_proto!("azora.r#type.v1");
+        }
+    }
+    pub mod identity {
+        pub mod v1 {
+            tonic::include_proto!("azora.identity.v1");
+        }
+    }
+}
+
+pub use azora::identity::v1 as identity;
+pub use azora::r#type::v1 as types;
+
+/// Every file under `proto/` and its imports, encoded, for reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/azora_descriptor.bin"));

@@ -1,0 +1,163 @@
+//! The server as a library type: `azora serve` and the tests start exactly
+//! this, the tests on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use crate::auth::{AuthLayer, Authenticator};
+use crate::config::Settings;
+use crate::health::HealthProber;
+use crate::identity::{Identity, IdentityApi};
+use crate::proto;
+use crate::proto::identity::identity_service_server::IdentityServiceServer;
+
+/// Largest request or response message, in bytes.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    db: DatabaseConnection,
+    redis: Option<fred::prelude::Client>,
+}
+
+impl Application {
+    /// Connects to the database (and Redis, when configured), applies pending
+    /// migrations when `migrate` is set, and binds the listen address.
+    pub async fn build(settings: Settings, migrate: bool) -> anyhow::Result<Self> {
+        let db = crate::db::connect(&settings).await.with_context(|| {
+            format!("cannot connect to {}", settings.database_url.redacted_url())
+        })?;
+        if migrate {
+            Migrator::up(&db, None)
+                .await
+                .context("applying migrations")?;
+        }
+        let redis = settings
+            .redis_url
+            .as_ref()
+            .map(crate::redis::connect)
+            .transpose()
+            .context("configuring redis")?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+        Ok(Self {
+            settings,
+            listener,
+            db,
+            redis,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn database(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Serves until `shutdown` completes, then drains: health goes
+    /// NOT_SERVING, no new connections are accepted, in-flight calls finish,
+    /// and after the grace period the server stops regardless.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            settings,
+            listener,
+            db,
+            redis,
+        } = self;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let services = vec![<IdentityServiceServer<IdentityApi> as NamedService>::NAME];
+        let prober = HealthProber::new(
+            reporter,
+            db.clone(),
+            redis,
+            services,
+            settings.health_interval(),
+        );
+        prober.probe().await;
+        let stop_probing = CancellationToken::new();
+        let probing = tokio::spawn(prober.clone().run(stop_probing.clone()));
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc error details, so grpcurl can print them.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        };
+        let identity = IdentityServiceServer::new(IdentityApi::new(Identity::new(db.clone())))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+        let stop_serving = CancellationToken::new();
+        let server = Server::builder()
+            .layer(AuthLayer::new(Authenticator::new(db.clone())))
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(identity)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stop_serving.clone().cancelled_owned(),
+            );
+        tokio::pin!(server);
+
+        tracing::info!(address = %settings.listen_addr, database = %settings.database_url.redacted_url(), "serving");
+        tokio::select! {
+            result = &mut server => {
+                stop_probing.cancel();
+                return result.context("the server stopped");
+            }
+            () = shutdown => {}
+        }
+
+        tracing::info!(grace_ms = settings.shutdown_grace_ms, "shutting down");
+        stop_probing.cancel();
+        let _ = probing.await;
+        prober.shut_down().await;
+        stop_serving.cancel();
+        match tokio::time::timeout(settings.shutdown_grace(), &mut server).await {
+            Ok(result) => result.context("the server stopped")?,
+            Err(_) => tracing::warn!("calls still open after the grace period; stopping anyway"),
+        }
+        db.close().await.ok();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

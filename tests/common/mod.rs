@@ -1,0 +1,251 @@
+//! The test harness: the real server, started by the same `Application` that
+//! `azora serve` runs, on port 0, against a fresh database per test —
+//! a new PostgreSQL database or a new SQLite file.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use azora::config::{Secret, Settings};
+use azora::identity::Identity;
+use azora::proto::identity as pb;
+use azora::proto::identity::identity_service_client::IdentityServiceClient;
+use azora::startup::Application;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Runs each named `async fn(Backend)` once on PostgreSQL and once on SQLite.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+/// PostgreSQL server for tests; each test creates its own database on it.
+pub fn postgres_server_url() -> String {
+    std::env::var("AZORA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    pub postgres_name: Option<String>,
+    sqlite_file: Option<PathBuf>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> Self {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        match backend {
+            Backend::Postgres => {
+                let name = format!("azora_test_{unique}");
+                let admin =
+                    sea_orm::Database::connect(format!("{}/postgres", postgres_server_url()))
+                        .await
+                        .expect("PostgreSQL must be running for the tests (see README)");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                Self {
+                    url: format!("{}/{name}", postgres_server_url()),
+                    backend,
+                    postgres_name: Some(name),
+                    sqlite_file: None,
+                }
+            }
+            Backend::Sqlite => {
+                let file = std::env::temp_dir().join(format!("azora_test_{unique}.db"));
+                Self {
+                    url: format!("sqlite://{}?mode=rwc", file.display()),
+                    backend,
+                    postgres_name: None,
+                    sqlite_file: Some(file),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(file) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub db: DatabaseConnection,
+    pub admin_key: String,
+    pub admin_id: String,
+    pub database: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+        let database = TestDatabase::create(backend).await;
+        let mut settings = Settings::with_database(database.url.clone());
+        configure(&mut settings);
+        let application = Application::build(settings, true)
+            .await
+            .expect("build the server");
+        let address = application.local_addr();
+        let db = application.database().clone();
+        let (user, issued) = Identity::new(db.clone())
+            .bootstrap_admin("admin", None)
+            .await
+            .expect("bootstrap the admin");
+        let (shutdown, stopped) = oneshot::channel();
+        let server = tokio::spawn(application.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            db,
+            admin_key: issued.secret,
+            admin_id: user.id.to_string(),
+            database,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to the server")
+    }
+
+    pub async fn identity(&self) -> IdentityServiceClient<Channel> {
+        IdentityServiceClient::new(self.channel().await)
+    }
+
+    /// Asks the server to stop, as SIGTERM would.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Creates a user with the given role and returns its id and a key.
+    pub async fn user_with_role(&self, username: &str, role: pb::Role) -> (String, String) {
+        let mut identity = self.identity().await;
+        let user = identity
+            .create_user(authed(
+                &self.admin_key,
+                pb::CreateUserRequest {
+                    username: username.into(),
+                    user_type: pb::UserType::Student as i32,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create user")
+            .into_inner()
+            .user
+            .unwrap();
+        if role != pb::Role::Member {
+            identity
+                .set_user_role(authed(
+                    &self.admin_key,
+                    pb::SetUserRoleRequest {
+                        user_id: user.id.clone(),
+                        role: role as i32,
+                    },
+                ))
+                .await
+                .expect("set role");
+        }
+        let key = identity
+            .create_api_key(authed(
+                &self.admin_key,
+                pb::CreateApiKeyRequest {
+                    user_id: user.id.clone(),
+                    role: role as i32,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create key")
+            .into_inner()
+            .secret;
+        (user.id, key)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// A request carrying `authorization: Bearer <key>`.
+pub fn authed<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+/// The fields named by an INVALID_ARGUMENT status's BadRequest details.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("BadRequest details");
+    bad_request
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect()
+}
+
+pub fn secret_for_tests(url: &str) -> Secret {
+    Secret::new(url)
+}
