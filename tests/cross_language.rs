@@ -12,19 +12,30 @@ use std::process::Command;
 use common::{Backend, TestApp};
 
 fn available(program: &str, probe: &[&str]) -> bool {
-    Command::new(program).args(probe).output().is_ok_and(|output| output.status.success())
+    Command::new(program)
+        .args(probe)
+        .output()
+        .is_ok_and(|output| output.status.success())
 }
 
 fn tools_present(what: &str, present: bool) -> bool {
     if !present {
-        assert!(std::env::var_os("CI").is_none(), "{what} is required under CI: pip install -r tests/python/requirements.txt");
-        eprintln!("skipped: {what} is not installed (pip install -r tests/python/requirements.txt)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is required under CI: pip install -r tests/python/requirements.txt"
+        );
+        eprintln!(
+            "skipped: {what} is not installed (pip install -r tests/python/requirements.txt)"
+        );
     }
     present
 }
 
 fn run(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program).args(args).output().expect("run the tool");
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .expect("run the tool");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -36,16 +47,24 @@ fn run(program: &str, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_client_generated_from_the_protos_creates_and_reads_a_user() {
-    if !tools_present("python grpcio-tools", available("python3", &["-c", "import grpc, grpc_tools"])) {
+    if !tools_present(
+        "python grpcio-tools",
+        available("python3", &["-c", "import grpc, grpc_tools"]),
+    ) {
         return;
     }
     let app = TestApp::spawn(Backend::Sqlite).await;
     let address = app.address.to_string();
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/proto");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/identity_client.py");
-    let output = tokio::task::spawn_blocking(move || run("python3", &[script, &address, &app.admin_key, proto_dir]))
-        .await
-        .unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/identity_client.py"
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        run("python3", &[script, &address, &app.admin_key, proto_dir])
+    })
+    .await
+    .unwrap();
     assert!(output.contains("created and read back user"), "{output}");
 }
 
@@ -62,9 +81,26 @@ async fn grpcurl_lists_describes_checks_health_and_calls_with_json() {
         for service in ["azora.identity.v1.IdentityService", "grpc.health.v1.Health"] {
             assert!(services.contains(service), "{services}");
         }
-        let description = run("grpcurl", &["-plaintext", &address, "describe", "azora.identity.v1.IdentityService"]);
+        let description = run(
+            "grpcurl",
+            &[
+                "-plaintext",
+                &address,
+                "describe",
+                "azora.identity.v1.IdentityService",
+            ],
+        );
         assert!(description.contains("rpc CreateUser"), "{description}");
-        let health = run("grpcurl", &["-plaintext", "-d", r#"{"service":"readiness"}"#, &address, "grpc.health.v1.Health/Check"]);
+        let health = run(
+            "grpcurl",
+            &[
+                "-plaintext",
+                "-d",
+                r#"{"service":"readiness"}"#,
+                &address,
+                "grpc.health.v1.Health/Check",
+            ],
+        );
         assert!(health.contains("SERVING"), "{health}");
 
         let authorization = format!("authorization: Bearer {key}");
@@ -100,13 +136,28 @@ async fn grpcurl_lists_describes_checks_health_and_calls_with_json() {
 
         // Error details decode through reflection too.
         let output = Command::new("grpcurl")
-            .args(["-plaintext", "-H", &authorization, "-d", r#"{"user_id":"x"}"#, &address, "azora.identity.v1.IdentityService/GetUser"])
+            .args([
+                "-plaintext",
+                "-H",
+                &authorization,
+                "-d",
+                r#"{"user_id":"x"}"#,
+                &address,
+                "azora.identity.v1.IdentityService/GetUser",
+            ])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());
-        assert!(text.contains("InvalidArgument") && text.contains("user_id"), "{text}");
-        assert!(!text.contains("is not recognized"), "error details must be decodable: {text}");
+        assert!(
+            text.contains("InvalidArgument") && text.contains("user_id"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("is not recognized"),
+            "error details must be decodable: {text}"
+        );
     })
     .await
     .unwrap();

@@ -665,10 +665,7 @@ async fn update_user_changes_only_the_masked_fields(backend: Backend) {
     assert_eq!(changed.language, "fr");
     assert_eq!(changed.username, "erin");
     assert_eq!(changed.create_time, before.create_time);
-    let (old, new) = (
-        before.update_time.unwrap(),
-        changed.update_time.unwrap(),
-    );
+    let (old, new) = (before.update_time.unwrap(), changed.update_time.unwrap());
     assert!(
         (new.seconds, new.nanos) > (old.seconds, old.nanos),
         "the database moves updated_at"
