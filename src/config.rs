@@ -114,6 +114,18 @@ pub struct Settings {
     )]
     pub shutdown_grace_ms: u64,
 
+    /// The mint allocation policy in basis points,
+    /// `treasury,founder,burn,circulation`, summing to 10000. A change is
+    /// stored as a new policy version at start-up; each mint records the
+    /// version it used.
+    #[arg(
+        long,
+        env = "AZORA_ALLOCATION_BP",
+        default_value = "7000,1100,500,1400",
+        global = true
+    )]
+    pub allocation_bp: String,
+
     /// Log filter, in `tracing` EnvFilter syntax.
     #[arg(long, env = "AZORA_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -130,6 +142,7 @@ impl Settings {
             database_timeout_ms: 3000,
             health_interval_ms: 1000,
             shutdown_grace_ms: 10_000,
+            allocation_bp: "7000,1100,500,1400".into(),
             log: "info".into(),
         }
     }

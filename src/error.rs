@@ -39,6 +39,13 @@ pub enum Error {
     AlreadyExists { entity: &'static str, field: String },
     #[error("permission denied")]
     PermissionDenied,
+    /// A value that is well-formed but outside what the system covers, such
+    /// as a time before the records began.
+    #[error("{field}: {message}")]
+    OutOfRange {
+        field: &'static str,
+        message: String,
+    },
     #[error("unauthenticated")]
     Unauthenticated,
     /// The request is well-formed but the system is not in a state that
@@ -139,6 +146,14 @@ impl From<Error> for Status {
                 "permission denied",
                 info("PERMISSION_DENIED", vec![]),
             ),
+            Error::OutOfRange { field, message } => {
+                let mut details = info("OUT_OF_RANGE", vec![]);
+                details.set_bad_request(vec![tonic_types::FieldViolation::new(
+                    field,
+                    message.clone(),
+                )]);
+                Status::with_error_details(Code::OutOfRange, format!("{field}: {message}"), details)
+            }
             // No detail at all: a caller probing keys learns nothing.
             Error::Unauthenticated => Status::unauthenticated("missing or invalid credentials"),
             Error::FailedPrecondition { reason, message } => {

@@ -18,5 +18,7 @@ pub mod pagination;
 pub mod proto;
 pub mod redis;
 pub mod startup;
+pub mod transport;
+pub mod treasury;
 
 pub use error::{Error, FieldViolation};

@@ -14,9 +14,15 @@ pub mod azora {
             tonic::include_proto!("azora.identity.v1");
         }
     }
+    pub mod treasury {
+        pub mod v1 {
+            tonic::include_proto!("azora.treasury.v1");
+        }
+    }
 }
 
 pub use azora::identity::v1 as identity;
+pub use azora::treasury::v1 as treasury;
 pub use azora::r#type::v1 as types;
 
 /// Every file under `proto/` and its imports, encoded, for reflection.

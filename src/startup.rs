@@ -19,6 +19,10 @@ use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
 use crate::proto;
 use crate::proto::identity::identity_service_server::IdentityServiceServer;
+use crate::proto::treasury::treasury_service_server::TreasuryServiceServer;
+use crate::treasury::domain::AllocationPolicy;
+use crate::treasury::operations::ensure_policy;
+use crate::treasury::{Treasury, TreasuryApi};
 
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -28,6 +32,7 @@ pub struct Application {
     listener: TcpListener,
     db: DatabaseConnection,
     redis: Option<fred::prelude::Client>,
+    policy: AllocationPolicy,
 }
 
 impl Application {
@@ -48,6 +53,11 @@ impl Application {
             .map(crate::redis::connect)
             .transpose()
             .context("configuring redis")?;
+        let basis_points = AllocationPolicy::parse_basis_points(&settings.allocation_bp)
+            .map_err(|why| anyhow::anyhow!("AZORA_ALLOCATION_BP: {why}"))?;
+        let policy = ensure_policy(&db, basis_points)
+            .await
+            .context("storing the allocation policy (are migrations applied?)")?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
@@ -56,6 +66,7 @@ impl Application {
             listener,
             db,
             redis,
+            policy,
         })
     }
 
@@ -78,9 +89,14 @@ impl Application {
             listener,
             db,
             redis,
+            policy,
         } = self;
+        let treasury = Treasury::new(db.clone(), policy);
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let services = vec![<IdentityServiceServer<IdentityApi> as NamedService>::NAME];
+        let services = vec![
+            <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
+            <TreasuryServiceServer<TreasuryApi> as NamedService>::NAME,
+        ];
         let prober = HealthProber::new(
             reporter,
             db.clone(),
@@ -102,6 +118,9 @@ impl Application {
         let identity = IdentityServiceServer::new(IdentityApi::new(Identity::new(db.clone())))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let treasury = TreasuryServiceServer::new(TreasuryApi::new(treasury))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
         let stop_serving = CancellationToken::new();
         let server = Server::builder()
@@ -110,6 +129,7 @@ impl Application {
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(identity)
+            .add_service(treasury)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop_serving.clone().cancelled_owned(),

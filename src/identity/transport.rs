@@ -1,8 +1,6 @@
 //! IdentityService over gRPC: each handler parses the request into domain
 //! types, calls one operation and converts the result back.
 
-use chrono::{DateTime, Utc};
-use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 
 use super::domain::{
@@ -16,6 +14,9 @@ use crate::error::{Error, FieldViolation};
 use crate::fixed::format_units;
 use crate::proto::identity::{self as pb, identity_service_server::IdentityService};
 use crate::proto::types::Decimal;
+use crate::transport::{
+    Violations, datetime_from, json_to_struct, optional, struct_to_json, timestamp,
+};
 
 /// Scale of AZR amounts: 6 fractional digits (micro-AZR), as USDC.
 const AZR_SCALE: u32 = 6;
@@ -27,37 +28,6 @@ pub struct IdentityApi {
 impl IdentityApi {
     pub fn new(identity: Identity) -> Self {
         Self { identity }
-    }
-}
-
-/// Collects field violations so a request reports all of them at once.
-#[derive(Default)]
-struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
-        result.map_err(|violation| self.0.push(violation)).ok()
-    }
-
-    fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, Error> {
-        match (self.0.is_empty(), build()) {
-            (true, Some(value)) => Ok(value),
-            (false, _) => Err(Error::InvalidArgument(self.0)),
-            (true, None) => Err(Error::internal(
-                "a parsed field went missing without a violation",
-            )),
-        }
-    }
-}
-
-fn optional<T>(
-    text: &str,
-    parse: impl FnOnce(&str) -> Result<T, FieldViolation>,
-) -> Result<Option<T>, FieldViolation> {
-    if text.is_empty() {
-        Ok(None)
-    } else {
-        parse(text).map(Some)
     }
 }
 
@@ -148,20 +118,6 @@ fn filter_enum<T>(
     }
 }
 
-fn timestamp(at: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
-}
-
-fn datetime_from(field: &str, value: &Timestamp) -> Result<DateTime<Utc>, FieldViolation> {
-    u32::try_from(value.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
-        .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp"))
-}
-
 fn metadata_from(
     field: &str,
     value: Option<prost_types::Struct>,
@@ -171,65 +127,6 @@ fn metadata_from(
         None => serde_json::Map::new(),
     };
     Metadata::new(field, object)
-}
-
-fn struct_to_json(
-    field: &str,
-    object: prost_types::Struct,
-) -> Result<serde_json::Map<String, serde_json::Value>, FieldViolation> {
-    object
-        .fields
-        .into_iter()
-        .map(|(key, value)| Ok((key, value_to_json(field, value)?)))
-        .collect()
-}
-
-fn value_to_json(
-    field: &str,
-    value: prost_types::Value,
-) -> Result<serde_json::Value, FieldViolation> {
-    use prost_types::value::Kind;
-    Ok(match value.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::BoolValue(flag)) => serde_json::Value::Bool(flag),
-        Some(Kind::StringValue(text)) => serde_json::Value::String(text),
-        Some(Kind::NumberValue(number)) => serde_json::Number::from_f64(number)
-            .map(serde_json::Value::Number)
-            .ok_or_else(|| FieldViolation::new(field, "numbers must be finite"))?,
-        Some(Kind::StructValue(object)) => {
-            serde_json::Value::Object(struct_to_json(field, object)?)
-        }
-        Some(Kind::ListValue(list)) => serde_json::Value::Array(
-            list.values
-                .into_iter()
-                .map(|value| value_to_json(field, value))
-                .collect::<Result<_, _>>()?,
-        ),
-    })
-}
-
-fn json_to_value(value: serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(flag) => Kind::BoolValue(flag),
-        serde_json::Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
-        serde_json::Value::String(text) => Kind::StringValue(text),
-        serde_json::Value::Array(values) => Kind::ListValue(prost_types::ListValue {
-            values: values.into_iter().map(json_to_value).collect(),
-        }),
-        serde_json::Value::Object(object) => Kind::StructValue(json_to_struct(object)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn json_to_struct(object: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: object
-            .into_iter()
-            .map(|(key, value)| (key, json_to_value(value)))
-            .collect(),
-    }
 }
 
 fn user_to_proto(user: User) -> pb::User {

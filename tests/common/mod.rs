@@ -249,3 +249,114 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 pub fn secret_for_tests(url: &str) -> Secret {
     Secret::new(url)
 }
+
+/// Treasury helpers: users with wallets, and money in them.
+pub mod money {
+    use super::*;
+    use azora::proto::treasury as tpb;
+    use azora::proto::treasury::treasury_service_client::TreasuryServiceClient;
+    use azora::proto::types::Decimal;
+
+    pub fn azr(value: &str) -> Option<Decimal> {
+        Some(Decimal {
+            value: value.into(),
+        })
+    }
+
+    /// A random, valid (lowercase) address.
+    pub fn address() -> String {
+        format!(
+            "0x{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..20].repeat(2)
+        )
+    }
+
+    impl TestApp {
+        pub async fn treasury(&self) -> TreasuryServiceClient<Channel> {
+            TreasuryServiceClient::new(self.channel().await)
+        }
+
+        /// A member with a key and one wallet: (user id, key, wallet id).
+        pub async fn member_with_wallet(&self, username: &str) -> (String, String, String) {
+            let (user_id, key) = self.user_with_role(username, pb::Role::Member).await;
+            let wallet = self.wallet_for(&user_id).await;
+            (user_id, key, wallet)
+        }
+
+        pub async fn wallet_for(&self, owner_id: &str) -> String {
+            self.identity()
+                .await
+                .create_wallet(authed(
+                    &self.admin_key,
+                    pb::CreateWalletRequest {
+                        owner_id: owner_id.into(),
+                        address: address(),
+                        label: String::new(),
+                    },
+                ))
+                .await
+                .expect("create wallet")
+                .into_inner()
+                .wallet
+                .unwrap()
+                .id
+        }
+
+        /// Gives a wallet exactly `amount` AZR, by a confirmed deposit.
+        pub async fn fund(&self, wallet: &str, amount: &str) -> tpb::Transaction {
+            self.treasury()
+                .await
+                .deposit(authed(
+                    &self.admin_key,
+                    tpb::DepositRequest {
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                        to_wallet_id: wallet.into(),
+                        amount: azr(amount),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("deposit")
+                .into_inner()
+                .transaction
+                .unwrap()
+        }
+
+        pub async fn available(&self, wallet: &str) -> String {
+            self.balance(wallet).await.available.unwrap().value
+        }
+
+        pub async fn balance(&self, wallet: &str) -> tpb::GetBalanceResponse {
+            self.treasury()
+                .await
+                .get_balance(authed(
+                    &self.admin_key,
+                    tpb::GetBalanceRequest {
+                        wallet_id: wallet.into(),
+                        as_of_time: None,
+                    },
+                ))
+                .await
+                .expect("balance")
+                .into_inner()
+        }
+
+        pub async fn summary(&self) -> tpb::GetTreasurySummaryResponse {
+            self.treasury()
+                .await
+                .get_treasury_summary(authed(&self.admin_key, tpb::GetTreasurySummaryRequest {}))
+                .await
+                .expect("summary")
+                .into_inner()
+        }
+    }
+
+    /// Micro-AZR from a canonical decimal string.
+    pub fn micros(value: &str) -> i64 {
+        let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+        let negative = whole.starts_with('-');
+        let units = whole.trim_start_matches('-').parse::<i64>().unwrap() * 1_000_000
+            + format!("{fraction:0<6}").parse::<i64>().unwrap();
+        if negative { -units } else { units }
+    }
+}

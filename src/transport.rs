@@ -1,0 +1,140 @@
+//! Conversions every gRPC transport shares: collecting field violations,
+//! optional fields, timestamps and JSON objects carried as `Struct`.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+use crate::error::{Error, FieldViolation};
+
+/// Collects field violations so a request reports all of them at once.
+#[derive(Default)]
+pub struct Violations(pub Vec<FieldViolation>);
+
+impl Violations {
+    pub fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
+        result.map_err(|violation| self.0.push(violation)).ok()
+    }
+
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, Error> {
+        match (self.0.is_empty(), build()) {
+            (true, Some(value)) => Ok(value),
+            (false, _) => Err(Error::InvalidArgument(self.0)),
+            (true, None) => Err(Error::internal(
+                "a parsed field went missing without a violation",
+            )),
+        }
+    }
+}
+
+pub fn optional<T>(
+    text: &str,
+    parse: impl FnOnce(&str) -> Result<T, FieldViolation>,
+) -> Result<Option<T>, FieldViolation> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        parse(text).map(Some)
+    }
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn datetime_from(field: &str, value: &Timestamp) -> Result<DateTime<Utc>, FieldViolation> {
+    u32::try_from(value.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
+        .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp"))
+}
+
+pub fn struct_to_json(
+    field: &str,
+    object: prost_types::Struct,
+) -> Result<serde_json::Map<String, serde_json::Value>, FieldViolation> {
+    object
+        .fields
+        .into_iter()
+        .map(|(key, value)| Ok((key, value_to_json(field, value)?)))
+        .collect()
+}
+
+pub fn value_to_json(
+    field: &str,
+    value: prost_types::Value,
+) -> Result<serde_json::Value, FieldViolation> {
+    use prost_types::value::Kind;
+    Ok(match value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(flag)) => serde_json::Value::Bool(flag),
+        Some(Kind::StringValue(text)) => serde_json::Value::String(text),
+        Some(Kind::NumberValue(number)) => serde_json::Number::from_f64(number)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| FieldViolation::new(field, "numbers must be finite"))?,
+        Some(Kind::StructValue(object)) => {
+            serde_json::Value::Object(struct_to_json(field, object)?)
+        }
+        Some(Kind::ListValue(list)) => serde_json::Value::Array(
+            list.values
+                .into_iter()
+                .map(|value| value_to_json(field, value))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+pub fn json_to_value(value: serde_json::Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(flag) => Kind::BoolValue(flag),
+        serde_json::Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or_default()),
+        serde_json::Value::String(text) => Kind::StringValue(text),
+        serde_json::Value::Array(values) => Kind::ListValue(prost_types::ListValue {
+            values: values.into_iter().map(json_to_value).collect(),
+        }),
+        serde_json::Value::Object(object) => Kind::StructValue(json_to_struct(object)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+pub fn json_to_struct(object: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: object
+            .into_iter()
+            .map(|(key, value)| (key, json_to_value(value)))
+            .collect(),
+    }
+}
+
+/// A JSON object from an optional `Struct`, at most 16 KiB serialised.
+pub fn json_object(
+    field: &str,
+    value: Option<prost_types::Struct>,
+) -> Result<serde_json::Map<String, serde_json::Value>, FieldViolation> {
+    const MAX_BYTES: usize = 16 * 1024;
+    let object = match value {
+        Some(object) => struct_to_json(field, object)?,
+        None => serde_json::Map::new(),
+    };
+    let size = serde_json::Value::Object(object.clone()).to_string().len();
+    if size > MAX_BYTES {
+        return Err(FieldViolation::new(
+            field,
+            format!("is {size} bytes as JSON; at most {MAX_BYTES} are allowed"),
+        ));
+    }
+    Ok(object)
+}
+
+/// A JSON value as returned to callers: objects become `Struct`, anything
+/// else an empty one.
+pub fn struct_from_json(value: serde_json::Value) -> prost_types::Struct {
+    match value {
+        serde_json::Value::Object(object) => json_to_struct(object),
+        _ => prost_types::Struct::default(),
+    }
+}

@@ -1,0 +1,398 @@
+//! Treasury domain types: exact amounts, accounts, commands, transactions and
+//! the allocation policy.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::FieldViolation;
+use crate::fixed;
+
+/// AZR has 6 fractional digits (micro-AZR), as USDC does.
+pub const AZR_SCALE: u32 = 6;
+/// The largest amount of one transaction: one billion AZR.
+pub const MAX_AMOUNT_MICROS: i64 = 1_000_000_000 * 1_000_000;
+
+/// A positive amount of AZR in micro-AZR, at most [`MAX_AMOUNT_MICROS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Amount(i64);
+
+impl Amount {
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        let micros = fixed::parse_units(field, text, AZR_SCALE, MAX_AMOUNT_MICROS)?;
+        if micros == 0 {
+            return Err(FieldViolation::new(field, "must be greater than zero"));
+        }
+        Ok(Self(micros))
+    }
+
+    pub fn from_micros(micros: i64) -> Option<Self> {
+        (micros > 0 && micros <= MAX_AMOUNT_MICROS).then_some(Self(micros))
+    }
+
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+}
+
+/// Writes micro-AZR as a decimal string with all 6 fractional digits.
+pub fn format_azr(micros: i64) -> String {
+    fixed::format_units(micros, AZR_SCALE)
+}
+
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|value| value.as_str() == text)
+            }
+        }
+    };
+}
+
+text_enum!(TransactionKind {
+    Mint => "mint",
+    Burn => "burn",
+    Transfer => "transfer",
+    Deposit => "deposit",
+    Withdrawal => "withdrawal",
+});
+
+text_enum!(TransactionStatus {
+    Pending => "pending",
+    Confirmed => "confirmed",
+    Failed => "failed",
+});
+
+text_enum!(SystemAccount {
+    Issuance => "issuance",
+    External => "external",
+    Burned => "burned",
+    TreasuryReserve => "treasury_reserve",
+    FounderPool => "founder_pool",
+    CirculationPool => "circulation_pool",
+});
+
+impl SystemAccount {
+    /// Contra accounts stand for AZR outside the books (not yet minted, or
+    /// on the chain) and may go negative; every other account may not.
+    pub fn may_go_negative(self) -> bool {
+        matches!(self, SystemAccount::Issuance | SystemAccount::External)
+    }
+}
+
+text_enum!(Bucket {
+    Available => "available",
+    Pending => "pending",
+    Staked => "staked",
+});
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Account {
+    Wallet(Uuid),
+    System(SystemAccount),
+}
+
+/// One balanced entry: `amount` leaves `from` and arrives at `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leg {
+    pub from: (Account, Bucket),
+    pub to: (Account, Bucket),
+    pub micros: i64,
+}
+
+/// Basis points of each mint for each destination; they sum to 10,000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocationPolicy {
+    pub version: i32,
+    pub treasury_bp: i32,
+    pub founder_bp: i32,
+    pub burn_bp: i32,
+    pub circulation_bp: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    pub policy_version: i32,
+    pub treasury: i64,
+    pub founder: i64,
+    pub burn: i64,
+    pub circulation: i64,
+}
+
+impl AllocationPolicy {
+    /// Parses `treasury,founder,burn,circulation` basis points.
+    pub fn parse_basis_points(text: &str) -> Result<[i32; 4], String> {
+        let parts: Vec<i32> = text
+            .split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<i32>()
+                    .map_err(|_| format!("{part:?} is not a whole number of basis points"))
+            })
+            .collect::<Result<_, _>>()?;
+        let [treasury, founder, burn, circulation] = parts[..] else {
+            return Err("give four basis points: treasury,founder,burn,circulation".into());
+        };
+        if parts.iter().any(|bp| *bp < 0) {
+            return Err("basis points must not be negative".into());
+        }
+        if parts.iter().sum::<i32>() != 10_000 {
+            return Err(format!(
+                "basis points must sum to 10000 (100 %), not {}",
+                parts.iter().sum::<i32>()
+            ));
+        }
+        Ok([treasury, founder, burn, circulation])
+    }
+
+    pub fn basis_points(&self) -> [i32; 4] {
+        [
+            self.treasury_bp,
+            self.founder_bp,
+            self.burn_bp,
+            self.circulation_bp,
+        ]
+    }
+
+    /// Splits an amount: treasury, founder and burn shares are rounded down
+    /// to the micro-AZR, and circulation takes the rest, so the four always
+    /// sum exactly to the amount.
+    pub fn split(&self, amount: Amount) -> Allocation {
+        let share = |bp: i32| (i128::from(amount.micros()) * i128::from(bp) / 10_000) as i64;
+        let treasury = share(self.treasury_bp);
+        let founder = share(self.founder_bp);
+        let burn = share(self.burn_bp);
+        Allocation {
+            policy_version: self.version,
+            treasury,
+            founder,
+            burn,
+            circulation: amount.micros() - treasury - founder - burn,
+        }
+    }
+}
+
+/// A caller-chosen idempotency key: 1–128 printable ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
+        if (1..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(FieldViolation::new(
+                field,
+                "must be 1 to 128 printable ASCII characters without spaces",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BurnSource {
+    Wallet(Uuid),
+    System(SystemAccount),
+}
+
+/// Free text and JSON that travel with a transaction.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Note {
+    pub reason: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Everything that changes the ledger.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Mint {
+        amount: Amount,
+        to_wallet: Option<Uuid>,
+        note: Note,
+    },
+    Burn {
+        amount: Amount,
+        source: BurnSource,
+        note: Note,
+    },
+    Transfer {
+        from_wallet: Uuid,
+        to_wallet: Uuid,
+        amount: Amount,
+        note: Note,
+    },
+    Deposit {
+        to_wallet: Uuid,
+        amount: Amount,
+        tx_hash: Option<String>,
+        pending: bool,
+        note: Note,
+    },
+    Withdraw {
+        from_wallet: Uuid,
+        amount: Amount,
+        destination_address: String,
+        note: Note,
+    },
+    Confirm {
+        transaction_id: Uuid,
+        gas_used: i64,
+        gas_price_wei: i64,
+        confirmed_at: Option<DateTime<Utc>>,
+    },
+    Fail {
+        transaction_id: Uuid,
+        reason: String,
+    },
+}
+
+impl Command {
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Command::Mint { .. } => "mint",
+            Command::Burn { .. } => "burn",
+            Command::Transfer { .. } => "transfer",
+            Command::Deposit { .. } => "deposit",
+            Command::Withdraw { .. } => "withdraw",
+            Command::Confirm { .. } => "confirm",
+            Command::Fail { .. } => "fail",
+        }
+    }
+
+    /// What identifies "the same request" for idempotency: the operation and
+    /// every field. `Debug` is deterministic here (JSON objects are sorted
+    /// maps), and a default such as "now" is resolved only after this.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(format!("{self:?}").as_bytes()))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transaction {
+    pub id: Uuid,
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
+    pub tx_hash: String,
+    pub amount_micros: i64,
+    pub allocation: Option<Allocation>,
+    pub from_wallet: Option<Uuid>,
+    pub to_wallet: Option<Uuid>,
+    pub from_system: Option<SystemAccount>,
+    pub destination_address: Option<String>,
+    pub gas_used: Option<i64>,
+    pub gas_price_wei: Option<i64>,
+    pub reason: String,
+    pub metadata: serde_json::Value,
+    pub request_id: String,
+    pub requested_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Balance {
+    pub available: i64,
+    pub pending: i64,
+    pub staked: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransactionFilter {
+    pub wallet: Option<Uuid>,
+    pub kind: Option<TransactionKind>,
+    pub status: Option<TransactionStatus>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    /// Set by authorization: only transactions touching this user's wallets.
+    pub owner: Option<Uuid>,
+}
+
+impl TransactionFilter {
+    pub fn fingerprint(&self) -> String {
+        format!("transactions|{self:?}")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KindTotals {
+    pub confirmed_count: i64,
+    pub confirmed_micros: i64,
+    pub pending_count: i64,
+    pub failed_count: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub system: std::collections::BTreeMap<SystemAccount, i64>,
+    pub held_in_wallets: i64,
+    pub by_kind: std::collections::BTreeMap<TransactionKind, KindTotals>,
+    pub policy_version: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_sums_exactly_and_circulation_takes_the_remainder() {
+        let policy = AllocationPolicy {
+            version: 1,
+            treasury_bp: 7000,
+            founder_bp: 1100,
+            burn_bp: 500,
+            circulation_bp: 1400,
+        };
+        for micros in [1, 3, 7, 99, 1_000_001, 123_456_789, MAX_AMOUNT_MICROS] {
+            let split = policy.split(Amount::from_micros(micros).unwrap());
+            assert_eq!(
+                split.treasury + split.founder + split.burn + split.circulation,
+                micros
+            );
+            assert!(split.circulation >= micros * 1400 / 10_000);
+        }
+        let split = policy.split(Amount::parse("a", "100").unwrap());
+        assert_eq!(
+            (split.treasury, split.founder, split.burn, split.circulation),
+            (70_000_000, 11_000_000, 5_000_000, 14_000_000)
+        );
+        let tiny = policy.split(Amount::from_micros(1).unwrap());
+        assert_eq!(
+            (tiny.treasury, tiny.founder, tiny.burn, tiny.circulation),
+            (0, 0, 0, 1)
+        );
+    }
+
+    #[test]
+    fn basis_points_must_sum_to_one_hundred_percent() {
+        assert_eq!(
+            AllocationPolicy::parse_basis_points("7000,1100,500,1400"),
+            Ok([7000, 1100, 500, 1400])
+        );
+        assert!(AllocationPolicy::parse_basis_points("7000,1100,500,2390").is_err());
+        assert!(AllocationPolicy::parse_basis_points("7000,1100,500").is_err());
+        assert!(AllocationPolicy::parse_basis_points("11000,-1000,0,0").is_err());
+    }
+
+    #[test]
+    fn amounts_are_positive_and_bounded() {
+        assert!(Amount::parse("a", "0").is_err());
+        assert!(Amount::parse("a", "0.000000").is_err());
+        assert_eq!(Amount::parse("a", "0.000001").unwrap().micros(), 1);
+        assert!(Amount::parse("a", "1000000000.000001").is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! SeaORM entities of the ledger tables (see the treasury migration for the
+//! constraints that hold them sound).
+
+pub mod system_account {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "system_accounts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub code: String,
+        pub balance_micros: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod allocation_policy {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "allocation_policies")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        pub treasury_bp: i32,
+        pub founder_bp: i32,
+        pub burn_bp: i32,
+        pub circulation_bp: i32,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ledger_transaction {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_transactions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub kind: String,
+        pub status: String,
+        pub tx_hash: String,
+        pub amount_azr_micros: i64,
+        pub amount_usd_micros: i64,
+        pub allocation_policy_version: Option<i32>,
+        pub alloc_treasury_micros: Option<i64>,
+        pub alloc_founder_micros: Option<i64>,
+        pub alloc_burn_micros: Option<i64>,
+        pub alloc_circulation_micros: Option<i64>,
+        pub from_wallet_id: Option<Uuid>,
+        pub to_wallet_id: Option<Uuid>,
+        pub from_system_account: Option<String>,
+        pub destination_address: Option<String>,
+        pub gas_used: Option<i64>,
+        pub gas_price_wei: Option<i64>,
+        pub reason: String,
+        pub metadata: Json,
+        pub request_id: String,
+        pub requested_by: Uuid,
+        pub created_at: DateTimeUtc,
+        pub confirmed_at: Option<DateTimeUtc>,
+        pub processed_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod ledger_entry {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_entries")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub transaction_id: Uuid,
+        pub source_wallet_id: Option<Uuid>,
+        pub source_system: Option<String>,
+        pub source_bucket: String,
+        pub destination_wallet_id: Option<Uuid>,
+        pub destination_system: Option<String>,
+        pub destination_bucket: String,
+        pub amount_micros: i64,
+        pub posted_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod idempotency_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub caller_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        pub operation: String,
+        pub fingerprint: String,
+        pub transaction_id: Uuid,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

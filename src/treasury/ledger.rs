@@ -1,0 +1,766 @@
+//! The ledger writer: every change to balances goes through here.
+//!
+//! Group commit: calls queue their command, and one worker takes whatever has
+//! queued (up to [`MAX_BATCH`]) and applies it in a single database
+//! transaction — lock the wallets in id order, then the system accounts,
+//! apply each command in memory in arrival order (a command that fails, say
+//! for insufficient funds, is dropped alone), write the balances, the
+//! transactions, their balanced entries and the idempotency keys, commit, and
+//! answer each caller. Under load this turns many small commits into a few
+//! large ones; with one caller it is one ordinary transaction.
+//!
+//! If a whole batch fails (a constraint the planner did not foresee, a
+//! concurrent replica taking the same idempotency key), each command is
+//! retried alone so one bad command cannot fail its neighbours.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::DatabaseConnection;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::domain::{
+    Account, AllocationPolicy, Balance, Bucket, BurnSource, Command, Leg, Note, RequestId,
+    SystemAccount, Transaction, TransactionKind, TransactionStatus,
+};
+use super::store::{self, LockedWallet, NewIdempotencyKey};
+use crate::auth::Principal;
+use crate::db::{begin_write, classify};
+use crate::error::Error;
+
+/// Most commands applied in one database transaction.
+pub const MAX_BATCH: usize = 256;
+/// Attempts for a single command whose transaction failed for a transient
+/// reason (lock timeout, serialization failure, a busy SQLite).
+const SINGLE_ATTEMPTS: usize = 3;
+
+type Reply = oneshot::Sender<Result<Transaction, Error>>;
+
+struct Submission {
+    caller: Principal,
+    request_id: RequestId,
+    command: Command,
+    reply: Reply,
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    sender: mpsc::Sender<Submission>,
+}
+
+impl Ledger {
+    /// Starts the writer. It stops when the last `Ledger` handle is dropped.
+    pub fn start(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
+        let (sender, receiver) = mpsc::channel(16 * MAX_BATCH);
+        tokio::spawn(run(db, policy, receiver));
+        Self { sender }
+    }
+
+    pub async fn submit(
+        &self,
+        caller: &Principal,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Transaction, Error> {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            caller: caller.clone(),
+            request_id,
+            command,
+            reply,
+        };
+        self.sender
+            .send(submission)
+            .await
+            .map_err(|_| Error::Unavailable("the ledger writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::internal("the ledger writer dropped a request"))?
+    }
+}
+
+async fn run(
+    db: DatabaseConnection,
+    policy: AllocationPolicy,
+    mut receiver: mpsc::Receiver<Submission>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        process(&db, &policy, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn process(db: &DatabaseConnection, policy: &AllocationPolicy, batch: Vec<Submission>) {
+    let (requests, replies): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|submission| {
+            (
+                (submission.caller, submission.request_id, submission.command),
+                submission.reply,
+            )
+        })
+        .unzip();
+    let outcomes = match apply(db, policy, &requests).await {
+        Ok(outcomes) => outcomes,
+        Err(batch_error) => {
+            if requests.len() > 1 {
+                tracing::warn!(error = %batch_error, size = requests.len(), "ledger batch failed; applying its commands one by one");
+            }
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for request in &requests {
+                outcomes.push(apply_alone(db, policy, request).await);
+            }
+            outcomes
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A caller that went away (deadline, cancel) no longer needs its
+        // answer; the effect is committed either way and a retry replays it.
+        let _ = reply.send(outcome);
+    }
+}
+
+async fn apply_alone(
+    db: &DatabaseConnection,
+    policy: &AllocationPolicy,
+    request: &Request,
+) -> Result<Transaction, Error> {
+    let mut last = None;
+    for _ in 0..SINGLE_ATTEMPTS {
+        match apply(db, policy, std::slice::from_ref(request)).await {
+            Ok(mut outcomes) => {
+                return outcomes
+                    .pop()
+                    .unwrap_or_else(|| Err(Error::internal("no outcome")));
+            }
+            Err(
+                error @ (Error::Unavailable(_) | Error::Internal(_) | Error::AlreadyExists { .. }),
+            ) => last = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::internal("no attempt made")))
+}
+
+type Request = (Principal, RequestId, Command);
+
+/// Balances of the accounts a batch touches, as they stand mid-batch.
+struct Books {
+    wallets: HashMap<Uuid, LockedWallet>,
+    system: BTreeMap<SystemAccount, i64>,
+}
+
+impl Books {
+    fn slot(&mut self, account: Account, bucket: Bucket) -> Result<&mut i64, Error> {
+        match account {
+            Account::Wallet(id) => {
+                let wallet = self
+                    .wallets
+                    .get_mut(&id)
+                    .ok_or_else(|| Error::internal(format!("wallet {id} was not locked")))?;
+                Ok(match bucket {
+                    Bucket::Available => &mut wallet.balance.available,
+                    Bucket::Pending => &mut wallet.balance.pending,
+                    Bucket::Staked => &mut wallet.balance.staked,
+                })
+            }
+            Account::System(system) => self.system.get_mut(&system).ok_or_else(|| {
+                Error::internal(format!("system account {} was not locked", system.as_str()))
+            }),
+        }
+    }
+
+    /// Applies all legs or none: no holding account may end below zero.
+    fn post(&mut self, legs: &[Leg]) -> Result<(), Error> {
+        let mut changes: BTreeMap<(Account, Bucket), i64> = BTreeMap::new();
+        for leg in legs {
+            *changes.entry(leg.from).or_default() -= leg.micros;
+            *changes.entry(leg.to).or_default() += leg.micros;
+        }
+        let mut updated = Vec::with_capacity(changes.len());
+        for ((account, bucket), change) in changes {
+            let current = *self.slot(account, bucket)?;
+            let next = current
+                .checked_add(change)
+                .ok_or_else(|| Error::FailedPrecondition {
+                    reason: "BALANCE_OUT_OF_RANGE",
+                    message: "the resulting balance would be out of range".into(),
+                })?;
+            let may_go_negative =
+                matches!(account, Account::System(system) if system.may_go_negative());
+            if next < 0 && !may_go_negative {
+                return Err(Error::FailedPrecondition {
+                    reason: "INSUFFICIENT_FUNDS",
+                    message: format!(
+                        "{} has {} AZR {}; {} AZR are needed",
+                        describe(account),
+                        super::domain::format_azr(current),
+                        bucket.as_str(),
+                        super::domain::format_azr(-change)
+                    ),
+                });
+            }
+            updated.push(((account, bucket), next));
+        }
+        for ((account, bucket), next) in updated {
+            *self.slot(account, bucket)? = next;
+        }
+        Ok(())
+    }
+}
+
+fn describe(account: Account) -> String {
+    match account {
+        Account::Wallet(id) => format!("wallet {id}"),
+        Account::System(system) => format!("the {} account", system.as_str()),
+    }
+}
+
+/// What a command does, decided before anything is written.
+struct Plan {
+    transaction: Transaction,
+    legs: Vec<Leg>,
+    /// True when the command resolves an existing transaction rather than
+    /// creating one.
+    resolves: bool,
+}
+
+fn internal_tx_hash(id: Uuid) -> String {
+    format!("0x{}", hex::encode(Sha256::digest(id.as_bytes())))
+}
+
+fn available(account: Account) -> (Account, Bucket) {
+    (account, Bucket::Available)
+}
+
+fn leg(from: (Account, Bucket), to: (Account, Bucket), micros: i64) -> Option<Leg> {
+    (micros > 0).then_some(Leg { from, to, micros })
+}
+
+struct Context<'a> {
+    now: DateTime<Utc>,
+    policy: &'a AllocationPolicy,
+    books: &'a Books,
+    referenced: &'a HashMap<Uuid, Transaction>,
+    taken_hashes: &'a HashSet<String>,
+}
+
+fn new_transaction(
+    caller: &Principal,
+    request_id: &RequestId,
+    kind: TransactionKind,
+    micros: i64,
+    note: &Note,
+    now: DateTime<Utc>,
+) -> Transaction {
+    let id = Uuid::now_v7();
+    Transaction {
+        id,
+        kind,
+        status: TransactionStatus::Confirmed,
+        tx_hash: internal_tx_hash(id),
+        amount_micros: micros,
+        allocation: None,
+        from_wallet: None,
+        to_wallet: None,
+        from_system: None,
+        destination_address: None,
+        gas_used: None,
+        gas_price_wei: None,
+        reason: note.reason.clone(),
+        metadata: serde_json::Value::Object(note.metadata.clone()),
+        request_id: request_id.as_str().to_owned(),
+        requested_by: caller.user_id,
+        created_at: now,
+        confirmed_at: Some(now),
+        processed_at: Some(now),
+    }
+}
+
+fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Result<Plan, Error> {
+    let now = context.now;
+    let exists = |id: &Uuid| context.books.wallets.contains_key(id);
+    // The caller must own the source wallet; a missing or foreign wallet
+    // looks the same, so wallet ids cannot be probed.
+    let owned = |id: &Uuid| match context.books.wallets.get(id) {
+        Some(wallet) if wallet.owner == caller.user_id => Ok(()),
+        _ => Err(Error::PermissionDenied),
+    };
+    match command {
+        Command::Mint {
+            amount,
+            to_wallet,
+            note,
+        } => {
+            if let Some(wallet) = to_wallet.filter(|wallet| !exists(wallet)) {
+                return Err(Error::not_found("wallet", wallet));
+            }
+            let split = context.policy.split(*amount);
+            let issuance = available(Account::System(SystemAccount::Issuance));
+            let recipient = match to_wallet {
+                Some(wallet) => Account::Wallet(*wallet),
+                None => Account::System(SystemAccount::CirculationPool),
+            };
+            let legs = [
+                leg(
+                    issuance,
+                    available(Account::System(SystemAccount::TreasuryReserve)),
+                    split.treasury,
+                ),
+                leg(
+                    issuance,
+                    available(Account::System(SystemAccount::FounderPool)),
+                    split.founder,
+                ),
+                leg(
+                    issuance,
+                    available(Account::System(SystemAccount::Burned)),
+                    split.burn,
+                ),
+                leg(issuance, available(recipient), split.circulation),
+            ];
+            let mut transaction = new_transaction(
+                caller,
+                request_id,
+                TransactionKind::Mint,
+                amount.micros(),
+                note,
+                now,
+            );
+            transaction.allocation = Some(split);
+            transaction.to_wallet = *to_wallet;
+            Ok(Plan {
+                transaction,
+                legs: legs.into_iter().flatten().collect(),
+                resolves: false,
+            })
+        }
+        Command::Burn {
+            amount,
+            source,
+            note,
+        } => {
+            let mut transaction = new_transaction(
+                caller,
+                request_id,
+                TransactionKind::Burn,
+                amount.micros(),
+                note,
+                now,
+            );
+            let from = match source {
+                BurnSource::Wallet(wallet) => {
+                    if !exists(wallet) {
+                        return Err(Error::not_found("wallet", wallet));
+                    }
+                    transaction.from_wallet = Some(*wallet);
+                    Account::Wallet(*wallet)
+                }
+                BurnSource::System(system) => {
+                    transaction.from_system = Some(*system);
+                    Account::System(*system)
+                }
+            };
+            let burned = available(Account::System(SystemAccount::Burned));
+            Ok(Plan {
+                transaction,
+                legs: leg(available(from), burned, amount.micros())
+                    .into_iter()
+                    .collect(),
+                resolves: false,
+            })
+        }
+        Command::Transfer {
+            from_wallet,
+            to_wallet,
+            amount,
+            note,
+        } => {
+            owned(from_wallet)?;
+            if !exists(to_wallet) {
+                return Err(Error::not_found("wallet", to_wallet));
+            }
+            let mut transaction = new_transaction(
+                caller,
+                request_id,
+                TransactionKind::Transfer,
+                amount.micros(),
+                note,
+                now,
+            );
+            transaction.from_wallet = Some(*from_wallet);
+            transaction.to_wallet = Some(*to_wallet);
+            let legs = leg(
+                available(Account::Wallet(*from_wallet)),
+                available(Account::Wallet(*to_wallet)),
+                amount.micros(),
+            );
+            Ok(Plan {
+                transaction,
+                legs: legs.into_iter().collect(),
+                resolves: false,
+            })
+        }
+        Command::Deposit {
+            to_wallet,
+            amount,
+            tx_hash,
+            pending,
+            note,
+        } => {
+            if !exists(to_wallet) {
+                return Err(Error::not_found("wallet", to_wallet));
+            }
+            if tx_hash
+                .as_ref()
+                .is_some_and(|hash| context.taken_hashes.contains(hash))
+            {
+                return Err(Error::AlreadyExists {
+                    entity: "transaction",
+                    field: "tx_hash".into(),
+                });
+            }
+            let mut transaction = new_transaction(
+                caller,
+                request_id,
+                TransactionKind::Deposit,
+                amount.micros(),
+                note,
+                now,
+            );
+            transaction.to_wallet = Some(*to_wallet);
+            if let Some(hash) = tx_hash {
+                transaction.tx_hash = hash.clone();
+            }
+            let legs = if *pending {
+                transaction.status = TransactionStatus::Pending;
+                transaction.confirmed_at = None;
+                transaction.processed_at = None;
+                Vec::new()
+            } else {
+                let external = available(Account::System(SystemAccount::External));
+                leg(
+                    external,
+                    available(Account::Wallet(*to_wallet)),
+                    amount.micros(),
+                )
+                .into_iter()
+                .collect()
+            };
+            Ok(Plan {
+                transaction,
+                legs,
+                resolves: false,
+            })
+        }
+        Command::Withdraw {
+            from_wallet,
+            amount,
+            destination_address,
+            note,
+        } => {
+            owned(from_wallet)?;
+            let mut transaction = new_transaction(
+                caller,
+                request_id,
+                TransactionKind::Withdrawal,
+                amount.micros(),
+                note,
+                now,
+            );
+            transaction.status = TransactionStatus::Pending;
+            transaction.confirmed_at = None;
+            transaction.processed_at = None;
+            transaction.from_wallet = Some(*from_wallet);
+            transaction.destination_address = Some(destination_address.clone());
+            let wallet = Account::Wallet(*from_wallet);
+            let hold = leg(
+                (wallet, Bucket::Available),
+                (wallet, Bucket::Pending),
+                amount.micros(),
+            );
+            Ok(Plan {
+                transaction,
+                legs: hold.into_iter().collect(),
+                resolves: false,
+            })
+        }
+        Command::Confirm {
+            transaction_id,
+            gas_used,
+            gas_price_wei,
+            confirmed_at,
+        } => {
+            let mut transaction = pending_transaction(context, *transaction_id)?;
+            let confirmed_at = confirmed_at.map_or(now, |at| at.trunc_subsecs(6));
+            if confirmed_at < transaction.created_at {
+                return Err(Error::invalid(
+                    "confirm_time",
+                    "must not be before the transaction was created",
+                ));
+            }
+            let micros = transaction.amount_micros;
+            let external = available(Account::System(SystemAccount::External));
+            let legs = match (
+                transaction.kind,
+                transaction.from_wallet,
+                transaction.to_wallet,
+            ) {
+                (TransactionKind::Deposit, _, Some(to)) => {
+                    leg(external, available(Account::Wallet(to)), micros)
+                }
+                (TransactionKind::Withdrawal, Some(from), _) => {
+                    leg((Account::Wallet(from), Bucket::Pending), external, micros)
+                }
+                _ => {
+                    return Err(Error::internal(format!(
+                        "pending transaction {transaction_id} has an impossible shape"
+                    )));
+                }
+            };
+            transaction.status = TransactionStatus::Confirmed;
+            transaction.gas_used = Some(*gas_used);
+            transaction.gas_price_wei = Some(*gas_price_wei);
+            transaction.confirmed_at = Some(confirmed_at);
+            transaction.processed_at = Some(now);
+            Ok(Plan {
+                transaction,
+                legs: legs.into_iter().collect(),
+                resolves: true,
+            })
+        }
+        Command::Fail {
+            transaction_id,
+            reason,
+        } => {
+            let mut transaction = pending_transaction(context, *transaction_id)?;
+            let legs = match (transaction.kind, transaction.from_wallet) {
+                (TransactionKind::Withdrawal, Some(from)) => {
+                    let wallet = Account::Wallet(from);
+                    leg(
+                        (wallet, Bucket::Pending),
+                        (wallet, Bucket::Available),
+                        transaction.amount_micros,
+                    )
+                }
+                _ => None,
+            };
+            transaction.status = TransactionStatus::Failed;
+            transaction.reason = reason.clone();
+            transaction.processed_at = Some(now);
+            Ok(Plan {
+                transaction,
+                legs: legs.into_iter().collect(),
+                resolves: true,
+            })
+        }
+    }
+}
+
+fn pending_transaction(context: &Context<'_>, id: Uuid) -> Result<Transaction, Error> {
+    let transaction = context
+        .referenced
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| Error::not_found("transaction", id))?;
+    if transaction.status != TransactionStatus::Pending {
+        return Err(Error::FailedPrecondition {
+            reason: "ALREADY_RESOLVED",
+            message: format!(
+                "transaction {id} is already {}",
+                transaction.status.as_str()
+            ),
+        });
+    }
+    Ok(transaction)
+}
+
+/// One database transaction for the whole batch; `Err` only when that
+/// transaction itself failed (nothing of the batch was written).
+async fn apply(
+    db: &DatabaseConnection,
+    policy: &AllocationPolicy,
+    requests: &[Request],
+) -> Result<Vec<Result<Transaction, Error>>, Error> {
+    // PostgreSQL keeps microseconds: answer with what a later read returns.
+    let now = Utc::now().trunc_subsecs(6);
+    let transaction = begin_write(db).await?;
+
+    let keys: Vec<(Uuid, String)> = requests
+        .iter()
+        .map(|(caller, request_id, _)| (caller.user_id, request_id.as_str().to_owned()))
+        .collect();
+    let stored_keys = store::find_idempotency_keys(&transaction, &keys).await?;
+
+    let referenced_ids: Vec<Uuid> = requests
+        .iter()
+        .filter_map(|(_, _, command)| match command {
+            Command::Confirm { transaction_id, .. } | Command::Fail { transaction_id, .. } => {
+                Some(*transaction_id)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut referenced = store::lock_transactions(&transaction, &referenced_ids).await?;
+
+    let hashes: Vec<String> = requests
+        .iter()
+        .filter_map(|(_, _, command)| match command {
+            Command::Deposit {
+                tx_hash: Some(hash),
+                ..
+            } => Some(hash.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut taken_hashes = store::existing_tx_hashes(&transaction, &hashes).await?;
+
+    let mut wallet_ids = BTreeSet::new();
+    for (_, _, command) in requests {
+        match command {
+            Command::Mint { to_wallet, .. } => wallet_ids.extend(*to_wallet),
+            Command::Burn {
+                source: BurnSource::Wallet(wallet),
+                ..
+            } => {
+                wallet_ids.insert(*wallet);
+            }
+            Command::Burn { .. } => {}
+            Command::Transfer {
+                from_wallet,
+                to_wallet,
+                ..
+            } => wallet_ids.extend([*from_wallet, *to_wallet]),
+            Command::Deposit { to_wallet, .. } => {
+                wallet_ids.insert(*to_wallet);
+            }
+            Command::Withdraw { from_wallet, .. } => {
+                wallet_ids.insert(*from_wallet);
+            }
+            Command::Confirm { .. } | Command::Fail { .. } => {}
+        }
+    }
+    for referenced_transaction in referenced.values() {
+        wallet_ids.extend(referenced_transaction.from_wallet);
+        wallet_ids.extend(referenced_transaction.to_wallet);
+    }
+    let wallet_ids: Vec<Uuid> = wallet_ids.into_iter().collect();
+    let wallets = store::lock_wallets(&transaction, &wallet_ids).await?;
+    let needs_system = requests
+        .iter()
+        .any(|(_, _, command)| !matches!(command, Command::Transfer { .. }));
+    let system = if needs_system {
+        store::lock_system_accounts(&transaction).await?
+    } else {
+        BTreeMap::new()
+    };
+    let original_wallets: HashMap<Uuid, Balance> = wallets
+        .iter()
+        .map(|(id, wallet)| (*id, wallet.balance))
+        .collect();
+    let original_system = system.clone();
+    let mut books = Books { wallets, system };
+
+    let mut outcomes: Vec<Option<Result<Transaction, Error>>> = Vec::with_capacity(requests.len());
+    let mut replays: Vec<(usize, Uuid)> = Vec::new();
+    let mut claimed_keys: HashMap<(Uuid, String), (String, Uuid)> = HashMap::new();
+    let mut created = Vec::new();
+    let mut resolved = Vec::new();
+    let mut entries = Vec::new();
+    let mut new_keys = Vec::new();
+
+    for (index, request) in requests.iter().enumerate() {
+        let (caller, request_id, command) = request;
+        let key = (caller.user_id, request_id.as_str().to_owned());
+        let fingerprint = command.fingerprint();
+        if let Some((stored, transaction_id)) =
+            stored_keys.get(&key).or_else(|| claimed_keys.get(&key))
+        {
+            if *stored == fingerprint {
+                replays.push((index, *transaction_id));
+                outcomes.push(None);
+            } else {
+                outcomes.push(Some(Err(Error::invalid(
+                    "request_id",
+                    "was already used for a different request",
+                ))));
+            }
+            continue;
+        }
+        let context = Context {
+            now,
+            policy,
+            books: &books,
+            referenced: &referenced,
+            taken_hashes: &taken_hashes,
+        };
+        let planned =
+            plan(&context, request).and_then(|planned| books.post(&planned.legs).map(|()| planned));
+        match planned {
+            Ok(Plan {
+                transaction: record,
+                legs,
+                resolves,
+            }) => {
+                entries.extend(legs.into_iter().map(|leg| (record.id, leg)));
+                claimed_keys.insert(key.clone(), (fingerprint.clone(), record.id));
+                new_keys.push(NewIdempotencyKey {
+                    caller: caller.user_id,
+                    request_id: key.1,
+                    operation: command.operation(),
+                    fingerprint,
+                    transaction: record.id,
+                });
+                if let Command::Deposit {
+                    tx_hash: Some(hash),
+                    ..
+                } = command
+                {
+                    taken_hashes.insert(hash.clone());
+                }
+                if resolves {
+                    referenced.insert(record.id, record.clone());
+                    resolved.push(record.clone());
+                } else {
+                    created.push(record.clone());
+                }
+                outcomes.push(Some(Ok(record)));
+            }
+            Err(error) => outcomes.push(Some(Err(error))),
+        }
+    }
+
+    for (id, wallet) in &books.wallets {
+        if original_wallets.get(id) != Some(&wallet.balance) {
+            store::update_wallet_balance(&transaction, *id, wallet.balance).await?;
+        }
+    }
+    for (account, micros) in &books.system {
+        if original_system.get(account) != Some(micros) {
+            store::update_system_balance(&transaction, *account, *micros).await?;
+        }
+    }
+    store::insert_transactions(&transaction, &created).await?;
+    for record in &resolved {
+        store::update_resolution(&transaction, record).await?;
+    }
+    store::insert_entries(&transaction, &entries, now).await?;
+    store::insert_idempotency_keys(&transaction, new_keys, now).await?;
+    for (index, transaction_id) in replays {
+        let original = store::find_transaction(&transaction, transaction_id)
+            .await?
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "idempotency key points at missing transaction {transaction_id}"
+                ))
+            })?;
+        outcomes[index] = Some(Ok(original));
+    }
+    transaction.commit().await.map_err(classify)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| Err(Error::internal("a request got no outcome"))))
+        .collect())
+}

@@ -1,0 +1,190 @@
+//! Treasury use cases: who may do what; writes go to the ledger writer,
+//! reads straight to the store.
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::domain::{
+    AllocationPolicy, Balance, Command, RequestId, Summary, Transaction, TransactionFilter,
+};
+use super::ledger::Ledger;
+use super::store;
+use crate::auth::{Principal, Role};
+use crate::db::begin_write;
+use crate::error::Error;
+use crate::identity::operations::Page;
+use crate::pagination::PageRequest;
+
+type Result<T> = std::result::Result<T, Error>;
+
+const MONEY_MOVERS: &[Role] = &[Role::Admin, Role::Treasurer];
+const WALLET_HOLDERS: &[Role] = &[Role::Admin, Role::Treasurer, Role::Member, Role::Service];
+const STAFF: &[Role] = &[Role::Admin, Role::Treasurer, Role::Auditor];
+
+#[derive(Clone)]
+pub struct Treasury {
+    db: DatabaseConnection,
+    ledger: Ledger,
+    policy: AllocationPolicy,
+}
+
+/// Makes the configured basis points the policy in force: the newest stored
+/// version if it matches, otherwise a new version.
+pub async fn ensure_policy(
+    db: &DatabaseConnection,
+    basis_points: [i32; 4],
+) -> Result<AllocationPolicy> {
+    for _ in 0..2 {
+        let transaction = begin_write(db).await?;
+        let latest = store::latest_policy(&transaction).await?;
+        if let Some(policy) = latest.filter(|policy| policy.basis_points() == basis_points) {
+            return Ok(policy);
+        }
+        let [treasury_bp, founder_bp, burn_bp, circulation_bp] = basis_points;
+        let policy = AllocationPolicy {
+            version: latest.map_or(1, |policy| policy.version + 1),
+            treasury_bp,
+            founder_bp,
+            burn_bp,
+            circulation_bp,
+        };
+        // Another replica may store the same new version at the same time;
+        // then the loop reads it back.
+        if store::insert_policy(&transaction, policy).await.is_ok()
+            && transaction.commit().await.is_ok()
+        {
+            tracing::info!(
+                version = policy.version,
+                ?basis_points,
+                "stored a new allocation policy"
+            );
+            return Ok(policy);
+        }
+    }
+    Err(Error::internal("could not store the allocation policy"))
+}
+
+impl Treasury {
+    pub fn new(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
+        let ledger = Ledger::start(db.clone(), policy);
+        Self { db, ledger, policy }
+    }
+
+    /// Applies a ledger command after checking the caller's role; ownership
+    /// of source wallets is checked by the ledger writer under lock.
+    pub async fn execute(
+        &self,
+        caller: &Principal,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Transaction> {
+        let roles = match command {
+            Command::Transfer { .. } | Command::Withdraw { .. } => WALLET_HOLDERS,
+            Command::Mint { .. }
+            | Command::Burn { .. }
+            | Command::Deposit { .. }
+            | Command::Confirm { .. }
+            | Command::Fail { .. } => MONEY_MOVERS,
+        };
+        caller.require_role(roles)?;
+        self.ledger.submit(caller, request_id, command).await
+    }
+
+    /// May the caller read this wallet? Staff read every wallet; others only
+    /// their own, and a missing wallet looks like someone else's to them.
+    async fn readable_wallet(
+        &self,
+        caller: &Principal,
+        wallet: Uuid,
+    ) -> Result<(Balance, DateTime<Utc>)> {
+        match store::find_wallet_owner_and_balance(&self.db, wallet).await? {
+            Some((owner, balance, created_at)) if caller.can_read(owner) => {
+                Ok((balance, created_at))
+            }
+            None if caller.role.reads_everything() => Err(Error::not_found("wallet", wallet)),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
+    async fn owns(&self, caller: &Principal, wallet: Option<Uuid>) -> Result<bool> {
+        Ok(match wallet {
+            Some(wallet) => store::find_wallet_owner_and_balance(&self.db, wallet)
+                .await?
+                .is_some_and(|(owner, _, _)| owner == caller.user_id),
+            None => false,
+        })
+    }
+
+    pub async fn get_transaction(&self, caller: &Principal, id: Uuid) -> Result<Transaction> {
+        let found = store::find_transaction(&self.db, id).await?;
+        if caller.role.reads_everything() {
+            return found.ok_or_else(|| Error::not_found("transaction", id));
+        }
+        match found {
+            Some(transaction)
+                if self.owns(caller, transaction.from_wallet).await?
+                    || self.owns(caller, transaction.to_wallet).await? =>
+            {
+                Ok(transaction)
+            }
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
+    pub async fn list_transactions(
+        &self,
+        caller: &Principal,
+        mut filter: TransactionFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<Transaction>> {
+        if !caller.role.reads_everything() {
+            match filter.wallet {
+                Some(wallet) => {
+                    self.readable_wallet(caller, wallet).await?;
+                }
+                None => filter.owner = Some(caller.user_id),
+            }
+        }
+        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let mut transactions = store::list_transactions(&self.db, &filter, &page).await?;
+        let next_page_token = page.finish(&mut transactions, |transaction| transaction.id);
+        Ok(Page {
+            items: transactions,
+            next_page_token,
+        })
+    }
+
+    /// The balance now, or as of a past time from the entries.
+    pub async fn get_balance(
+        &self,
+        caller: &Principal,
+        wallet: Uuid,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<(Balance, DateTime<Utc>)> {
+        let now = Utc::now();
+        let (current, created_at) = self.readable_wallet(caller, wallet).await?;
+        let Some(at) = as_of else {
+            return Ok((current, now));
+        };
+        if at > now {
+            return Err(Error::invalid("as_of_time", "must not be in the future"));
+        }
+        if at < created_at {
+            return Err(Error::OutOfRange {
+                field: "as_of_time",
+                message: format!(
+                    "is before the wallet existed (created {})",
+                    created_at.to_rfc3339()
+                ),
+            });
+        }
+        Ok((store::wallet_balance_as_of(&self.db, wallet, at).await?, at))
+    }
+
+    pub async fn summary(&self, caller: &Principal) -> Result<Summary> {
+        caller.require_role(STAFF)?;
+        store::summary(&self.db, self.policy.version).await
+    }
+}

@@ -1,0 +1,610 @@
+//! The ledger's SQL: locking reads for the ledger worker, its batched writes,
+//! and the queries behind the read RPCs. Database errors are classified here.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+};
+use uuid::Uuid;
+
+use super::domain::{
+    Account, Allocation, AllocationPolicy, Balance, Bucket, KindTotals, Leg, Summary,
+    SystemAccount, Transaction, TransactionFilter, TransactionKind, TransactionStatus,
+};
+use super::entities::{
+    allocation_policy, idempotency_key, ledger_entry, ledger_transaction, system_account,
+};
+use crate::db::classify;
+use crate::error::Error;
+use crate::identity::entities::wallet;
+use crate::pagination::PageRequest;
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn corrupt(column: &str, value: &str) -> Error {
+    Error::internal(format!("unexpected {column} {value:?} in the ledger"))
+}
+
+pub fn transaction_from_row(row: ledger_transaction::Model) -> Result<Transaction> {
+    let allocation = match (
+        row.allocation_policy_version,
+        row.alloc_treasury_micros,
+        row.alloc_founder_micros,
+        row.alloc_burn_micros,
+        row.alloc_circulation_micros,
+    ) {
+        (Some(policy_version), Some(treasury), Some(founder), Some(burn), Some(circulation)) => {
+            Some(Allocation {
+                policy_version,
+                treasury,
+                founder,
+                burn,
+                circulation,
+            })
+        }
+        _ => None,
+    };
+    Ok(Transaction {
+        id: row.id,
+        kind: TransactionKind::parse(&row.kind).ok_or_else(|| corrupt("kind", &row.kind))?,
+        status: TransactionStatus::parse(&row.status)
+            .ok_or_else(|| corrupt("status", &row.status))?,
+        from_system: row
+            .from_system_account
+            .as_deref()
+            .map(|code| SystemAccount::parse(code).ok_or_else(|| corrupt("system account", code)))
+            .transpose()?,
+        tx_hash: row.tx_hash,
+        amount_micros: row.amount_azr_micros,
+        allocation,
+        from_wallet: row.from_wallet_id,
+        to_wallet: row.to_wallet_id,
+        destination_address: row.destination_address,
+        gas_used: row.gas_used,
+        gas_price_wei: row.gas_price_wei,
+        reason: row.reason,
+        metadata: row.metadata,
+        request_id: row.request_id,
+        requested_by: row.requested_by,
+        created_at: row.created_at,
+        confirmed_at: row.confirmed_at,
+        processed_at: row.processed_at,
+    })
+}
+
+fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::ActiveModel {
+    let allocation = transaction.allocation;
+    ledger_transaction::ActiveModel {
+        id: Set(transaction.id),
+        kind: Set(transaction.kind.as_str().to_owned()),
+        status: Set(transaction.status.as_str().to_owned()),
+        tx_hash: Set(transaction.tx_hash.clone()),
+        amount_azr_micros: Set(transaction.amount_micros),
+        // The peg: one AZR is one USD, and the database checks it.
+        amount_usd_micros: Set(transaction.amount_micros),
+        allocation_policy_version: Set(allocation.map(|a| a.policy_version)),
+        alloc_treasury_micros: Set(allocation.map(|a| a.treasury)),
+        alloc_founder_micros: Set(allocation.map(|a| a.founder)),
+        alloc_burn_micros: Set(allocation.map(|a| a.burn)),
+        alloc_circulation_micros: Set(allocation.map(|a| a.circulation)),
+        from_wallet_id: Set(transaction.from_wallet),
+        to_wallet_id: Set(transaction.to_wallet),
+        from_system_account: Set(transaction
+            .from_system
+            .map(|account| account.as_str().to_owned())),
+        destination_address: Set(transaction.destination_address.clone()),
+        gas_used: Set(transaction.gas_used),
+        gas_price_wei: Set(transaction.gas_price_wei),
+        reason: Set(transaction.reason.clone()),
+        metadata: Set(transaction.metadata.clone()),
+        request_id: Set(transaction.request_id.clone()),
+        requested_by: Set(transaction.requested_by),
+        created_at: Set(transaction.created_at),
+        confirmed_at: Set(transaction.confirmed_at),
+        processed_at: Set(transaction.processed_at),
+    }
+}
+
+/// The newest allocation policy.
+pub async fn latest_policy(db: &impl ConnectionTrait) -> Result<Option<AllocationPolicy>> {
+    Ok(allocation_policy::Entity::find()
+        .order_by_desc(allocation_policy::Column::Version)
+        .one(db)
+        .await
+        .map_err(classify)?
+        .map(|row| AllocationPolicy {
+            version: row.version,
+            treasury_bp: row.treasury_bp,
+            founder_bp: row.founder_bp,
+            burn_bp: row.burn_bp,
+            circulation_bp: row.circulation_bp,
+        }))
+}
+
+pub async fn insert_policy(db: &impl ConnectionTrait, policy: AllocationPolicy) -> Result<()> {
+    allocation_policy::Entity::insert(allocation_policy::ActiveModel {
+        version: Set(policy.version),
+        treasury_bp: Set(policy.treasury_bp),
+        founder_bp: Set(policy.founder_bp),
+        burn_bp: Set(policy.burn_bp),
+        circulation_bp: Set(policy.circulation_bp),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Stored idempotency keys among `keys`: (caller, request id) → (fingerprint,
+/// transaction).
+pub async fn find_idempotency_keys(
+    db: &impl ConnectionTrait,
+    keys: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), (String, Uuid)>> {
+    let condition = keys
+        .iter()
+        .fold(Condition::any(), |any, (caller, request)| {
+            any.add(
+                Condition::all()
+                    .add(idempotency_key::Column::CallerId.eq(*caller))
+                    .add(idempotency_key::Column::RequestId.eq(request.clone())),
+            )
+        });
+    Ok(idempotency_key::Entity::find()
+        .filter(condition)
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            (
+                (row.caller_id, row.request_id),
+                (row.fingerprint, row.transaction_id),
+            )
+        })
+        .collect())
+}
+
+pub struct NewIdempotencyKey {
+    pub caller: Uuid,
+    pub request_id: String,
+    pub operation: &'static str,
+    pub fingerprint: String,
+    pub transaction: Uuid,
+}
+
+pub async fn insert_idempotency_keys(
+    db: &impl ConnectionTrait,
+    keys: Vec<NewIdempotencyKey>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    idempotency_key::Entity::insert_many(keys.into_iter().map(|key| {
+        idempotency_key::ActiveModel {
+            caller_id: Set(key.caller),
+            request_id: Set(key.request_id),
+            operation: Set(key.operation.to_owned()),
+            fingerprint: Set(key.fingerprint),
+            transaction_id: Set(key.transaction),
+            created_at: Set(now),
+        }
+    }))
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Transactions by id, locked for update (PostgreSQL; SQLite's IMMEDIATE
+/// transaction already holds the write lock).
+pub async fn lock_transactions(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Transaction>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    ledger_transaction::Entity::find()
+        .filter(ledger_transaction::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(ledger_transaction::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| transaction_from_row(row).map(|transaction| (transaction.id, transaction)))
+        .collect()
+}
+
+pub async fn existing_tx_hashes(
+    db: &impl ConnectionTrait,
+    hashes: &[String],
+) -> Result<HashSet<String>> {
+    if hashes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(ledger_transaction::Entity::find()
+        .select_only()
+        .column(ledger_transaction::Column::TxHash)
+        .filter(ledger_transaction::Column::TxHash.is_in(hashes.iter().cloned()))
+        .into_tuple::<String>()
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .collect())
+}
+
+/// A wallet as the ledger worker sees it: owner and balances, locked.
+#[derive(Clone, Copy, Debug)]
+pub struct LockedWallet {
+    pub owner: Uuid,
+    pub balance: Balance,
+}
+
+/// Locks wallets in id order: every writer locks in this one order, so
+/// concurrent batches (or replicas) cannot deadlock on each other.
+pub async fn lock_wallets(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, LockedWallet>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(wallet::Entity::find()
+        .filter(wallet::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(wallet::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            let balance = Balance {
+                available: row.available_micros,
+                pending: row.pending_micros,
+                staked: row.staked_micros,
+            };
+            (
+                row.id,
+                LockedWallet {
+                    owner: row.owner_id,
+                    balance,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Locks every system account, in code order, after the wallets.
+pub async fn lock_system_accounts(
+    db: &impl ConnectionTrait,
+) -> Result<BTreeMap<SystemAccount, i64>> {
+    system_account::Entity::find()
+        .order_by_asc(system_account::Column::Code)
+        .lock_exclusive()
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            SystemAccount::parse(&row.code)
+                .map(|account| (account, row.balance_micros))
+                .ok_or_else(|| corrupt("system account", &row.code))
+        })
+        .collect()
+}
+
+pub async fn update_wallet_balance(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    balance: Balance,
+) -> Result<()> {
+    wallet::Entity::update_many()
+        .col_expr(
+            wallet::Column::AvailableMicros,
+            Expr::value(balance.available),
+        )
+        .col_expr(wallet::Column::PendingMicros, Expr::value(balance.pending))
+        .col_expr(wallet::Column::StakedMicros, Expr::value(balance.staked))
+        .filter(wallet::Column::Id.eq(id))
+        .exec(db)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+pub async fn update_system_balance(
+    db: &impl ConnectionTrait,
+    account: SystemAccount,
+    micros: i64,
+) -> Result<()> {
+    system_account::Entity::update_many()
+        .col_expr(system_account::Column::BalanceMicros, Expr::value(micros))
+        .filter(system_account::Column::Code.eq(account.as_str()))
+        .exec(db)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+pub async fn insert_transactions(
+    db: &impl ConnectionTrait,
+    transactions: &[Transaction],
+) -> Result<()> {
+    if transactions.is_empty() {
+        return Ok(());
+    }
+    ledger_transaction::Entity::insert_many(transactions.iter().map(transaction_to_row))
+        .exec_without_returning(db)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Writes the outcome of a confirmation or failure.
+pub async fn update_resolution(db: &impl ConnectionTrait, transaction: &Transaction) -> Result<()> {
+    ledger_transaction::Entity::update_many()
+        .col_expr(
+            ledger_transaction::Column::Status,
+            Expr::value(transaction.status.as_str()),
+        )
+        .col_expr(
+            ledger_transaction::Column::GasUsed,
+            Expr::value(transaction.gas_used),
+        )
+        .col_expr(
+            ledger_transaction::Column::GasPriceWei,
+            Expr::value(transaction.gas_price_wei),
+        )
+        .col_expr(
+            ledger_transaction::Column::Reason,
+            Expr::value(transaction.reason.clone()),
+        )
+        .col_expr(
+            ledger_transaction::Column::ConfirmedAt,
+            Expr::value(transaction.confirmed_at),
+        )
+        .col_expr(
+            ledger_transaction::Column::ProcessedAt,
+            Expr::value(transaction.processed_at),
+        )
+        .filter(ledger_transaction::Column::Id.eq(transaction.id))
+        .filter(ledger_transaction::Column::Status.eq(TransactionStatus::Pending.as_str()))
+        .exec(db)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+fn side(account: Account) -> (Option<Uuid>, Option<String>) {
+    match account {
+        Account::Wallet(id) => (Some(id), None),
+        Account::System(system) => (None, Some(system.as_str().to_owned())),
+    }
+}
+
+pub async fn insert_entries(
+    db: &impl ConnectionTrait,
+    entries: &[(Uuid, Leg)],
+    posted_at: DateTime<Utc>,
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    ledger_entry::Entity::insert_many(entries.iter().map(|(transaction, leg)| {
+        let (source_wallet, source_system) = side(leg.from.0);
+        let (destination_wallet, destination_system) = side(leg.to.0);
+        ledger_entry::ActiveModel {
+            id: NotSet,
+            transaction_id: Set(*transaction),
+            source_wallet_id: Set(source_wallet),
+            source_system: Set(source_system),
+            source_bucket: Set(leg.from.1.as_str().to_owned()),
+            destination_wallet_id: Set(destination_wallet),
+            destination_system: Set(destination_system),
+            destination_bucket: Set(leg.to.1.as_str().to_owned()),
+            amount_micros: Set(leg.micros),
+            posted_at: Set(posted_at),
+        }
+    }))
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+pub async fn find_transaction(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Transaction>> {
+    ledger_transaction::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(classify)?
+        .map(transaction_from_row)
+        .transpose()
+}
+
+/// Newest first: the cursor is the last id of the previous page.
+pub async fn list_transactions(
+    db: &impl ConnectionTrait,
+    filter: &TransactionFilter,
+    page: &PageRequest,
+) -> Result<Vec<Transaction>> {
+    use ledger_transaction::Column;
+    let owned_wallets = |owner: Uuid| {
+        wallet::Entity::find()
+            .select_only()
+            .column(wallet::Column::Id)
+            .filter(wallet::Column::OwnerId.eq(owner))
+            .into_query()
+    };
+    ledger_transaction::Entity::find()
+        .apply_if(filter.wallet, |query, wallet| {
+            query.filter(
+                Condition::any()
+                    .add(Column::FromWalletId.eq(wallet))
+                    .add(Column::ToWalletId.eq(wallet)),
+            )
+        })
+        .apply_if(filter.owner, |query, owner| {
+            query.filter(
+                Condition::any()
+                    .add(Column::FromWalletId.in_subquery(owned_wallets(owner)))
+                    .add(Column::ToWalletId.in_subquery(owned_wallets(owner))),
+            )
+        })
+        .apply_if(filter.kind, |query, kind| {
+            query.filter(Column::Kind.eq(kind.as_str()))
+        })
+        .apply_if(filter.status, |query, status| {
+            query.filter(Column::Status.eq(status.as_str()))
+        })
+        .apply_if(filter.start, |query, start| {
+            query.filter(Column::CreatedAt.gte(start))
+        })
+        .apply_if(filter.end, |query, end| {
+            query.filter(Column::CreatedAt.lt(end))
+        })
+        .apply_if(page.after, |query, after| {
+            query.filter(Column::Id.lt(after))
+        })
+        .order_by_desc(Column::Id)
+        .limit(page.fetch_limit())
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(transaction_from_row)
+        .collect()
+}
+
+pub async fn find_wallet_owner_and_balance(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<(Uuid, Balance, DateTime<Utc>)>> {
+    Ok(wallet::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(classify)?
+        .map(|row| {
+            (
+                row.owner_id,
+                Balance {
+                    available: row.available_micros,
+                    pending: row.pending_micros,
+                    staked: row.staked_micros,
+                },
+                row.created_at,
+            )
+        }))
+}
+
+/// A wallet's balances as of `at`, from its entries: what arrived in each
+/// bucket minus what left it. Integer sums, exact on both backends.
+pub async fn wallet_balance_as_of(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Balance> {
+    use ledger_entry::Column;
+    let incoming: Vec<(String, i64)> = ledger_entry::Entity::find()
+        .select_only()
+        .column(Column::DestinationBucket)
+        .column_as(Expr::cust("CAST(SUM(amount_micros) AS BIGINT)"), "total")
+        .filter(Column::DestinationWalletId.eq(id))
+        .filter(Column::PostedAt.lte(at))
+        .group_by(Column::DestinationBucket)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(classify)?;
+    let outgoing: Vec<(String, i64)> = ledger_entry::Entity::find()
+        .select_only()
+        .column(Column::SourceBucket)
+        .column_as(Expr::cust("CAST(SUM(amount_micros) AS BIGINT)"), "total")
+        .filter(Column::SourceWalletId.eq(id))
+        .filter(Column::PostedAt.lte(at))
+        .group_by(Column::SourceBucket)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(classify)?;
+    let mut balance = Balance::default();
+    for (sign, rows) in [(1, incoming), (-1, outgoing)] {
+        for (bucket, total) in rows {
+            let slot = match Bucket::parse(&bucket).ok_or_else(|| corrupt("bucket", &bucket))? {
+                Bucket::Available => &mut balance.available,
+                Bucket::Pending => &mut balance.pending,
+                Bucket::Staked => &mut balance.staked,
+            };
+            *slot += sign * total;
+        }
+    }
+    Ok(balance)
+}
+
+pub async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> Result<Summary> {
+    let system = system_account::Entity::find()
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            SystemAccount::parse(&row.code)
+                .map(|account| (account, row.balance_micros))
+                .ok_or_else(|| corrupt("system account", &row.code))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let backend = db.get_database_backend();
+    let held = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT CAST(COALESCE(SUM(available_micros + pending_micros + staked_micros), 0) AS BIGINT) AS held FROM wallets",
+        ))
+        .await
+        .map_err(classify)?
+        .map(|row| row.try_get::<i64>("", "held"))
+        .transpose()
+        .map_err(classify)?
+        .unwrap_or_default();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT kind, status, CAST(COUNT(*) AS BIGINT) AS transactions, CAST(COALESCE(SUM(amount_azr_micros), 0) AS BIGINT) AS volume \
+             FROM ledger_transactions GROUP BY kind, status",
+        ))
+        .await
+        .map_err(classify)?;
+    let mut by_kind: BTreeMap<TransactionKind, KindTotals> = TransactionKind::ALL
+        .iter()
+        .map(|kind| (*kind, KindTotals::default()))
+        .collect();
+    for row in rows {
+        let kind: String = row.try_get("", "kind").map_err(classify)?;
+        let status: String = row.try_get("", "status").map_err(classify)?;
+        let count: i64 = row.try_get("", "transactions").map_err(classify)?;
+        let volume: i64 = row.try_get("", "volume").map_err(classify)?;
+        let kind = TransactionKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
+        let totals = by_kind.entry(kind).or_default();
+        match TransactionStatus::parse(&status).ok_or_else(|| corrupt("status", &status))? {
+            TransactionStatus::Confirmed => {
+                totals.confirmed_count = count;
+                totals.confirmed_micros = volume;
+            }
+            TransactionStatus::Pending => totals.pending_count = count,
+            TransactionStatus::Failed => totals.failed_count = count,
+        }
+    }
+    Ok(Summary {
+        system,
+        held_in_wallets: held,
+        by_kind,
+        policy_version,
+    })
+}
