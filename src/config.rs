@@ -126,6 +126,22 @@ pub struct Settings {
     )]
     pub allocation_bp: String,
 
+    /// Concurrent ledger writers, each applying one batch of queued commands
+    /// per database transaction. SQLite serialises writers anyway.
+    #[arg(long, env = "AZORA_LEDGER_WRITERS", default_value_t = 2, global = true)]
+    pub ledger_writers: usize,
+
+    /// How long an authenticated key may be reused without asking the
+    /// database, in milliseconds; 0 asks every time. A key revoked through
+    /// this replica stops working at once; through another, within this.
+    #[arg(
+        long,
+        env = "AZORA_AUTH_CACHE_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub auth_cache_ms: u64,
+
     /// Log filter, in `tracing` EnvFilter syntax.
     #[arg(long, env = "AZORA_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -143,6 +159,8 @@ impl Settings {
             health_interval_ms: 1000,
             shutdown_grace_ms: 10_000,
             allocation_bp: "7000,1100,500,1400".into(),
+            ledger_writers: 2,
+            auth_cache_ms: 1000,
             log: "info".into(),
         }
     }
@@ -153,6 +171,10 @@ impl Settings {
 
     pub fn health_interval(&self) -> Duration {
         Duration::from_millis(self.health_interval_ms)
+    }
+
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.auth_cache_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -13,7 +13,7 @@ use tonic::server::NamedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::auth::{AuthLayer, Authenticator};
+use crate::auth::{AuthLayer, Authenticator, KeyCache};
 use crate::config::Settings;
 use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
@@ -91,7 +91,7 @@ impl Application {
             redis,
             policy,
         } = self;
-        let treasury = Treasury::new(db.clone(), policy);
+        let treasury = Treasury::new(db.clone(), policy, settings.ledger_writers);
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let services = vec![
             <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
@@ -115,16 +115,20 @@ impl Application {
                 // google.rpc error details, so grpcurl can print them.
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
-        let identity = IdentityServiceServer::new(IdentityApi::new(Identity::new(db.clone())))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let key_cache = KeyCache::new(settings.auth_cache_ttl());
+        let identity = IdentityServiceServer::new(IdentityApi::new(Identity::with_key_cache(
+            db.clone(),
+            key_cache.clone(),
+        )))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let treasury = TreasuryServiceServer::new(TreasuryApi::new(treasury))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
         let stop_serving = CancellationToken::new();
         let server = Server::builder()
-            .layer(AuthLayer::new(Authenticator::new(db.clone())))
+            .layer(AuthLayer::new(Authenticator::new(db.clone(), key_cache)))
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

@@ -24,6 +24,7 @@ on_both_backends!(
     kyc_status_is_set_by_admins_and_auditors_with_a_reason_for_rejection,
     wallets_are_created_listed_and_validated,
     api_keys_are_shown_once_listed_without_secrets_and_revocable,
+    a_key_revoked_elsewhere_stops_working_within_the_cache_ttl,
 );
 
 const ADDRESS: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
@@ -1185,4 +1186,33 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revocable(backend: B
         Code::PermissionDenied,
         "members cannot probe for key ids"
     );
+}
+
+/// Another replica's revocation reaches this one only through the database:
+/// the key cache may serve the key for at most its TTL (1 s by default).
+async fn a_key_revoked_elsewhere_stops_working_within_the_cache_ttl(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut identity = app.identity().await;
+    let (judy_id, judy) = app.user_with_role("judy", pb::Role::Member).await;
+    let read = || {
+        authed(
+            &judy,
+            pb::GetUserRequest {
+                user_id: judy_id.clone(),
+            },
+        )
+    };
+    identity
+        .get_user(read())
+        .await
+        .expect("the key works and is now cached");
+    api_key::Entity::update_many()
+        .col_expr(api_key::Column::RevokedAt, Expr::value(chrono::Utc::now()))
+        .filter(api_key::Column::KeyHash.eq(azora::auth::hash_secret(&judy)))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let status = identity.get_user(read()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
 }

@@ -3,8 +3,11 @@
 //! It sits in front of the router, so no RPC can be added without it; only the
 //! health and reflection services are public.
 
+use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
@@ -13,6 +16,7 @@ use tower::{Layer, Service};
 use super::Principal;
 use super::keys::{hash_secret, looks_like_secret};
 use crate::error::Error;
+use crate::identity::domain::ApiKey;
 use crate::identity::store;
 
 const PUBLIC_PREFIXES: &[&str] = &[
@@ -21,15 +25,73 @@ const PUBLIC_PREFIXES: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// Recently seen keys, so that a busy caller does not cost a database query
+/// per call. Entries live at most `ttl`; any revocation or role change made
+/// through this process empties the cache at once, so on this replica a
+/// revoked key stops working immediately and on other replicas within `ttl`.
+pub struct KeyCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (ApiKey, Instant)>>,
+}
+
+/// More distinct live keys than this and the cache starts over.
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Forgets every key: called after anything that can invalidate one.
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    fn get(&self, hash: &str) -> Option<ApiKey> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries
+            .get(hash)
+            .filter(|(_, stored)| stored.elapsed() < self.ttl)
+            .map(|(key, _)| key.clone())
+    }
+
+    fn put(&self, hash: String, key: ApiKey) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= KEY_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(hash, (key, Instant::now()));
+    }
+}
+
 /// Turns an `authorization: Bearer <secret>` header into a [`Principal`].
 #[derive(Clone)]
 pub struct Authenticator {
     db: DatabaseConnection,
+    cache: Arc<KeyCache>,
 }
 
 impl Authenticator {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(db: DatabaseConnection, cache: Arc<KeyCache>) -> Self {
+        Self { db, cache }
     }
 
     /// Missing, malformed, unknown, revoked and expired keys are all the same
@@ -44,9 +106,17 @@ impl Authenticator {
             .map(str::trim)
             .filter(|secret| looks_like_secret(secret))
             .ok_or(Error::Unauthenticated)?;
-        let key = store::find_api_key_by_hash(&self.db, &hash_secret(secret))
-            .await?
-            .ok_or(Error::Unauthenticated)?;
+        let hash = hash_secret(secret);
+        let key = match self.cache.get(&hash) {
+            Some(key) => key,
+            None => {
+                let key = store::find_api_key_by_hash(&self.db, &hash)
+                    .await?
+                    .ok_or(Error::Unauthenticated)?;
+                self.cache.put(hash, key.clone());
+                key
+            }
+        };
         if !key.is_active(Utc::now()) {
             return Err(Error::Unauthenticated);
         }

@@ -8,7 +8,7 @@ mod keys;
 mod layer;
 
 pub use keys::{generate_secret, hash_secret, secret_prefix};
-pub use layer::{AuthLayer, Authenticator};
+pub use layer::{AuthLayer, Authenticator, KeyCache};
 
 use uuid::Uuid;
 

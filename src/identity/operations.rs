@@ -10,7 +10,9 @@ use super::domain::{
     UserType, Username, Wallet,
 };
 use super::store;
-use crate::auth::{self, Principal, Role};
+use std::sync::Arc;
+
+use crate::auth::{self, KeyCache, Principal, Role};
 use crate::db::{begin_write, classify};
 use crate::error::Error;
 use crate::pagination::PageRequest;
@@ -27,11 +29,30 @@ pub struct Page<T> {
 #[derive(Clone)]
 pub struct Identity {
     db: DatabaseConnection,
+    /// The authenticator's cache, emptied whenever a key may have died.
+    key_cache: Option<Arc<KeyCache>>,
 }
 
 impl Identity {
+    /// For the command line and tests: no authenticator to keep in step.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            key_cache: None,
+        }
+    }
+
+    pub fn with_key_cache(db: DatabaseConnection, key_cache: Arc<KeyCache>) -> Self {
+        Self {
+            db,
+            key_cache: Some(key_cache),
+        }
+    }
+
+    fn forget_cached_keys(&self) {
+        if let Some(cache) = &self.key_cache {
+            cache.clear();
+        }
     }
 
     pub async fn create_user(&self, caller: &Principal, new: NewUser) -> Result<User> {
@@ -107,6 +128,7 @@ impl Identity {
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
         transaction.commit().await.map_err(classify)?;
+        self.forget_cached_keys();
         Ok(user)
     }
 
@@ -205,6 +227,7 @@ impl Identity {
         match key {
             Some(key) if allowed(&key) => {
                 store::revoke_api_key(&self.db, id, Utc::now()).await?;
+                self.forget_cached_keys();
                 store::find_api_key(&self.db, id)
                     .await?
                     .ok_or_else(|| Error::not_found("api key", id))

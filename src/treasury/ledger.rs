@@ -51,10 +51,14 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Starts the writer. It stops when the last `Ledger` handle is dropped.
-    pub fn start(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
+    /// Starts `writers` writer tasks. They stop when the last `Ledger` handle
+    /// is dropped.
+    pub fn start(db: DatabaseConnection, policy: AllocationPolicy, writers: usize) -> Self {
         let (sender, receiver) = mpsc::channel(16 * MAX_BATCH);
-        tokio::spawn(run(db, policy, receiver));
+        let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(db.clone(), policy, receiver.clone()));
+        }
         Self { sender }
     }
 
@@ -81,13 +85,20 @@ impl Ledger {
     }
 }
 
+/// One writer: takes what has queued, applies it, repeats. With several
+/// writers one batch can be in the database while the next is being taken;
+/// they lock rows in the same order, so they never deadlock each other.
 async fn run(
     db: DatabaseConnection,
     policy: AllocationPolicy,
-    mut receiver: mpsc::Receiver<Submission>,
+    receiver: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Submission>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await;
+        if received == 0 {
+            return;
+        }
         process(&db, &policy, std::mem::take(&mut batch)).await;
     }
 }
@@ -732,11 +743,13 @@ async fn apply(
         }
     }
 
-    for (id, wallet) in &books.wallets {
-        if original_wallets.get(id) != Some(&wallet.balance) {
-            store::update_wallet_balance(&transaction, *id, wallet.balance).await?;
-        }
-    }
+    let changed_wallets: Vec<(Uuid, Balance)> = books
+        .wallets
+        .iter()
+        .filter(|(id, wallet)| original_wallets.get(id) != Some(&wallet.balance))
+        .map(|(id, wallet)| (*id, wallet.balance))
+        .collect();
+    store::update_wallet_balances(&transaction, &changed_wallets).await?;
     for (account, micros) in &books.system {
         if original_system.get(account) != Some(micros) {
             store::update_system_balance(&transaction, *account, *micros).await?;

@@ -66,8 +66,9 @@ pub async fn ensure_policy(
 }
 
 impl Treasury {
-    pub fn new(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
-        let ledger = Ledger::start(db.clone(), policy);
+    /// `writers`: concurrent ledger writers (see [`Ledger::start`]).
+    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, writers: usize) -> Self {
+        let ledger = Ledger::start(db.clone(), policy, writers);
         Self { db, ledger, policy }
     }
 

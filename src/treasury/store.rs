@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use uuid::Uuid;
 
@@ -318,6 +318,45 @@ pub async fn update_wallet_balance(
         .exec(db)
         .await
         .map_err(classify)?;
+    Ok(())
+}
+
+/// Writes the balances of many wallets. On PostgreSQL one statement over
+/// arrays, whatever the count (a batch touches up to two wallets per
+/// transfer, and a statement each would dominate the batch's time); SQLite
+/// runs in-process, where a statement per wallet costs no round trip.
+pub async fn update_wallet_balances(
+    db: &impl ConnectionTrait,
+    balances: &[(Uuid, Balance)],
+) -> Result<()> {
+    if balances.is_empty() {
+        return Ok(());
+    }
+    if db.get_database_backend() != DbBackend::Postgres {
+        for (id, balance) in balances {
+            update_wallet_balance(db, *id, *balance).await?;
+        }
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = balances.iter().map(|(id, _)| *id).collect();
+    let available: Vec<i64> = balances
+        .iter()
+        .map(|(_, balance)| balance.available)
+        .collect();
+    let pending: Vec<i64> = balances
+        .iter()
+        .map(|(_, balance)| balance.pending)
+        .collect();
+    let staked: Vec<i64> = balances.iter().map(|(_, balance)| balance.staked).collect();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE wallets AS w SET available_micros = v.available, pending_micros = v.pending, staked_micros = v.staked \
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(id, available, pending, staked) \
+         WHERE w.id = v.id",
+        [ids.into(), available.into(), pending.into(), staked.into()],
+    ))
+    .await
+    .map_err(classify)?;
     Ok(())
 }
 
