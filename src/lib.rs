@@ -14,6 +14,7 @@ pub mod error;
 pub mod fixed;
 pub mod health;
 pub mod identity;
+pub mod mining;
 pub mod pagination;
 pub mod proto;
 pub mod redis;

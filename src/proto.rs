@@ -14,6 +14,11 @@ pub mod azora {
             tonic::include_proto!("azora.identity.v1");
         }
     }
+    pub mod mining {
+        pub mod v1 {
+            tonic::include_proto!("azora.mining.v1");
+        }
+    }
     pub mod treasury {
         pub mod v1 {
             tonic::include_proto!("azora.treasury.v1");
@@ -22,6 +27,7 @@ pub mod azora {
 }
 
 pub use azora::identity::v1 as identity;
+pub use azora::mining::v1 as mining;
 pub use azora::treasury::v1 as treasury;
 pub use azora::r#type::v1 as types;
 

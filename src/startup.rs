@@ -17,8 +17,10 @@ use crate::auth::{AuthLayer, Authenticator, KeyCache};
 use crate::config::Settings;
 use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
+use crate::mining::{Mining, MiningApi};
 use crate::proto;
 use crate::proto::identity::identity_service_server::IdentityServiceServer;
+use crate::proto::mining::mining_service_server::MiningServiceServer;
 use crate::proto::treasury::treasury_service_server::TreasuryServiceServer;
 use crate::treasury::domain::AllocationPolicy;
 use crate::treasury::operations::ensure_policy;
@@ -96,6 +98,7 @@ impl Application {
         let services = vec![
             <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
             <TreasuryServiceServer<TreasuryApi> as NamedService>::NAME,
+            <MiningServiceServer<MiningApi> as NamedService>::NAME,
         ];
         let prober = HealthProber::new(
             reporter,
@@ -122,11 +125,17 @@ impl Application {
         )))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let stop_serving = CancellationToken::new();
+        let mining = MiningServiceServer::new(MiningApi::new(
+            Mining::new(db.clone(), policy),
+            stop_serving.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let treasury = TreasuryServiceServer::new(TreasuryApi::new(treasury))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-        let stop_serving = CancellationToken::new();
         let server = Server::builder()
             .layer(AuthLayer::new(Authenticator::new(db.clone(), key_cache)))
             .add_service(health_service)
@@ -134,6 +143,7 @@ impl Application {
             .add_service(reflection().build_v1alpha()?)
             .add_service(identity)
             .add_service(treasury)
+            .add_service(mining)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop_serving.clone().cancelled_owned(),

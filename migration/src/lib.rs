@@ -12,6 +12,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_identity;
 mod m20261125_000002_treasury;
+mod m20261125_000003_mining;
 mod sql;
 
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_identity::Migration),
             Box::new(m20261125_000002_treasury::Migration),
+            Box::new(m20261125_000003_mining::Migration),
         ]
     }
 }

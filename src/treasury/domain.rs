@@ -223,6 +223,8 @@ pub enum Command {
         amount: Amount,
         to_wallet: Option<Uuid>,
         note: Note,
+        /// Set when ending a mining session mints its earnings.
+        mining_session: Option<Uuid>,
     },
     Burn {
         amount: Amount,
@@ -302,6 +304,8 @@ pub struct Transaction {
     pub created_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// The mining session whose earnings this mint paid.
+    pub mining_session: Option<Uuid>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

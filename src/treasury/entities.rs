@@ -70,6 +70,7 @@ pub mod ledger_transaction {
         pub created_at: DateTimeUtc,
         pub confirmed_at: Option<DateTimeUtc>,
         pub processed_at: Option<DateTimeUtc>,
+        pub mining_session_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

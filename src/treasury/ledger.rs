@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -287,6 +287,7 @@ fn new_transaction(
         created_at: now,
         confirmed_at: Some(now),
         processed_at: Some(now),
+        mining_session: None,
     }
 }
 
@@ -304,6 +305,7 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             amount,
             to_wallet,
             note,
+            mining_session,
         } => {
             if let Some(wallet) = to_wallet.filter(|wallet| !exists(wallet)) {
                 return Err(Error::not_found("wallet", wallet));
@@ -341,6 +343,7 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
                 now,
             );
             transaction.allocation = Some(split);
+            transaction.mining_session = *mining_session;
             transaction.to_wallet = *to_wallet;
             Ok(Plan {
                 transaction,
@@ -595,15 +598,29 @@ async fn apply(
     policy: &AllocationPolicy,
     requests: &[Request],
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
+    let transaction = begin_write(db).await?;
+    let outcomes = apply_in(&transaction, policy, requests).await?;
+    transaction.commit().await.map_err(classify)?;
+    Ok(outcomes)
+}
+
+/// Applies commands inside a database transaction the caller owns, for
+/// services whose own change must commit together with the money (ending a
+/// mining session and minting its earnings). The caller must lock its own
+/// rows before calling, and commit afterwards. Role checks are the caller's.
+pub async fn apply_in(
+    transaction: &DatabaseTransaction,
+    policy: &AllocationPolicy,
+    requests: &[(Principal, RequestId, Command)],
+) -> Result<Vec<Result<Transaction, Error>>, Error> {
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = Utc::now().trunc_subsecs(6);
-    let transaction = begin_write(db).await?;
 
     let keys: Vec<(Uuid, String)> = requests
         .iter()
         .map(|(caller, request_id, _)| (caller.user_id, request_id.as_str().to_owned()))
         .collect();
-    let stored_keys = store::find_idempotency_keys(&transaction, &keys).await?;
+    let stored_keys = store::find_idempotency_keys(transaction, &keys).await?;
 
     let referenced_ids: Vec<Uuid> = requests
         .iter()
@@ -614,7 +631,7 @@ async fn apply(
             _ => None,
         })
         .collect();
-    let mut referenced = store::lock_transactions(&transaction, &referenced_ids).await?;
+    let mut referenced = store::lock_transactions(transaction, &referenced_ids).await?;
 
     let hashes: Vec<String> = requests
         .iter()
@@ -626,7 +643,7 @@ async fn apply(
             _ => None,
         })
         .collect();
-    let mut taken_hashes = store::existing_tx_hashes(&transaction, &hashes).await?;
+    let mut taken_hashes = store::existing_tx_hashes(transaction, &hashes).await?;
 
     let mut wallet_ids = BTreeSet::new();
     for (_, _, command) in requests {
@@ -658,12 +675,12 @@ async fn apply(
         wallet_ids.extend(referenced_transaction.to_wallet);
     }
     let wallet_ids: Vec<Uuid> = wallet_ids.into_iter().collect();
-    let wallets = store::lock_wallets(&transaction, &wallet_ids).await?;
+    let wallets = store::lock_wallets(transaction, &wallet_ids).await?;
     let needs_system = requests
         .iter()
         .any(|(_, _, command)| !matches!(command, Command::Transfer { .. }));
     let system = if needs_system {
-        store::lock_system_accounts(&transaction).await?
+        store::lock_system_accounts(transaction).await?
     } else {
         BTreeMap::new()
     };
@@ -749,20 +766,20 @@ async fn apply(
         .filter(|(id, wallet)| original_wallets.get(id) != Some(&wallet.balance))
         .map(|(id, wallet)| (*id, wallet.balance))
         .collect();
-    store::update_wallet_balances(&transaction, &changed_wallets).await?;
+    store::update_wallet_balances(transaction, &changed_wallets).await?;
     for (account, micros) in &books.system {
         if original_system.get(account) != Some(micros) {
-            store::update_system_balance(&transaction, *account, *micros).await?;
+            store::update_system_balance(transaction, *account, *micros).await?;
         }
     }
-    store::insert_transactions(&transaction, &created).await?;
+    store::insert_transactions(transaction, &created).await?;
     for record in &resolved {
-        store::update_resolution(&transaction, record).await?;
+        store::update_resolution(transaction, record).await?;
     }
-    store::insert_entries(&transaction, &entries, now).await?;
-    store::insert_idempotency_keys(&transaction, new_keys, now).await?;
+    store::insert_entries(transaction, &entries, now).await?;
+    store::insert_idempotency_keys(transaction, new_keys, now).await?;
     for (index, transaction_id) in replays {
-        let original = store::find_transaction(&transaction, transaction_id)
+        let original = store::find_transaction(transaction, transaction_id)
             .await?
             .ok_or_else(|| {
                 Error::internal(format!(
@@ -771,7 +788,6 @@ async fn apply(
             })?;
         outcomes[index] = Some(Ok(original));
     }
-    transaction.commit().await.map_err(classify)?;
     Ok(outcomes
         .into_iter()
         .map(|outcome| outcome.unwrap_or_else(|| Err(Error::internal("a request got no outcome"))))

@@ -73,6 +73,7 @@ pub fn transaction_from_row(row: ledger_transaction::Model) -> Result<Transactio
         created_at: row.created_at,
         confirmed_at: row.confirmed_at,
         processed_at: row.processed_at,
+        mining_session: row.mining_session_id,
     })
 }
 
@@ -106,6 +107,7 @@ fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::ActiveMo
         created_at: Set(transaction.created_at),
         confirmed_at: Set(transaction.confirmed_at),
         processed_at: Set(transaction.processed_at),
+        mining_session_id: Set(transaction.mining_session),
     }
 }
 

@@ -157,6 +157,7 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         created_at,
         confirmed_at,
         processed_at,
+        mining_session,
     } = transaction;
     pb::Transaction {
         id: id.to_string(),
@@ -189,6 +190,7 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         create_time: Some(timestamp(created_at)),
         confirm_time: confirmed_at.map(timestamp),
         process_time: processed_at.map(timestamp),
+        mining_session_id: mining_session.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 
@@ -314,6 +316,7 @@ impl TreasuryService for TreasuryApi {
                     amount: value?,
                     to_wallet: to_wallet?,
                     note: note?,
+                    mining_session: None,
                 },
             ))
         })?;

@@ -1,0 +1,290 @@
+//! Mining domain types. Physical measurements are `f64` (they are not money);
+//! earnings are exact micro-USD.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::FieldViolation;
+use crate::fixed;
+use crate::treasury::domain::{AZR_SCALE, MAX_AMOUNT_MICROS};
+
+/// Most samples one RecordStatistics stream may carry.
+pub const MAX_SAMPLES_PER_STREAM: usize = 100_000;
+/// How far in the future a sample's time may be (clock skew of a rig).
+pub const ALLOWED_CLOCK_SKEW_SECONDS: i64 = 60;
+/// The physical range a rig's temperature can be in, °C.
+pub const TEMPERATURE_RANGE: (f64, f64) = (-50.0, 150.0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionStatus {
+    Active,
+    Ended,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "active",
+            SessionStatus::Ended => "ended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(SessionStatus::Active),
+            "ended" => Some(SessionStatus::Ended),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSession {
+    pub miner: Option<Uuid>,
+    pub wallet: Uuid,
+    pub algorithm: String,
+    pub pool_name: String,
+    pub pool_url: String,
+    pub worker_name: String,
+}
+
+pub fn parse_algorithm(field: &str, text: &str) -> Result<String, FieldViolation> {
+    let valid = (1..=32).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(FieldViolation::new(
+            field,
+            "must be 1 to 32 characters of a-z, 0-9, '-' and '_'",
+        ))
+    }
+}
+
+pub fn parse_text(
+    field: &str,
+    text: &str,
+    required: bool,
+    max: usize,
+) -> Result<String, FieldViolation> {
+    if required && text.trim().is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    if text.chars().count() > max || text.chars().any(char::is_control) {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {max} characters without control characters"),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub at: DateTime<Utc>,
+    pub hashrate_mhs: f64,
+    pub power_watts: f64,
+    pub temperature_celsius: f64,
+    pub shares_accepted: i64,
+    pub shares_rejected: i64,
+    pub difficulty: f64,
+    pub network_hashrate_mhs: f64,
+    pub earnings_micros: i64,
+}
+
+pub struct RawSample<'a> {
+    pub at: Option<DateTime<Utc>>,
+    pub hashrate_mhs: f64,
+    pub power_watts: f64,
+    pub temperature_celsius: f64,
+    pub shares_accepted: i64,
+    pub shares_rejected: i64,
+    pub difficulty: f64,
+    pub network_hashrate_mhs: f64,
+    pub earnings_usd: &'a str,
+}
+
+impl Sample {
+    /// Checks one sample; `prefix` names it (`samples[17]`).
+    pub fn parse(prefix: &str, raw: RawSample<'_>) -> Result<Self, Vec<FieldViolation>> {
+        let mut violations = Vec::new();
+        let mut non_negative = |name: &str, value: f64| {
+            if !value.is_finite() || value < 0.0 {
+                violations.push(FieldViolation::new(
+                    format!("{prefix}.{name}"),
+                    "must be a finite number, not negative",
+                ));
+            }
+        };
+        non_negative("hashrate_mhs", raw.hashrate_mhs);
+        non_negative("power_watts", raw.power_watts);
+        non_negative("difficulty", raw.difficulty);
+        non_negative("network_hashrate_mhs", raw.network_hashrate_mhs);
+        let (low, high) = TEMPERATURE_RANGE;
+        if !(low..=high).contains(&raw.temperature_celsius) {
+            violations.push(FieldViolation::new(
+                format!("{prefix}.temperature_celsius"),
+                format!("must be between {low} and {high} °C"),
+            ));
+        }
+        for (name, value) in [
+            ("shares_accepted", raw.shares_accepted),
+            ("shares_rejected", raw.shares_rejected),
+        ] {
+            if value < 0 {
+                violations.push(FieldViolation::new(
+                    format!("{prefix}.{name}"),
+                    "must not be negative",
+                ));
+            }
+        }
+        if raw.at.is_none() {
+            violations.push(FieldViolation::new(
+                format!("{prefix}.sample_time"),
+                "is required",
+            ));
+        }
+        let earnings = if raw.earnings_usd.is_empty() {
+            Ok(0)
+        } else {
+            fixed::parse_units(
+                &format!("{prefix}.earnings_usd"),
+                raw.earnings_usd,
+                AZR_SCALE,
+                MAX_AMOUNT_MICROS,
+            )
+        };
+        let earnings = earnings
+            .map_err(|violation| violations.push(violation))
+            .ok();
+        match (violations.is_empty(), raw.at, earnings) {
+            (true, Some(at), Some(earnings_micros)) => Ok(Self {
+                at,
+                hashrate_mhs: raw.hashrate_mhs,
+                power_watts: raw.power_watts,
+                temperature_celsius: raw.temperature_celsius,
+                shares_accepted: raw.shares_accepted,
+                shares_rejected: raw.shares_rejected,
+                difficulty: raw.difficulty,
+                network_hashrate_mhs: raw.network_hashrate_mhs,
+                earnings_micros,
+            }),
+            _ => Err(violations),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub id: Uuid,
+    pub miner: Uuid,
+    pub wallet: Uuid,
+    pub algorithm: String,
+    pub pool_name: String,
+    pub pool_url: String,
+    pub worker_name: String,
+    pub status: SessionStatus,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub last_sample_at: Option<DateTime<Utc>>,
+    pub sample_count: i64,
+    pub hashrate_sum: f64,
+    pub power_sum: f64,
+    pub shares_accepted: i64,
+    pub shares_rejected: i64,
+    pub earnings_micros: i64,
+    pub mint_transaction: Option<Uuid>,
+}
+
+impl Session {
+    pub fn average_hashrate(&self) -> f64 {
+        if self.sample_count == 0 {
+            0.0
+        } else {
+            self.hashrate_sum / self.sample_count as f64
+        }
+    }
+
+    pub fn average_power(&self) -> f64 {
+        if self.sample_count == 0 {
+            0.0
+        } else {
+            self.power_sum / self.sample_count as f64
+        }
+    }
+
+    /// Mean power times the session's duration (to its end, or while active
+    /// to its last sample), in kWh.
+    pub fn energy_kwh(&self) -> f64 {
+        let until = self
+            .ended_at
+            .or(self.last_sample_at)
+            .unwrap_or(self.started_at);
+        let hours = (until - self.started_at).num_milliseconds().max(0) as f64 / 3_600_000.0;
+        self.average_power() * hours / 1000.0
+    }
+
+    /// Adds a stream's samples to the running totals.
+    pub fn absorb(&mut self, samples: &[Sample]) {
+        for sample in samples {
+            self.sample_count += 1;
+            self.hashrate_sum += sample.hashrate_mhs;
+            self.power_sum += sample.power_watts;
+            self.shares_accepted += sample.shares_accepted;
+            self.shares_rejected += sample.shares_rejected;
+            self.earnings_micros += sample.earnings_micros;
+            self.last_sample_at = Some(
+                self.last_sample_at
+                    .map_or(sample.at, |last| last.max(sample.at)),
+            );
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub miner: Option<Uuid>,
+    pub status: Option<SessionStatus>,
+    pub algorithm: Option<String>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl SessionFilter {
+    pub fn fingerprint(&self) -> String {
+        format!("mining_sessions|{self:?}")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Performance {
+    pub key: String,
+    pub sessions: i64,
+    pub samples: i64,
+    pub average_hashrate: f64,
+    pub average_power: f64,
+    pub shares_accepted: i64,
+    pub shares_rejected: i64,
+    pub earnings_micros: i64,
+}
+
+impl Performance {
+    pub fn acceptance_rate(&self) -> f64 {
+        let shares = self.shares_accepted + self.shares_rejected;
+        if shares == 0 {
+            0.0
+        } else {
+            self.shares_accepted as f64 / shares as f64
+        }
+    }
+
+    pub fn hashrate_per_watt(&self) -> f64 {
+        if self.average_power > 0.0 {
+            self.average_hashrate / self.average_power
+        } else {
+            0.0
+        }
+    }
+}

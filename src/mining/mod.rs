@@ -1,0 +1,16 @@
+//! Mining: sessions, their streamed statistics, and the AZR their earnings
+//! mint through the Treasury ledger.
+//!
+//! Invariants: samples are stored only for an active session of their miner,
+//! and a stream's samples all or none; a session's running totals equal the
+//! sums of its samples; ending a session closes it and mints its earnings in
+//! one database transaction, once, with provenance both ways.
+
+pub mod domain;
+pub mod entities;
+pub mod operations;
+pub mod store;
+pub mod transport;
+
+pub use operations::Mining;
+pub use transport::MiningApi;

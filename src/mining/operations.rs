@@ -1,0 +1,230 @@
+//! Mining use cases: who may touch which session, all-or-nothing streams, and
+//! ending a session together with the mint of its earnings.
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::domain::{
+    ALLOWED_CLOCK_SKEW_SECONDS, NewSession, Performance, Sample, Session, SessionFilter,
+    SessionStatus,
+};
+use super::store;
+use crate::auth::{Principal, Role};
+use crate::db::{begin_write, classify};
+use crate::error::{Error, FieldViolation};
+use crate::identity::operations::Page;
+use crate::identity::store as identity_store;
+use crate::pagination::PageRequest;
+use crate::treasury::domain::{AllocationPolicy, Amount, Command, Note, RequestId};
+use crate::treasury::ledger;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Roles that mine (for themselves); auditors only read.
+const MINERS: &[Role] = &[Role::Admin, Role::Treasurer, Role::Member, Role::Service];
+
+#[derive(Clone)]
+pub struct Mining {
+    db: DatabaseConnection,
+    policy: AllocationPolicy,
+}
+
+impl Mining {
+    pub fn new(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
+        Self { db, policy }
+    }
+
+    pub fn database(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn start_session(&self, caller: &Principal, new: NewSession) -> Result<Session> {
+        caller.require_role(MINERS)?;
+        let miner = new.miner.unwrap_or(caller.user_id);
+        if miner != caller.user_id && !caller.is_admin() {
+            return Err(Error::PermissionDenied);
+        }
+        match identity_store::find_wallet(&self.db, new.wallet).await? {
+            Some(wallet) if wallet.owner_id == miner => {}
+            Some(_) if caller.is_admin() => {
+                return Err(Error::invalid("wallet_id", "must be a wallet of the miner"));
+            }
+            None if caller.is_admin() => return Err(Error::not_found("wallet", new.wallet)),
+            _ => return Err(Error::PermissionDenied),
+        }
+        let session = Session {
+            id: Uuid::now_v7(),
+            miner,
+            wallet: new.wallet,
+            algorithm: new.algorithm,
+            pool_name: new.pool_name,
+            pool_url: new.pool_url,
+            worker_name: new.worker_name,
+            status: SessionStatus::Active,
+            started_at: Utc::now().trunc_subsecs(6),
+            ended_at: None,
+            last_sample_at: None,
+            sample_count: 0,
+            hashrate_sum: 0.0,
+            power_sum: 0.0,
+            shares_accepted: 0,
+            shares_rejected: 0,
+            earnings_micros: 0,
+            mint_transaction: None,
+        };
+        store::insert_session(&self.db, &session).await?;
+        Ok(session)
+    }
+
+    /// Only the miner (or an admin) writes to a session; anyone else learns
+    /// nothing about it, not even whether it exists.
+    fn check_writer(caller: &Principal, found: Option<Session>, id: Uuid) -> Result<Session> {
+        match found {
+            Some(session) if session.miner == caller.user_id || caller.is_admin() => Ok(session),
+            None if caller.role.reads_everything() => Err(Error::not_found("mining session", id)),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
+    pub async fn record_statistics(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        samples: Vec<Sample>,
+    ) -> Result<(Session, i64)> {
+        caller.require_role(MINERS)?;
+        let transaction = begin_write(&self.db).await?;
+        let mut session =
+            Self::check_writer(caller, store::lock_session(&transaction, id).await?, id)?;
+        if session.status == SessionStatus::Ended {
+            return Err(Error::FailedPrecondition {
+                reason: "SESSION_ENDED",
+                message: format!("mining session {id} has ended and takes no more samples"),
+            });
+        }
+        let latest = Utc::now() + Duration::seconds(ALLOWED_CLOCK_SKEW_SECONDS);
+        let outside: Vec<FieldViolation> = samples
+            .iter()
+            .enumerate()
+            .filter(|(_, sample)| sample.at < session.started_at || sample.at > latest)
+            .take(10)
+            .map(|(index, _)| {
+                FieldViolation::new(
+                    format!("samples[{index}].sample_time"),
+                    "must be within the session: not before its start, not in the future",
+                )
+            })
+            .collect();
+        if !outside.is_empty() {
+            return Err(Error::InvalidArgument(outside));
+        }
+        store::insert_samples(&transaction, id, &samples).await?;
+        session.absorb(&samples);
+        store::update_session(&transaction, &session).await?;
+        transaction.commit().await.map_err(classify)?;
+        Ok((session, samples.len() as i64))
+    }
+
+    /// Closes the session and mints its earnings in one database
+    /// transaction; an ended session is returned as it is.
+    pub async fn end_session(&self, caller: &Principal, id: Uuid) -> Result<Session> {
+        caller.require_role(MINERS)?;
+        let transaction = begin_write(&self.db).await?;
+        let mut session =
+            Self::check_writer(caller, store::lock_session(&transaction, id).await?, id)?;
+        if session.status == SessionStatus::Ended {
+            return Ok(session);
+        }
+        let now = Utc::now().trunc_subsecs(6);
+        session.status = SessionStatus::Ended;
+        session.ended_at = Some(now);
+        if session.earnings_micros > 0 {
+            let amount = Amount::from_micros(session.earnings_micros).ok_or_else(|| {
+                Error::FailedPrecondition {
+                    reason: "EARNINGS_TOO_LARGE",
+                    message: "the session's earnings exceed the largest single mint".into(),
+                }
+            })?;
+            let mut metadata = serde_json::Map::new();
+            metadata.insert(
+                "mining_session_id".into(),
+                serde_json::Value::String(id.to_string()),
+            );
+            let command = Command::Mint {
+                amount,
+                to_wallet: Some(session.wallet),
+                note: Note {
+                    reason: format!("earnings of mining session {id}"),
+                    metadata,
+                },
+                mining_session: Some(id),
+            };
+            let request_id = RequestId::parse("request_id", &format!("azora:mining-session:{id}"))?;
+            let miner = Principal {
+                user_id: session.miner,
+                ..caller.clone()
+            };
+            let mut outcomes =
+                ledger::apply_in(&transaction, &self.policy, &[(miner, request_id, command)])
+                    .await?;
+            let minted = outcomes
+                .pop()
+                .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
+            session.mint_transaction = Some(minted.id);
+        }
+        store::update_session(&transaction, &session).await?;
+        transaction.commit().await.map_err(classify)?;
+        Ok(session)
+    }
+
+    pub async fn get_session(&self, caller: &Principal, id: Uuid) -> Result<Session> {
+        match store::find_session(&self.db, id).await? {
+            Some(session) if caller.can_read(session.miner) => Ok(session),
+            None if caller.role.reads_everything() => Err(Error::not_found("mining session", id)),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
+    pub async fn list_sessions(
+        &self,
+        caller: &Principal,
+        mut filter: SessionFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<Session>> {
+        if !caller.role.reads_everything() {
+            match filter.miner {
+                Some(miner) if miner != caller.user_id => return Err(Error::PermissionDenied),
+                _ => filter.miner = Some(caller.user_id),
+            }
+        }
+        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let mut sessions = store::list_sessions(&self.db, &filter, &page).await?;
+        let next_page_token = page.finish(&mut sessions, |session| session.id);
+        Ok(Page {
+            items: sessions,
+            next_page_token,
+        })
+    }
+
+    pub async fn performance(
+        &self,
+        caller: &Principal,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        miner: Option<Uuid>,
+    ) -> Result<(Vec<Performance>, Vec<Performance>)> {
+        let miner = if caller.role.reads_everything() {
+            miner
+        } else {
+            match miner {
+                Some(miner) if miner != caller.user_id => return Err(Error::PermissionDenied),
+                _ => Some(caller.user_id),
+            }
+        };
+        let by_algorithm = store::performance(&self.db, "algorithm", start, end, miner).await?;
+        let by_pool = store::performance(&self.db, "pool_name", start, end, miner).await?;
+        Ok((by_algorithm, by_pool))
+    }
+}

@@ -1,0 +1,267 @@
+//! Mining's SQL: sessions, samples in bulk, and the performance aggregates.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, Statement, Value,
+};
+use uuid::Uuid;
+
+use super::domain::{Performance, Sample, Session, SessionFilter, SessionStatus};
+use super::entities::{sample, session};
+use crate::db::classify;
+use crate::error::Error;
+use crate::pagination::PageRequest;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Rows per INSERT: 1000 samples × 10 columns stays well under both
+/// backends' limits on bound parameters.
+const SAMPLES_PER_INSERT: usize = 1000;
+
+fn session_from_row(row: session::Model) -> Result<Session> {
+    Ok(Session {
+        status: SessionStatus::parse(&row.status).ok_or_else(|| {
+            Error::internal(format!("unexpected session status {:?}", row.status))
+        })?,
+        id: row.id,
+        miner: row.miner_id,
+        wallet: row.wallet_id,
+        algorithm: row.algorithm,
+        pool_name: row.pool_name,
+        pool_url: row.pool_url,
+        worker_name: row.worker_name,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        last_sample_at: row.last_sample_at,
+        sample_count: row.sample_count,
+        hashrate_sum: row.hashrate_sum,
+        power_sum: row.power_sum,
+        shares_accepted: row.shares_accepted,
+        shares_rejected: row.shares_rejected,
+        earnings_micros: row.earnings_micros,
+        mint_transaction: row.mint_transaction_id,
+    })
+}
+
+fn sample_from_row(row: &sample::Model) -> Sample {
+    Sample {
+        at: row.sampled_at,
+        hashrate_mhs: row.hashrate_mhs,
+        power_watts: row.power_watts,
+        temperature_celsius: row.temperature_celsius,
+        shares_accepted: row.shares_accepted,
+        shares_rejected: row.shares_rejected,
+        difficulty: row.difficulty,
+        network_hashrate_mhs: row.network_hashrate_mhs,
+        earnings_micros: row.earnings_micros,
+    }
+}
+
+pub async fn insert_session(db: &impl ConnectionTrait, session: &Session) -> Result<()> {
+    session::Entity::insert(session::ActiveModel {
+        id: Set(session.id),
+        miner_id: Set(session.miner),
+        wallet_id: Set(session.wallet),
+        algorithm: Set(session.algorithm.clone()),
+        pool_name: Set(session.pool_name.clone()),
+        pool_url: Set(session.pool_url.clone()),
+        worker_name: Set(session.worker_name.clone()),
+        status: Set(session.status.as_str().to_owned()),
+        started_at: Set(session.started_at),
+        ended_at: Set(None),
+        last_sample_at: Set(None),
+        sample_count: Set(0),
+        hashrate_sum: Set(0.0),
+        power_sum: Set(0.0),
+        shares_accepted: Set(0),
+        shares_rejected: Set(0),
+        earnings_micros: Set(0),
+        mint_transaction_id: Set(None),
+    })
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+pub async fn find_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
+    session::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(classify)?
+        .map(session_from_row)
+        .transpose()
+}
+
+/// The session, locked until the transaction ends: recording samples and
+/// ending the session serialise on this row.
+pub async fn lock_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
+    session::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(db)
+        .await
+        .map_err(classify)?
+        .map(session_from_row)
+        .transpose()
+}
+
+pub async fn insert_samples(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    samples: &[Sample],
+) -> Result<()> {
+    for chunk in samples.chunks(SAMPLES_PER_INSERT) {
+        sample::Entity::insert_many(chunk.iter().map(|sample| sample::ActiveModel {
+            id: NotSet,
+            session_id: Set(session_id),
+            sampled_at: Set(sample.at),
+            hashrate_mhs: Set(sample.hashrate_mhs),
+            power_watts: Set(sample.power_watts),
+            temperature_celsius: Set(sample.temperature_celsius),
+            shares_accepted: Set(sample.shares_accepted),
+            shares_rejected: Set(sample.shares_rejected),
+            difficulty: Set(sample.difficulty),
+            network_hashrate_mhs: Set(sample.network_hashrate_mhs),
+            earnings_micros: Set(sample.earnings_micros),
+        }))
+        .exec_without_returning(db)
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Writes a session's running totals, status, end and mint.
+pub async fn update_session(db: &impl ConnectionTrait, session: &Session) -> Result<()> {
+    use session::Column;
+    session::Entity::update_many()
+        .col_expr(Column::Status, Expr::value(session.status.as_str()))
+        .col_expr(Column::EndedAt, Expr::value(session.ended_at))
+        .col_expr(Column::LastSampleAt, Expr::value(session.last_sample_at))
+        .col_expr(Column::SampleCount, Expr::value(session.sample_count))
+        .col_expr(Column::HashrateSum, Expr::value(session.hashrate_sum))
+        .col_expr(Column::PowerSum, Expr::value(session.power_sum))
+        .col_expr(Column::SharesAccepted, Expr::value(session.shares_accepted))
+        .col_expr(Column::SharesRejected, Expr::value(session.shares_rejected))
+        .col_expr(Column::EarningsMicros, Expr::value(session.earnings_micros))
+        .col_expr(
+            Column::MintTransactionId,
+            Expr::value(session.mint_transaction),
+        )
+        .filter(Column::Id.eq(session.id))
+        .exec(db)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// Newest first (ids are UUIDv7).
+pub async fn list_sessions(
+    db: &impl ConnectionTrait,
+    filter: &SessionFilter,
+    page: &PageRequest,
+) -> Result<Vec<Session>> {
+    use session::Column;
+    session::Entity::find()
+        .apply_if(filter.miner, |query, miner| {
+            query.filter(Column::MinerId.eq(miner))
+        })
+        .apply_if(filter.status, |query, status| {
+            query.filter(Column::Status.eq(status.as_str()))
+        })
+        .apply_if(filter.algorithm.clone(), |query, algorithm| {
+            query.filter(Column::Algorithm.eq(algorithm))
+        })
+        .apply_if(filter.start, |query, start| {
+            query.filter(Column::StartedAt.gte(start))
+        })
+        .apply_if(filter.end, |query, end| {
+            query.filter(Column::StartedAt.lt(end))
+        })
+        .apply_if(page.after, |query, after| {
+            query.filter(Column::Id.lt(after))
+        })
+        .order_by_desc(Column::Id)
+        .limit(page.fetch_limit())
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(session_from_row)
+        .collect()
+}
+
+/// Samples of a session stored after sequence `after`, in order.
+pub async fn samples_after(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<(i64, Sample)>> {
+    Ok(sample::Entity::find()
+        .filter(sample::Column::SessionId.eq(session_id))
+        .filter(sample::Column::Id.gt(after))
+        .order_by_asc(sample::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(|row| (row.id, sample_from_row(row)))
+        .collect())
+}
+
+/// Aggregates samples in `[start, end)` grouped by `group` (a column of
+/// `mining_sessions`: `algorithm` or `pool_name`).
+pub async fn performance(
+    db: &impl ConnectionTrait,
+    group: &'static str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    miner: Option<Uuid>,
+) -> Result<Vec<Performance>> {
+    let backend = db.get_database_backend();
+    let placeholder = |index: usize| match backend {
+        DbBackend::Postgres => format!("${index}"),
+        _ => "?".to_owned(),
+    };
+    let mut values: Vec<Value> = vec![start.into(), end.into()];
+    let miner_clause = match miner {
+        Some(miner) => {
+            values.push(miner.into());
+            format!("AND s.miner_id = {}", placeholder(3))
+        }
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT s.{group} AS key, CAST(COUNT(DISTINCT s.id) AS BIGINT) AS sessions, CAST(COUNT(*) AS BIGINT) AS samples, \
+         AVG(m.hashrate_mhs) AS average_hashrate, AVG(m.power_watts) AS average_power, \
+         CAST(SUM(m.shares_accepted) AS BIGINT) AS shares_accepted, CAST(SUM(m.shares_rejected) AS BIGINT) AS shares_rejected, \
+         CAST(SUM(m.earnings_micros) AS BIGINT) AS earnings_micros \
+         FROM mining_samples m JOIN mining_sessions s ON s.id = m.session_id \
+         WHERE m.sampled_at >= {} AND m.sampled_at < {} {miner_clause} \
+         GROUP BY s.{group} ORDER BY s.{group}",
+        placeholder(1),
+        placeholder(2)
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map_err(classify)?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Performance {
+                key: row.try_get("", "key").map_err(classify)?,
+                sessions: row.try_get("", "sessions").map_err(classify)?,
+                samples: row.try_get("", "samples").map_err(classify)?,
+                average_hashrate: row.try_get("", "average_hashrate").map_err(classify)?,
+                average_power: row.try_get("", "average_power").map_err(classify)?,
+                shares_accepted: row.try_get("", "shares_accepted").map_err(classify)?,
+                shares_rejected: row.try_get("", "shares_rejected").map_err(classify)?,
+                earnings_micros: row.try_get("", "earnings_micros").map_err(classify)?,
+            })
+        })
+        .collect()
+}
