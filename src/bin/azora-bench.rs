@@ -65,6 +65,28 @@ enum Bench {
         )]
         postgres_url: String,
     },
+    /// Mining samples streamed by concurrent rigs (RecordStatistics).
+    Samples {
+        /// Concurrent rigs, each with its own session, streaming in a loop.
+        #[arg(long, default_value_t = 16)]
+        rigs: usize,
+        /// How long to stream, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Samples per stream (one RecordStatistics call).
+        #[arg(long, default_value_t = 5000)]
+        stream: usize,
+        /// Samples per stream message.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// PostgreSQL server; the bench creates its own database on it.
+        #[arg(
+            long,
+            env = "AZORA_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres_url: String,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -80,6 +102,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
         _ => Err(format!("unknown unit in {text:?}; use ms, s or m")),
+    }
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
     }
 }
 
@@ -143,17 +172,12 @@ fn merge(results: Vec<(usize, usize, Vec<u32>)>, elapsed: Duration) -> Phase {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cli {
-        command:
-            Bench::Transfers {
-                clients,
-                duration,
-                wallets,
-                channels,
-                writers,
-                postgres_url,
-            },
-    } = Cli::parse();
+    let command = Cli::parse().command;
+    let postgres_url = match &command {
+        Bench::Transfers { postgres_url, .. } | Bench::Samples { postgres_url, .. } => {
+            postgres_url.clone()
+        }
+    };
     let database = format!("azora_bench_{}", uuid::Uuid::new_v4().simple());
     let admin = sea_orm::Database::connect(format!("{postgres_url}/postgres"))
         .await
@@ -162,12 +186,198 @@ async fn main() -> anyhow::Result<()> {
         .execute_unprepared(&format!("CREATE DATABASE {database}"))
         .await?;
     let database_url = format!("{postgres_url}/{database}");
-    let outcome = run(clients, duration, wallets, channels, writers, &database_url).await;
+    let outcome = match command {
+        Bench::Transfers {
+            clients,
+            duration,
+            wallets,
+            channels,
+            writers,
+            ..
+        } => run(clients, duration, wallets, channels, writers, &database_url).await,
+        Bench::Samples {
+            rigs,
+            duration,
+            stream,
+            batch,
+            ..
+        } => samples(rigs, duration, stream, batch, &database_url).await,
+    };
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         .await
         .ok();
     outcome
+}
+
+type Server = (
+    std::net::SocketAddr,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// Starts the server on `database_url` and bootstraps an admin key.
+async fn start_server(database_url: &str, writers: usize) -> anyhow::Result<Server> {
+    let mut settings = Settings::with_database(database_url);
+    settings.ledger_writers = writers;
+    settings.log = "warn".into();
+    let application = Application::build(settings, true).await?;
+    let address = application.local_addr();
+    let (_, issued) = Identity::new(application.database().clone())
+        .bootstrap_admin("bench-admin", None)
+        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    Ok((address, issued.secret, stop, server))
+}
+
+async fn samples(
+    rigs: usize,
+    duration: Duration,
+    stream_size: usize,
+    batch: usize,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    use azora::proto::mining as mpb;
+    use azora::proto::mining::mining_service_client::MiningServiceClient;
+
+    let (address, admin_key, stop, server) = start_server(database_url, 2).await?;
+    let channel = Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let mut mining = MiningServiceClient::new(channel.clone());
+    let mut sessions = Vec::new();
+    for index in 0..rigs {
+        let user = identity
+            .create_user(authed(
+                &admin_key,
+                ipb::CreateUserRequest {
+                    username: format!("rig{index:04}"),
+                    user_type: ipb::UserType::Student as i32,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .user
+            .context("user")?;
+        let key = identity
+            .create_api_key(authed(
+                &admin_key,
+                ipb::CreateApiKeyRequest {
+                    user_id: user.id.clone(),
+                    role: ipb::Role::Service as i32,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .secret;
+        let wallet = identity
+            .create_wallet(authed(
+                &admin_key,
+                ipb::CreateWalletRequest {
+                    owner_id: user.id,
+                    address: format!("0x{:040x}", index + 1),
+                    label: String::new(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .wallet
+            .context("wallet")?;
+        let session = mining
+            .start_session(authed(
+                &key,
+                mpb::StartSessionRequest {
+                    wallet_id: wallet.id,
+                    algorithm: "sha256".into(),
+                    pool_name: "bench".into(),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .session
+            .context("session")?;
+        sessions.push((key, session.id));
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (key, session) in sessions {
+        let channel = Channel::from_shared(format!("http://{address}"))?
+            .connect()
+            .await?;
+        tasks.spawn(async move {
+            let mut mining = MiningServiceClient::new(channel);
+            let (mut stored, mut errors, mut latencies) = (0usize, 0usize, Vec::new());
+            while Instant::now() < deadline {
+                let now = chrono::Utc::now();
+                let messages: Vec<mpb::RecordStatisticsRequest> = (0..stream_size)
+                    .collect::<Vec<_>>()
+                    .chunks(batch.max(1))
+                    .map(|chunk| mpb::RecordStatisticsRequest {
+                        session_id: session.clone(),
+                        samples: chunk
+                            .iter()
+                            .map(|index| mpb::Sample {
+                                sample_time: Some(timestamp(
+                                    now + chrono::Duration::microseconds(*index as i64),
+                                )),
+                                hashrate_mhs: 95.0 + (*index % 10) as f64,
+                                power_watts: 1250.0,
+                                temperature_celsius: 64.0,
+                                shares_accepted: 3,
+                                shares_rejected: 0,
+                                difficulty: 1.2e12,
+                                network_hashrate_mhs: 4.0e11,
+                                earnings_usd: Some(Decimal {
+                                    value: "0.000125".into(),
+                                }),
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                let sent = Instant::now();
+                match mining
+                    .record_statistics(authed(&key, tokio_stream::iter(messages)))
+                    .await
+                {
+                    Ok(response) => {
+                        stored += response.into_inner().samples_stored as usize;
+                        latencies.push(sent.elapsed().as_micros() as u32);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (stored, errors, latencies)
+        });
+    }
+    let phase = merge(tasks.join_all().await, started.elapsed());
+    let _ = stop.send(());
+    server.await??;
+    println!(
+        "azora-bench samples: {rigs} rigs, streams of {stream_size} samples in messages of {batch}, PostgreSQL"
+    );
+    println!(
+        "RecordStatistics {:>9} samples in {:>5.1} s = {:>8.0} samples/s (target >= 20000); per stream p50 {:.1} ms, p99 {:.1} ms; failed streams {}",
+        phase.completed,
+        phase.elapsed.as_secs_f64(),
+        phase.rate(),
+        phase.percentile_ms(0.50),
+        phase.percentile_ms(0.99),
+        phase.errors
+    );
+    println!(
+        "command: cargo run --release --bin azora-bench -- samples --rigs {rigs} --duration {}s --stream {stream_size} --batch {batch}",
+        duration.as_secs()
+    );
+    Ok(())
 }
 
 async fn run(
@@ -178,19 +388,7 @@ async fn run(
     writers: usize,
     database_url: &str,
 ) -> anyhow::Result<()> {
-    let mut settings = Settings::with_database(database_url);
-    settings.ledger_writers = writers;
-    settings.log = "warn".into();
-    let application = Application::build(settings, true).await?;
-    let address = application.local_addr();
-    let (_, issued) = Identity::new(application.database().clone())
-        .bootstrap_admin("bench-admin", None)
-        .await?;
-    let admin_key = issued.secret;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
+    let (address, admin_key, stop, server) = start_server(database_url, writers).await?;
     let channel = Channel::from_shared(format!("http://{address}"))?
         .connect()
         .await?;
