@@ -6,6 +6,7 @@
 //! pieces live beside them: configuration, startup, errors, authentication,
 //! health, pagination and exact fixed-point numbers.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

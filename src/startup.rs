@@ -110,6 +110,11 @@ impl Application {
         prober.probe().await;
         let stop_probing = CancellationToken::new();
         let probing = tokio::spawn(prober.clone().run(stop_probing.clone()));
+        let chaining = tokio::spawn(crate::audit::run_chainer(
+            db.clone(),
+            std::time::Duration::from_millis(200),
+            stop_probing.clone(),
+        ));
 
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -162,6 +167,7 @@ impl Application {
         tracing::info!(grace_ms = settings.shutdown_grace_ms, "shutting down");
         stop_probing.cancel();
         let _ = probing.await;
+        let _ = chaining.await;
         prober.shut_down().await;
         stop_serving.cancel();
         match tokio::time::timeout(settings.shutdown_grace(), &mut server).await {

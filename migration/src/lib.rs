@@ -13,6 +13,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_identity;
 mod m20261125_000002_treasury;
 mod m20261125_000003_mining;
+mod m20261125_000004_compliance;
 mod sql;
 
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_identity::Migration),
             Box::new(m20261125_000002_treasury::Migration),
             Box::new(m20261125_000003_mining::Migration),
+            Box::new(m20261125_000004_compliance::Migration),
         ]
     }
 }

@@ -13,8 +13,9 @@ use chrono::Utc;
 use sea_orm::DatabaseConnection;
 use tower::{Layer, Service};
 
-use super::Principal;
 use super::keys::{hash_secret, looks_like_secret};
+use super::{Principal, RequestContext};
+use crate::audit;
 use crate::error::Error;
 use crate::identity::domain::ApiKey;
 use crate::identity::store;
@@ -96,7 +97,13 @@ impl Authenticator {
 
     /// Missing, malformed, unknown, revoked and expired keys are all the same
     /// UNAUTHENTICATED; a database outage is UNAVAILABLE, not a denial.
-    pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, Error> {
+    /// A recognised key that is revoked or expired is recorded in the audit
+    /// trail before the call is refused.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        context: RequestContext,
+    ) -> Result<Principal, Error> {
         let secret = header
             .and_then(|value| {
                 value
@@ -117,14 +124,67 @@ impl Authenticator {
                 key
             }
         };
-        if !key.is_active(Utc::now()) {
-            return Err(Error::Unauthenticated);
-        }
-        Ok(Principal {
+        let principal = Principal {
             user_id: key.user_id,
             api_key_id: key.id,
             role: key.role,
-        })
+            context,
+        };
+        if !key.is_active(Utc::now()) {
+            if let Err(error) =
+                audit::record_denied(&self.db, &principal, audit::Outcome::Unauthenticated).await
+            {
+                tracing::warn!(%error, "could not audit a refused key");
+            }
+            return Err(Error::Unauthenticated);
+        }
+        Ok(principal)
+    }
+}
+
+/// Methods that change something: everything but reads, watches and checks.
+pub fn is_mutating(path: &str) -> bool {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    !["Get", "List", "Watch", "Verify"]
+        .iter()
+        .any(|prefix| method.starts_with(prefix))
+}
+
+/// The gRPC status of a response whose status travels in its headers (every
+/// refusal does; a success puts it in the trailers instead).
+fn header_status(response: &http::Response<tonic::body::Body>) -> Option<tonic::Code> {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map(tonic::Code::from)
+}
+
+impl Authenticator {
+    /// Audits a refused call; flags a successful mutating call that recorded
+    /// no audit event (a write path that bypassed the audited transaction).
+    async fn after_call(&self, principal: &Principal, status: Option<tonic::Code>) {
+        match status {
+            Some(tonic::Code::PermissionDenied) => {
+                if let Err(error) =
+                    audit::record_denied(&self.db, principal, audit::Outcome::PermissionDenied)
+                        .await
+                {
+                    tracing::warn!(%error, "could not audit a denied call");
+                }
+            }
+            None if is_mutating(&principal.context.method)
+                && principal
+                    .context
+                    .audited
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    == 0 =>
+            {
+                tracing::error!(method = %principal.context.method, "a mutating call succeeded without an audit event");
+            }
+            _ => {}
+        }
     }
 }
 
@@ -188,17 +248,36 @@ where
             {
                 return inner.call(request).await;
             }
+            let context = RequestContext {
+                method: path.to_owned(),
+                peer: request
+                    .extensions()
+                    .get::<tonic::transport::server::TcpConnectInfo>()
+                    .and_then(|info| info.remote_addr())
+                    .map(|address| address.to_string())
+                    .unwrap_or_default(),
+                user_agent: request
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                audited: Default::default(),
+            };
             let header = request
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok());
-            match authenticator.authenticate(header).await {
-                Ok(principal) => {
-                    request.extensions_mut().insert(principal);
-                    inner.call(request).await
-                }
-                Err(error) => Ok(tonic::Status::from(error).into_http()),
-            }
+            let principal = match authenticator.authenticate(header, context).await {
+                Ok(principal) => principal,
+                Err(error) => return Ok(tonic::Status::from(error).into_http()),
+            };
+            request.extensions_mut().insert(principal.clone());
+            let response = inner.call(request).await?;
+            authenticator
+                .after_call(&principal, header_status(&response))
+                .await;
+            Ok(response)
         })
     }
 }

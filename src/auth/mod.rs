@@ -8,7 +8,10 @@ mod keys;
 mod layer;
 
 pub use keys::{generate_secret, hash_secret, secret_prefix};
-pub use layer::{AuthLayer, Authenticator, KeyCache};
+pub use layer::{AuthLayer, Authenticator, KeyCache, is_mutating};
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use uuid::Uuid;
 
@@ -54,15 +57,50 @@ impl Role {
     }
 }
 
-/// The authenticated caller: the user, the key they used and its role.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a call came from, for the audit trail.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    /// The full RPC method, e.g. `/azora.treasury.v1.TreasuryService/Transfer`.
+    pub method: String,
+    /// The peer's IP address and port.
+    pub peer: String,
+    pub user_agent: String,
+    /// Audit events this call has recorded; the authentication layer flags a
+    /// successful mutating call that recorded none.
+    pub audited: Arc<AtomicUsize>,
+}
+
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The authenticated caller: the user, the key they used and its role, and
+/// where the call came from.
+#[derive(Clone, Debug)]
 pub struct Principal {
     pub user_id: Uuid,
     pub api_key_id: Uuid,
     pub role: Role,
+    pub context: RequestContext,
 }
 
 impl Principal {
+    /// The operator at the command line: audited with no user or key.
+    pub fn command_line(action: &str) -> Self {
+        Self {
+            user_id: Uuid::nil(),
+            api_key_id: Uuid::nil(),
+            role: Role::Admin,
+            context: RequestContext {
+                method: action.to_owned(),
+                user_agent: "azora-cli".into(),
+                ..Default::default()
+            },
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }

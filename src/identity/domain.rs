@@ -26,6 +26,12 @@ macro_rules! text_enum {
                 Self::ALL.iter().copied().find(|value| value.as_str() == text)
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
     };
 }
 
@@ -262,7 +268,7 @@ impl UserChanges {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -317,7 +323,7 @@ pub struct NewWallet {
     pub label: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Wallet {
     pub id: Uuid,
     pub owner_id: Uuid,
@@ -338,7 +344,7 @@ pub struct NewApiKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ApiKey {
     pub id: Uuid,
     pub user_id: Uuid,

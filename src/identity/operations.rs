@@ -12,8 +12,8 @@ use super::domain::{
 use super::store;
 use std::sync::Arc;
 
+use crate::audit::{Audited, Change};
 use crate::auth::{self, KeyCache, Principal, Role};
-use crate::db::{begin_write, classify};
 use crate::error::Error;
 use crate::pagination::PageRequest;
 
@@ -57,7 +57,12 @@ impl Identity {
 
     pub async fn create_user(&self, caller: &Principal, new: NewUser) -> Result<User> {
         caller.require_role(&[Role::Admin])?;
-        store::insert_user(&self.db, new, Role::Member).await
+        let transaction = Audited::begin(&self.db).await?;
+        let user = store::insert_user(&*transaction, new, Role::Member).await?;
+        transaction
+            .commit(caller, Change::new("user", user.id).new_values(&user))
+            .await?;
+        Ok(user)
     }
 
     pub async fn get_user(&self, caller: &Principal, id: Uuid) -> Result<User> {
@@ -99,35 +104,58 @@ impl Identity {
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        store::update_user(&self.db, id, changes)
+        let transaction = Audited::begin(&self.db).await?;
+        let before = store::find_user(&*transaction, id)
             .await?
-            .ok_or_else(|| Error::not_found("user", id))
+            .ok_or_else(|| Error::not_found("user", id))?;
+        let after = store::update_user(&*transaction, id, changes)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))?;
+        transaction
+            .commit(
+                caller,
+                Change::new("user", id).old(&before).new_values(&after),
+            )
+            .await?;
+        Ok(after)
     }
 
     pub async fn set_user_role(&self, caller: &Principal, id: Uuid, role: Role) -> Result<User> {
         caller.require_role(&[Role::Admin])?;
-        let transaction = begin_write(&self.db).await?;
-        let admins = store::lock_admin_ids(&transaction).await?;
-        let user = store::find_user(&transaction, id)
+        let transaction = Audited::begin(&self.db).await?;
+        let admins = store::lock_admin_ids(&*transaction).await?;
+        let before = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
-        if user.role == Role::Admin && role != Role::Admin && admins.len() <= 1 {
+        if before.role == Role::Admin && role != Role::Admin && admins.len() <= 1 {
             return Err(Error::FailedPrecondition {
                 reason: "LAST_ADMIN",
                 message: "the last admin cannot be demoted; promote another admin first".into(),
             });
         }
-        if user.role != role {
-            store::set_user_role(&transaction, id, role).await?;
+        let mut revoked = 0;
+        if before.role != role {
+            store::set_user_role(&*transaction, id, role).await?;
             // Keys carry the role they were issued with; keys of the old role
             // must not outlive it.
-            store::revoke_api_keys_except(&transaction, id, &[role, Role::Service], Utc::now())
-                .await?;
+            revoked = store::revoke_api_keys_except(
+                &*transaction,
+                id,
+                &[role, Role::Service],
+                Utc::now(),
+            )
+            .await?;
         }
-        let user = store::find_user(&transaction, id)
+        let user = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
-        transaction.commit().await.map_err(classify)?;
+        let new_values = serde_json::json!({ "user": &user, "revoked_api_keys": revoked });
+        transaction
+            .commit(
+                caller,
+                Change::new("user", id).old(&before).new_values(new_values),
+            )
+            .await?;
         self.forget_cached_keys();
         Ok(user)
     }
@@ -139,15 +167,20 @@ impl Identity {
         change: KycChange,
     ) -> Result<User> {
         caller.require_role(&[Role::Admin, Role::Auditor])?;
-        let transaction = begin_write(&self.db).await?;
-        if store::find_user(&transaction, id).await?.is_none() {
-            return Err(Error::not_found("user", id));
-        }
-        store::set_kyc_status(&transaction, id, &change, Utc::now()).await?;
-        let user = store::find_user(&transaction, id)
+        let transaction = Audited::begin(&self.db).await?;
+        let before = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
-        transaction.commit().await.map_err(classify)?;
+        store::set_kyc_status(&*transaction, id, &change, Utc::now()).await?;
+        let user = store::find_user(&*transaction, id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))?;
+        transaction
+            .commit(
+                caller,
+                Change::new("user", id).old(&before).new_values(&user),
+            )
+            .await?;
         Ok(user)
     }
 
@@ -157,10 +190,18 @@ impl Identity {
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        if store::find_user(&self.db, new.owner_id).await?.is_none() {
+        let transaction = Audited::begin(&self.db).await?;
+        if store::find_user(&*transaction, new.owner_id)
+            .await?
+            .is_none()
+        {
             return Err(Error::not_found("user", new.owner_id));
         }
-        store::insert_wallet(&self.db, new).await
+        let wallet = store::insert_wallet(&*transaction, new).await?;
+        transaction
+            .commit(caller, Change::new("wallet", wallet.id).new_values(&wallet))
+            .await?;
+        Ok(wallet)
     }
 
     pub async fn get_wallet(&self, caller: &Principal, id: Uuid) -> Result<Wallet> {
@@ -196,9 +237,15 @@ impl Identity {
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        let transaction = begin_write(&self.db).await?;
+        let transaction = Audited::begin(&self.db).await?;
         let issued = issue_api_key(&transaction, new, Utc::now()).await?;
-        transaction.commit().await.map_err(classify)?;
+        // The record only: the secret never reaches the audit trail.
+        transaction
+            .commit(
+                caller,
+                Change::new("api_key", issued.key.id).new_values(&issued.key),
+            )
+            .await?;
         Ok(issued)
     }
 
@@ -226,11 +273,19 @@ impl Identity {
         };
         match key {
             Some(key) if allowed(&key) => {
-                store::revoke_api_key(&self.db, id, Utc::now()).await?;
-                self.forget_cached_keys();
-                store::find_api_key(&self.db, id)
+                let transaction = Audited::begin(&self.db).await?;
+                store::revoke_api_key(&*transaction, id, Utc::now()).await?;
+                let revoked = store::find_api_key(&*transaction, id)
                     .await?
-                    .ok_or_else(|| Error::not_found("api key", id))
+                    .ok_or_else(|| Error::not_found("api key", id))?;
+                transaction
+                    .commit(
+                        caller,
+                        Change::new("api_key", id).old(&key).new_values(&revoked),
+                    )
+                    .await?;
+                self.forget_cached_keys();
+                Ok(revoked)
             }
             None if caller.is_admin() => Err(Error::not_found("api key", id)),
             _ => Err(Error::PermissionDenied),
@@ -245,8 +300,8 @@ impl Identity {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(User, IssuedApiKey)> {
         let username = Username::parse("username", username)?;
-        let transaction = begin_write(&self.db).await?;
-        if store::any_admin_exists(&transaction).await? {
+        let transaction = Audited::begin(&self.db).await?;
+        if store::any_admin_exists(&*transaction).await? {
             return Err(Error::FailedPrecondition {
                 reason: "ADMIN_EXISTS",
                 message: "an admin already exists; create keys with `azora keys create --user`"
@@ -263,7 +318,7 @@ impl Identity {
             language: Default::default(),
             metadata: Default::default(),
         };
-        let user = store::insert_user(&transaction, new_user, Role::Admin).await?;
+        let user = store::insert_user(&*transaction, new_user, Role::Admin).await?;
         let issued = issue_api_key(
             &transaction,
             NewApiKey {
@@ -275,7 +330,14 @@ impl Identity {
             Utc::now(),
         )
         .await?;
-        transaction.commit().await.map_err(classify)?;
+        let change = Change::new("user", user.id)
+            .new_values(serde_json::json!({ "user": &user, "api_key": &issued.key }));
+        transaction
+            .commit(
+                &Principal::command_line("azora keys create --bootstrap-admin"),
+                change,
+            )
+            .await?;
         Ok((user, issued))
     }
 
@@ -293,7 +355,7 @@ impl Identity {
             Err(_) => store::find_user_by_username(&self.db, user).await?,
         };
         let user = found.ok_or_else(|| Error::not_found("user", user))?;
-        let transaction = begin_write(&self.db).await?;
+        let transaction = Audited::begin(&self.db).await?;
         let issued = issue_api_key(
             &transaction,
             NewApiKey {
@@ -305,7 +367,10 @@ impl Identity {
             Utc::now(),
         )
         .await?;
-        transaction.commit().await.map_err(classify)?;
+        let change = Change::new("api_key", issued.key.id).new_values(&issued.key);
+        transaction
+            .commit(&Principal::command_line("azora keys create"), change)
+            .await?;
         Ok(issued)
     }
 

@@ -38,6 +38,12 @@ impl SessionStatus {
     }
 }
 
+impl serde::Serialize for SessionStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSession {
     pub miner: Option<Uuid>,
@@ -176,7 +182,7 @@ impl Sample {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Session {
     pub id: Uuid,
     pub miner: Uuid,

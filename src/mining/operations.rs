@@ -10,8 +10,8 @@ use super::domain::{
     SessionStatus,
 };
 use super::store;
+use crate::audit::{Audited, Change};
 use crate::auth::{Principal, Role};
-use crate::db::{begin_write, classify};
 use crate::error::{Error, FieldViolation};
 use crate::identity::operations::Page;
 use crate::identity::store as identity_store;
@@ -73,7 +73,14 @@ impl Mining {
             earnings_micros: 0,
             mint_transaction: None,
         };
-        store::insert_session(&self.db, &session).await?;
+        let transaction = Audited::begin(&self.db).await?;
+        store::insert_session(&*transaction, &session).await?;
+        transaction
+            .commit(
+                caller,
+                Change::new("mining_session", session.id).new_values(&session),
+            )
+            .await?;
         Ok(session)
     }
 
@@ -94,9 +101,9 @@ impl Mining {
         samples: Vec<Sample>,
     ) -> Result<(Session, i64)> {
         caller.require_role(MINERS)?;
-        let transaction = begin_write(&self.db).await?;
+        let transaction = Audited::begin(&self.db).await?;
         let mut session =
-            Self::check_writer(caller, store::lock_session(&transaction, id).await?, id)?;
+            Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
         if session.status == SessionStatus::Ended {
             return Err(Error::FailedPrecondition {
                 reason: "SESSION_ENDED",
@@ -119,10 +126,24 @@ impl Mining {
         if !outside.is_empty() {
             return Err(Error::InvalidArgument(outside));
         }
-        store::insert_samples(&transaction, id, &samples).await?;
+        let before = serde_json::json!({ "sample_count": session.sample_count, "earnings_micros": session.earnings_micros });
+        store::insert_samples(&*transaction, id, &samples).await?;
         session.absorb(&samples);
-        store::update_session(&transaction, &session).await?;
-        transaction.commit().await.map_err(classify)?;
+        store::update_session(&*transaction, &session).await?;
+        // The totals, not every sample: the samples themselves are the record.
+        let after = serde_json::json!({
+            "sample_count": session.sample_count,
+            "earnings_micros": session.earnings_micros,
+            "samples_stored": samples.len(),
+        });
+        transaction
+            .commit(
+                caller,
+                Change::new("mining_session", id)
+                    .old(before)
+                    .new_values(after),
+            )
+            .await?;
         Ok((session, samples.len() as i64))
     }
 
@@ -130,10 +151,15 @@ impl Mining {
     /// transaction; an ended session is returned as it is.
     pub async fn end_session(&self, caller: &Principal, id: Uuid) -> Result<Session> {
         caller.require_role(MINERS)?;
-        let transaction = begin_write(&self.db).await?;
+        let transaction = Audited::begin(&self.db).await?;
         let mut session =
-            Self::check_writer(caller, store::lock_session(&transaction, id).await?, id)?;
+            Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
+        let before = session.clone();
         if session.status == SessionStatus::Ended {
+            let change = Change::new("mining_session", id)
+                .old(&before)
+                .new_values(&session);
+            transaction.commit(caller, change).await?;
             return Ok(session);
         }
         let now = Utc::now().trunc_subsecs(6);
@@ -173,8 +199,15 @@ impl Mining {
                 .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
             session.mint_transaction = Some(minted.id);
         }
-        store::update_session(&transaction, &session).await?;
-        transaction.commit().await.map_err(classify)?;
+        store::update_session(&*transaction, &session).await?;
+        transaction
+            .commit(
+                caller,
+                Change::new("mining_session", id)
+                    .old(&before)
+                    .new_values(&session),
+            )
+            .await?;
         Ok(session)
     }
 

@@ -56,6 +56,12 @@ macro_rules! text_enum {
                 Self::ALL.iter().copied().find(|value| value.as_str() == text)
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
     };
 }
 
@@ -120,7 +126,7 @@ pub struct AllocationPolicy {
     pub circulation_bp: i32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Allocation {
     pub policy_version: i32,
     pub treasury: i64,
@@ -283,7 +289,7 @@ impl Command {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Transaction {
     pub id: Uuid,
     pub kind: TransactionKind,

@@ -26,6 +26,7 @@ use super::domain::{
     SystemAccount, Transaction, TransactionKind, TransactionStatus,
 };
 use super::store::{self, LockedWallet, NewIdempotencyKey};
+use crate::audit::{self, Change};
 use crate::auth::Principal;
 use crate::db::{begin_write, classify};
 use crate::error::Error;
@@ -600,7 +601,27 @@ async fn apply(
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
     let transaction = begin_write(db).await?;
     let outcomes = apply_in(&transaction, policy, requests).await?;
+    // One audit event per applied command (replays included: each call of a
+    // mutating RPC is audited once), in the batch's transaction.
+    for ((caller, request_id, command), outcome) in requests.iter().zip(&outcomes) {
+        let Ok(applied) = outcome else { continue };
+        let mut change = Change::new("transaction", applied.id)
+            .new_values(applied)
+            .request_id(request_id.as_str());
+        if matches!(command, Command::Confirm { .. } | Command::Fail { .. }) {
+            change = change.old(serde_json::json!({ "id": applied.id, "status": "pending" }));
+        }
+        audit::record(&transaction, caller, change, audit::Outcome::Ok).await?;
+    }
     transaction.commit().await.map_err(classify)?;
+    for ((caller, _, _), outcome) in requests.iter().zip(&outcomes) {
+        if outcome.is_ok() {
+            caller
+                .context
+                .audited
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
     Ok(outcomes)
 }
 
