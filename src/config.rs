@@ -142,6 +142,16 @@ pub struct Settings {
     )]
     pub auth_cache_ms: u64,
 
+    /// Compliance reports flag transfers above this many AZR by senders
+    /// whose KYC is not verified.
+    #[arg(
+        long,
+        env = "AZORA_KYC_TRANSFER_THRESHOLD",
+        default_value = "10000",
+        global = true
+    )]
+    pub kyc_transfer_threshold: String,
+
     /// Log filter, in `tracing` EnvFilter syntax.
     #[arg(long, env = "AZORA_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -161,6 +171,7 @@ impl Settings {
             allocation_bp: "7000,1100,500,1400".into(),
             ledger_writers: 2,
             auth_cache_ms: 1000,
+            kyc_transfer_threshold: "10000".into(),
             log: "info".into(),
         }
     }

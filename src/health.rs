@@ -20,8 +20,21 @@ pub const REDIS: &str = "redis";
 /// How long one database ping may take before it counts as down.
 const DATABASE_PING_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// Every this many probes, a snapshot of each dependency goes to
+/// `system_health`.
+const SNAPSHOT_EVERY: u64 = 10;
+
+/// What the prober remembers between probes, to raise alerts on changes.
+#[derive(Default)]
+struct Memory {
+    probes: u64,
+    database_down_since: Option<chrono::DateTime<chrono::Utc>>,
+    redis_up: Option<bool>,
+}
+
 #[derive(Clone)]
 pub struct HealthProber {
+    memory: std::sync::Arc<tokio::sync::Mutex<Memory>>,
     reporter: HealthReporter,
     db: DatabaseConnection,
     database_entry: &'static str,
@@ -48,6 +61,7 @@ impl HealthProber {
     ) -> Self {
         let database_entry = crate::db::backend_name(&db);
         Self {
+            memory: Default::default(),
             reporter,
             db,
             database_entry,
@@ -67,12 +81,16 @@ impl HealthProber {
         entries
     }
 
-    /// Probes once and publishes the result.
+    /// Probes once and publishes the result; records snapshots and raises
+    /// alerts when a dependency goes down (the database's once it is back,
+    /// since alerts live in the database).
     pub async fn probe(&self) {
+        let started = std::time::Instant::now();
         let database_up = matches!(
             tokio::time::timeout(DATABASE_PING_TIMEOUT, self.db.ping()).await,
             Ok(Ok(()))
         );
+        let database_latency = started.elapsed().as_micros() as i64;
         let database = status(database_up);
         self.reporter
             .set_service_status(LIVENESS, ServingStatus::Serving)
@@ -83,10 +101,63 @@ impl HealthProber {
         {
             self.reporter.set_service_status(entry, database).await;
         }
+        let mut redis_probe = None;
         if let Some(redis) = &self.redis {
+            let started = std::time::Instant::now();
             let up = crate::redis::ping(redis).await;
             self.reporter.set_service_status(REDIS, status(up)).await;
+            redis_probe = Some((up, started.elapsed().as_micros() as i64));
         }
+        if let Err(error) = self
+            .remember(database_up, database_latency, redis_probe)
+            .await
+        {
+            tracing::debug!(%error, "could not record health");
+        }
+    }
+
+    async fn remember(
+        &self,
+        database_up: bool,
+        database_latency: i64,
+        redis: Option<(bool, i64)>,
+    ) -> Result<(), crate::Error> {
+        use crate::compliance::store::{Severity, raise_alert, record_health};
+        let mut memory = self.memory.lock().await;
+        memory.probes += 1;
+        let now = chrono::Utc::now();
+        if !database_up {
+            memory.database_down_since.get_or_insert(now);
+            return Ok(());
+        }
+        if let Some(since) = memory.database_down_since.take() {
+            let message = format!(
+                "the {} database was unreachable from {} until {}",
+                self.database_entry,
+                since.to_rfc3339(),
+                now.to_rfc3339()
+            );
+            raise_alert(&self.db, Severity::Critical, self.database_entry, &message).await?;
+        }
+        if let Some((up, _)) = redis {
+            if memory.redis_up != Some(false) && !up {
+                raise_alert(
+                    &self.db,
+                    Severity::Warning,
+                    REDIS,
+                    "redis stopped answering; serving without the cache",
+                )
+                .await?;
+            }
+            memory.redis_up = Some(up);
+        }
+        if memory.probes % SNAPSHOT_EVERY == 1 {
+            record_health(&self.db, self.database_entry, true, Some(database_latency)).await?;
+            if let Some((up, latency)) = redis {
+                record_health(&self.db, REDIS, up, up.then_some(latency)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Probes every interval until `stop` is cancelled.

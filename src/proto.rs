@@ -9,6 +9,11 @@ pub mod azora {
             tonic::include_proto!("azora.r#type.v1");
         }
     }
+    pub mod compliance {
+        pub mod v1 {
+            tonic::include_proto!("azora.compliance.v1");
+        }
+    }
     pub mod identity {
         pub mod v1 {
             tonic::include_proto!("azora.identity.v1");
@@ -26,6 +31,7 @@ pub mod azora {
     }
 }
 
+pub use azora::compliance::v1 as compliance;
 pub use azora::identity::v1 as identity;
 pub use azora::mining::v1 as mining;
 pub use azora::treasury::v1 as treasury;

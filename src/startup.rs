@@ -14,11 +14,13 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::auth::{AuthLayer, Authenticator, KeyCache};
+use crate::compliance::{Compliance, ComplianceApi};
 use crate::config::Settings;
 use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
 use crate::mining::{Mining, MiningApi};
 use crate::proto;
+use crate::proto::compliance::compliance_service_server::ComplianceServiceServer;
 use crate::proto::identity::identity_service_server::IdentityServiceServer;
 use crate::proto::mining::mining_service_server::MiningServiceServer;
 use crate::proto::treasury::treasury_service_server::TreasuryServiceServer;
@@ -99,6 +101,7 @@ impl Application {
             <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
             <TreasuryServiceServer<TreasuryApi> as NamedService>::NAME,
             <MiningServiceServer<MiningApi> as NamedService>::NAME,
+            <ComplianceServiceServer<ComplianceApi> as NamedService>::NAME,
         ];
         let prober = HealthProber::new(
             reporter,
@@ -137,6 +140,19 @@ impl Application {
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let kyc_threshold = crate::treasury::domain::Amount::parse(
+            "kyc_transfer_threshold",
+            &settings.kyc_transfer_threshold,
+        )
+        .map_err(|violation| {
+            anyhow::anyhow!("AZORA_KYC_TRANSFER_THRESHOLD {}", violation.description)
+        })?;
+        let compliance = ComplianceServiceServer::new(ComplianceApi::new(
+            Compliance::new(db.clone(), kyc_threshold.micros()),
+            stop_serving.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let treasury = TreasuryServiceServer::new(TreasuryApi::new(treasury))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -149,6 +165,7 @@ impl Application {
             .add_service(identity)
             .add_service(treasury)
             .add_service(mining)
+            .add_service(compliance)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop_serving.clone().cancelled_owned(),

@@ -1,0 +1,444 @@
+//! ComplianceService over gRPC.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::entities::{alert, report};
+use super::operations::{CheckResult, Compliance, ReportType};
+use super::store::{self, AuditFilter, Severity};
+use crate::audit::entities::audit_event;
+use crate::auth::principal;
+use crate::error::{Error, FieldViolation};
+use crate::identity::domain::parse_id;
+use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
+use crate::proto::types::Decimal;
+use crate::transport::{Violations, datetime_from, optional, timestamp};
+use crate::treasury::domain::format_azr;
+
+/// How often a WatchAlerts stream looks for new alerts.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+
+pub struct ComplianceApi {
+    compliance: Compliance,
+    shutdown: CancellationToken,
+}
+
+impl ComplianceApi {
+    pub fn new(compliance: Compliance, shutdown: CancellationToken) -> Self {
+        Self {
+            compliance,
+            shutdown,
+        }
+    }
+}
+
+fn decimal(micros: i64) -> Option<Decimal> {
+    Some(Decimal {
+        value: format_azr(micros),
+    })
+}
+
+fn severity_to(text: &str) -> pb::Severity {
+    match Severity::parse(text) {
+        Some(Severity::Info) => pb::Severity::Info,
+        Some(Severity::Warning) => pb::Severity::Warning,
+        Some(Severity::Critical) => pb::Severity::Critical,
+        None => pb::Severity::Unspecified,
+    }
+}
+
+fn event_to_proto(event: audit_event::Model) -> pb::AuditEvent {
+    let audit_event::Model {
+        id,
+        recorded_at,
+        actor_user_id,
+        actor_key_id,
+        action,
+        resource_type,
+        resource_id,
+        old_values,
+        new_values,
+        peer_address,
+        user_agent,
+        request_id,
+        outcome,
+        sequence,
+        previous_hash,
+        hash,
+    } = event;
+    pb::AuditEvent {
+        id: id.to_string(),
+        sequence: sequence.unwrap_or_default(),
+        record_time: Some(timestamp(recorded_at)),
+        actor_user_id: actor_user_id.map(|id| id.to_string()).unwrap_or_default(),
+        actor_api_key_id: actor_key_id.map(|id| id.to_string()).unwrap_or_default(),
+        action,
+        resource_type,
+        resource_id,
+        old_values: old_values.unwrap_or_default(),
+        new_values: new_values.unwrap_or_default(),
+        peer_address,
+        user_agent,
+        request_id,
+        outcome: match outcome.as_str() {
+            "ok" => pb::AuditOutcome::Ok,
+            "permission_denied" => pb::AuditOutcome::PermissionDenied,
+            "unauthenticated" => pb::AuditOutcome::Unauthenticated,
+            _ => pb::AuditOutcome::Unspecified,
+        } as i32,
+        hash: hash.unwrap_or_default(),
+        previous_hash: previous_hash.unwrap_or_default(),
+    }
+}
+
+fn report_to_proto(report: report::Model) -> Result<pb::ComplianceReport, Error> {
+    let checks: Vec<CheckResult> = serde_json::from_str(&report.checks).map_err(Error::internal)?;
+    let recommendations: Vec<String> =
+        serde_json::from_str(&report.recommendations).map_err(Error::internal)?;
+    Ok(pb::ComplianceReport {
+        id: report.id.to_string(),
+        report_type: match ReportType::parse(&report.report_type) {
+            Some(ReportType::Daily) => pb::ReportType::Daily,
+            Some(ReportType::Monthly) => pb::ReportType::Monthly,
+            Some(ReportType::AdHoc) => pb::ReportType::AdHoc,
+            None => pb::ReportType::Unspecified,
+        } as i32,
+        period_start: Some(timestamp(report.period_start)),
+        period_end: Some(timestamp(report.period_end)),
+        status: match report.status.as_str() {
+            "compliant" => pb::ReportStatus::Compliant,
+            "warning" => pb::ReportStatus::Warning,
+            "non_compliant" => pb::ReportStatus::NonCompliant,
+            _ => pb::ReportStatus::Unspecified,
+        } as i32,
+        total_transactions: report.total_transactions,
+        volume_azr: decimal(report.volume_azr_micros),
+        volume_usd: decimal(report.volume_usd_micros),
+        treasury_balance: decimal(report.treasury_balance_micros),
+        checks: checks
+            .into_iter()
+            .map(|check| pb::Check {
+                severity: severity_to(&check.severity) as i32,
+                name: check.name,
+                passed: check.passed,
+                findings: check.findings,
+            })
+            .collect(),
+        recommendations,
+        generated_by: report.generated_by.to_string(),
+        generate_time: Some(timestamp(report.generated_at)),
+    })
+}
+
+fn alert_to_proto(alert: alert::Model) -> pb::Alert {
+    let alert::Model {
+        id,
+        severity,
+        source,
+        message,
+        created_at,
+        acknowledged_by,
+        acknowledged_at,
+    } = alert;
+    pb::Alert {
+        id: id.to_string(),
+        severity: severity_to(&severity) as i32,
+        source,
+        message,
+        create_time: Some(timestamp(created_at)),
+        acknowledged_by: acknowledged_by.map(|id| id.to_string()).unwrap_or_default(),
+        acknowledge_time: acknowledged_at.map(timestamp),
+    }
+}
+
+fn text(field: &str, value: &str) -> Result<String, FieldViolation> {
+    if value.len() > 256 {
+        Err(FieldViolation::new(field, "must be at most 256 characters"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+type AlertStream = Pin<Box<dyn Stream<Item = Result<pb::WatchAlertsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ComplianceService for ComplianceApi {
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::ListAuditEventsRequest {
+            page_size,
+            page_token,
+            actor_user_id,
+            resource_type,
+            resource_id,
+            action,
+            start_time,
+            end_time,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let actor = v.check(optional(&actor_user_id, |value| {
+            parse_id("actor_user_id", value)
+        }));
+        let resource_type = v.check(optional(&resource_type, |value| {
+            text("resource_type", value)
+        }));
+        let resource_id = v.check(optional(&resource_id, |value| text("resource_id", value)));
+        let action = v.check(optional(&action, |value| text("action", value)));
+        let start = v.check(
+            start_time
+                .as_ref()
+                .map(|at| datetime_from("start_time", at))
+                .transpose(),
+        );
+        let end = v.check(
+            end_time
+                .as_ref()
+                .map(|at| datetime_from("end_time", at))
+                .transpose(),
+        );
+        let filter = v.finish(|| {
+            Some(AuditFilter {
+                actor: actor?,
+                resource_type: resource_type?,
+                resource_id: resource_id?,
+                action: action?,
+                start: start?,
+                end: end?,
+            })
+        })?;
+        let page = self
+            .compliance
+            .list_audit_events(&caller, filter, page_size, &page_token)
+            .await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: page.items.into_iter().map(event_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_audit_event(
+        &self,
+        request: Request<pb::GetAuditEventRequest>,
+    ) -> Result<Response<pb::GetAuditEventResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::GetAuditEventRequest { event_id } = request.into_inner();
+        let id = parse_id("event_id", &event_id).map_err(Error::from)?;
+        let event = self.compliance.get_audit_event(&caller, id).await?;
+        Ok(Response::new(pb::GetAuditEventResponse {
+            event: Some(event_to_proto(event)),
+        }))
+    }
+
+    async fn verify_audit_log(
+        &self,
+        request: Request<pb::VerifyAuditLogRequest>,
+    ) -> Result<Response<pb::VerifyAuditLogResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::VerifyAuditLogRequest {
+            from_sequence,
+            to_sequence,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        if from_sequence < 0 {
+            v.0.push(FieldViolation::new("from_sequence", "must not be negative"));
+        }
+        if to_sequence < 0 || (to_sequence > 0 && to_sequence < from_sequence) {
+            v.0.push(FieldViolation::new(
+                "to_sequence",
+                "must be 0 (the head) or at least from_sequence",
+            ));
+        }
+        v.finish(|| Some(()))?;
+        let result = self
+            .compliance
+            .verify(
+                &caller,
+                from_sequence.max(1),
+                (to_sequence > 0).then_some(to_sequence),
+            )
+            .await?;
+        Ok(Response::new(pb::VerifyAuditLogResponse {
+            intact: result.intact,
+            first_broken_sequence: result.first_broken_sequence.unwrap_or_default(),
+            checked_count: result.checked,
+            head_sequence: result.head_sequence,
+            head_hash: result.head_hash,
+            unchained_count: result.unchained,
+        }))
+    }
+
+    async fn generate_compliance_report(
+        &self,
+        request: Request<pb::GenerateComplianceReportRequest>,
+    ) -> Result<Response<pb::GenerateComplianceReportResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::GenerateComplianceReportRequest {
+            report_type,
+            period_start,
+            period_end,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let kind = v.check(match pb::ReportType::try_from(report_type) {
+            Ok(pb::ReportType::Daily) => Ok(ReportType::Daily),
+            Ok(pb::ReportType::Monthly) => Ok(ReportType::Monthly),
+            Ok(pb::ReportType::AdHoc) => Ok(ReportType::AdHoc),
+            _ => Err(FieldViolation::new(
+                "report_type",
+                "must be daily, monthly or ad hoc",
+            )),
+        });
+        let start = v.check(match &period_start {
+            Some(at) => datetime_from("period_start", at),
+            None => Err(FieldViolation::new("period_start", "is required")),
+        });
+        let end = v.check(match &period_end {
+            Some(at) => datetime_from("period_end", at),
+            None => Err(FieldViolation::new("period_end", "is required")),
+        });
+        if let (Some(start), Some(end)) = (start, end) {
+            if start >= end {
+                v.0.push(FieldViolation::new(
+                    "period_end",
+                    "must be after period_start",
+                ));
+            }
+            if end > chrono::Utc::now() + chrono::Duration::days(1) {
+                v.0.push(FieldViolation::new(
+                    "period_end",
+                    "must not be more than a day in the future",
+                ));
+            }
+        }
+        let (kind, start, end) = v.finish(|| Some((kind?, start?, end?)))?;
+        let report = self
+            .compliance
+            .generate_report(&caller, kind, start, end)
+            .await?;
+        Ok(Response::new(pb::GenerateComplianceReportResponse {
+            report: Some(report_to_proto(report)?),
+        }))
+    }
+
+    async fn get_compliance_report(
+        &self,
+        request: Request<pb::GetComplianceReportRequest>,
+    ) -> Result<Response<pb::GetComplianceReportResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::GetComplianceReportRequest { report_id } = request.into_inner();
+        let id = parse_id("report_id", &report_id).map_err(Error::from)?;
+        let report = self.compliance.get_report(&caller, id).await?;
+        Ok(Response::new(pb::GetComplianceReportResponse {
+            report: Some(report_to_proto(report)?),
+        }))
+    }
+
+    async fn list_compliance_reports(
+        &self,
+        request: Request<pb::ListComplianceReportsRequest>,
+    ) -> Result<Response<pb::ListComplianceReportsResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::ListComplianceReportsRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let page = self
+            .compliance
+            .list_reports(&caller, page_size, &page_token)
+            .await?;
+        Ok(Response::new(pb::ListComplianceReportsResponse {
+            reports: page
+                .items
+                .into_iter()
+                .map(report_to_proto)
+                .collect::<Result<_, _>>()?,
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::ListAlertsRequest {
+            page_size,
+            page_token,
+            unacknowledged_only,
+        } = request.into_inner();
+        let page = self
+            .compliance
+            .list_alerts(&caller, unacknowledged_only, page_size, &page_token)
+            .await?;
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts: page.items.into_iter().map(alert_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::AcknowledgeAlertResponse>, Status> {
+        let caller = principal(&request)?;
+        let pb::AcknowledgeAlertRequest { alert_id } = request.into_inner();
+        let id = parse_id("alert_id", &alert_id).map_err(Error::from)?;
+        let alert = self.compliance.acknowledge_alert(&caller, id).await?;
+        Ok(Response::new(pb::AcknowledgeAlertResponse {
+            alert: Some(alert_to_proto(alert)),
+        }))
+    }
+
+    type WatchAlertsStream = AlertStream;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let caller = principal(&request)?;
+        let pb::WatchAlertsRequest {} = request.into_inner();
+        self.compliance.require_overseer(&caller)?;
+        let db = self.compliance.database().clone();
+        let mut after = store::newest_alert_id(&db).await?;
+        let shutdown = self.shutdown.clone();
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        // Polling the table lets a watcher see alerts raised on any replica.
+        tokio::spawn(async move {
+            loop {
+                match store::alerts_after(&db, after).await {
+                    Ok(alerts) => {
+                        for alert in alerts {
+                            after = Some(alert.id);
+                            if sender
+                                .send(Ok(pb::WatchAlertsResponse {
+                                    alert: Some(alert_to_proto(alert)),
+                                }))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "watching alerts: the database did not answer; retrying")
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = sender.closed() => return,
+                    () = tokio::time::sleep(WATCH_POLL) => {}
+                }
+            }
+        });
+        Ok(Response::new(
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)) as AlertStream,
+        ))
+    }
+}
