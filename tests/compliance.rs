@@ -405,7 +405,7 @@ async fn editing_deleting_or_reordering_audit_rows_is_detected(backend: Backend)
         .db
         .query_one_raw(sea_orm::Statement::from_string(
             app.db.get_database_backend(),
-            "SELECT new_values FROM audit_events WHERE sequence = 5",
+            "SELECT new_values FROM audit_events WHERE id = (SELECT event_id FROM audit_chain WHERE sequence = 5)",
         ))
         .await
         .unwrap()
@@ -415,7 +415,7 @@ async fn editing_deleting_or_reordering_audit_rows_is_detected(backend: Backend)
 
     app.db
         .execute_unprepared(
-            "UPDATE audit_events SET new_values = '{\"role\":\"admin\"}' WHERE sequence = 5",
+            "UPDATE audit_events SET new_values = '{\"role\":\"admin\"}' WHERE id = (SELECT event_id FROM audit_chain WHERE sequence = 5)",
         )
         .await
         .unwrap();
@@ -427,7 +427,7 @@ async fn editing_deleting_or_reordering_audit_rows_is_detected(backend: Backend)
     );
     app.db
         .execute_unprepared(&format!(
-            "UPDATE audit_events SET new_values = '{}' WHERE sequence = 5",
+            "UPDATE audit_events SET new_values = '{}' WHERE id = (SELECT event_id FROM audit_chain WHERE sequence = 5)",
             original.replace('\'', "''")
         ))
         .await
@@ -438,9 +438,9 @@ async fn editing_deleting_or_reordering_audit_rows_is_detected(backend: Backend)
     );
 
     for sql in [
-        "UPDATE audit_events SET sequence = -1 WHERE sequence = 3",
-        "UPDATE audit_events SET sequence = 3 WHERE sequence = 4",
-        "UPDATE audit_events SET sequence = 4 WHERE sequence = -1",
+        "UPDATE audit_chain SET sequence = 1000000 WHERE sequence = 3",
+        "UPDATE audit_chain SET sequence = 3 WHERE sequence = 4",
+        "UPDATE audit_chain SET sequence = 4 WHERE sequence = 1000000",
     ] {
         app.db.execute_unprepared(sql).await.unwrap();
     }
@@ -451,16 +451,32 @@ async fn editing_deleting_or_reordering_audit_rows_is_detected(backend: Backend)
         "a reorder breaks the links"
     );
     for sql in [
-        "UPDATE audit_events SET sequence = -1 WHERE sequence = 4",
-        "UPDATE audit_events SET sequence = 4 WHERE sequence = 3",
-        "UPDATE audit_events SET sequence = 3 WHERE sequence = -1",
+        "UPDATE audit_chain SET sequence = 1000000 WHERE sequence = 4",
+        "UPDATE audit_chain SET sequence = 4 WHERE sequence = 3",
+        "UPDATE audit_chain SET sequence = 3 WHERE sequence = 1000000",
     ] {
         app.db.execute_unprepared(sql).await.unwrap();
     }
     assert!(verify(&mut client).await.intact);
 
+    // Deleting an event means deleting its link too (a foreign key holds them).
+    let doomed: uuid::Uuid = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT event_id FROM audit_chain WHERE sequence = 7",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "event_id")
+        .unwrap();
     app.db
-        .execute_unprepared("DELETE FROM audit_events WHERE sequence = 7")
+        .execute_unprepared("DELETE FROM audit_chain WHERE sequence = 7")
+        .await
+        .unwrap();
+    audit_event::Entity::delete_by_id(doomed)
+        .exec(&app.db)
         .await
         .unwrap();
     let deleted = verify(&mut client).await;

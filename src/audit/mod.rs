@@ -9,11 +9,11 @@
 //! revoked or expired) in their own transaction, and flags any successful
 //! mutating call that recorded no event.
 //!
-//! The chain: events are inserted without a sequence number, so business
-//! writes never wait on one another for it. A chainer (one at a time across
-//! replicas, serialised on `audit_chain_head`) assigns gap-free sequence
-//! numbers and hashes `sha256(previous hash, canonical event)` shortly after
-//! they commit. [`verify`] recomputes the chain and names the first broken
+//! The chain: events are inserted with a row in `audit_pending` and no
+//! sequence number, so business writes never wait on one another for it. A
+//! chainer (one at a time across replicas, serialised on `audit_chain_head`)
+//! gives them gap-free sequence numbers in `audit_chain`, each link hashing
+//! `sha256(previous hash, canonical event)`, shortly after they commit. [`verify`] recomputes the chain and names the first broken
 //! sequence number.
 
 pub mod entities;
@@ -24,14 +24,14 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::entities::{audit_event, chain_head};
+use self::entities::{audit_event, chain, chain_head, pending};
 use crate::auth::Principal;
 use crate::db::{begin_write, classify};
 use crate::error::Error;
@@ -131,13 +131,12 @@ fn canonical_json(value: &Option<serde_json::Value>) -> Option<String> {
     value.as_ref().map(|value| value.to_string())
 }
 
-/// Inserts one event in `db` (a transaction the caller commits).
-pub async fn record(
-    db: &impl ConnectionTrait,
+fn event_row(
     caller: &Principal,
     change: Change,
     outcome: Outcome,
-) -> Result<()> {
+    at: chrono::DateTime<Utc>,
+) -> audit_event::ActiveModel {
     let Change {
         resource_type,
         resource_id,
@@ -147,9 +146,9 @@ pub async fn record(
     } = change;
     let actor = (!caller.user_id.is_nil()).then_some(caller.user_id);
     let key = (!caller.api_key_id.is_nil()).then_some(caller.api_key_id);
-    audit_event::Entity::insert(audit_event::ActiveModel {
+    audit_event::ActiveModel {
         id: Set(Uuid::now_v7()),
-        recorded_at: Set(Utc::now().trunc_subsecs(6)),
+        recorded_at: Set(at),
         actor_user_id: Set(actor),
         actor_key_id: Set(key),
         action: Set(caller.context.method.clone()),
@@ -161,13 +160,47 @@ pub async fn record(
         user_agent: Set(caller.context.user_agent.clone()),
         request_id: Set(request_id.unwrap_or_default()),
         outcome: Set(outcome.as_str().to_owned()),
-        sequence: Set(None),
-        previous_hash: Set(None),
-        hash: Set(None),
-    })
-    .exec_without_returning(db)
-    .await
-    .map_err(classify)?;
+    }
+}
+
+/// Inserts one event in `db` (a transaction the caller commits).
+pub async fn record(
+    db: &impl ConnectionTrait,
+    caller: &Principal,
+    change: Change,
+    outcome: Outcome,
+) -> Result<()> {
+    record_many(db, vec![(caller, change, outcome)]).await
+}
+
+/// Inserts many events in one statement (the ledger writer's batches).
+pub async fn record_many(
+    db: &impl ConnectionTrait,
+    events: Vec<(&Principal, Change, Outcome)>,
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let at = Utc::now().trunc_subsecs(6);
+    let rows: Vec<audit_event::ActiveModel> = events
+        .into_iter()
+        .map(|(caller, change, outcome)| event_row(caller, change, outcome, at))
+        .collect();
+    let queued: Vec<pending::ActiveModel> = rows
+        .iter()
+        .map(|row| pending::ActiveModel {
+            event_id: row.id.clone(),
+            recorded_at: Set(at),
+        })
+        .collect();
+    audit_event::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await
+        .map_err(classify)?;
+    pending::Entity::insert_many(queued)
+        .exec_without_returning(db)
+        .await
+        .map_err(classify)?;
     Ok(())
 }
 
@@ -222,26 +255,48 @@ pub async fn chain_pending(db: &DatabaseConnection) -> Result<usize> {
         .await
         .map_err(classify)?
         .ok_or_else(|| Error::internal("the audit chain head is missing"))?;
-    let pending = audit_event::Entity::find()
-        .filter(audit_event::Column::Sequence.is_null())
-        .order_by_asc(audit_event::Column::RecordedAt)
-        .order_by_asc(audit_event::Column::Id)
+    let queued: Vec<Uuid> = pending::Entity::find()
+        .select_only()
+        .column(pending::Column::EventId)
+        .order_by_asc(pending::Column::RecordedAt)
+        .order_by_asc(pending::Column::EventId)
         .limit(CHAIN_BATCH)
+        .into_tuple()
         .all(&transaction)
         .await
         .map_err(classify)?;
-    if pending.is_empty() {
+    if queued.is_empty() {
         return Ok(0);
     }
+    let mut events = audit_event::Entity::find()
+        .filter(audit_event::Column::Id.is_in(queued.iter().copied()))
+        .all(&transaction)
+        .await
+        .map_err(classify)?;
+    events.sort_by(|a, b| (a.recorded_at, a.id).cmp(&(b.recorded_at, b.id)));
     let (mut sequence, mut previous) = (head.sequence, head.hash);
-    let mut links = Vec::with_capacity(pending.len());
-    for event in &pending {
+    let mut links = Vec::with_capacity(events.len());
+    for event in &events {
         sequence += 1;
         let hash = chain_hash(&previous, event, sequence);
-        links.push((event.id, sequence, previous.clone(), hash.clone()));
+        links.push(chain::ActiveModel {
+            sequence: Set(sequence),
+            event_id: Set(event.id),
+            previous_hash: Set(previous.clone()),
+            hash: Set(hash.clone()),
+        });
         previous = hash;
     }
-    write_links(&transaction, &links).await?;
+    let chained = links.len();
+    chain::Entity::insert_many(links)
+        .exec_without_returning(&transaction)
+        .await
+        .map_err(classify)?;
+    pending::Entity::delete_many()
+        .filter(pending::Column::EventId.is_in(queued))
+        .exec(&transaction)
+        .await
+        .map_err(classify)?;
     chain_head::Entity::update_many()
         .col_expr(chain_head::Column::Sequence, Expr::value(sequence))
         .col_expr(chain_head::Column::Hash, Expr::value(previous))
@@ -250,43 +305,7 @@ pub async fn chain_pending(db: &DatabaseConnection) -> Result<usize> {
         .await
         .map_err(classify)?;
     transaction.commit().await.map_err(classify)?;
-    Ok(links.len())
-}
-
-async fn write_links(
-    db: &DatabaseTransaction,
-    links: &[(Uuid, i64, String, String)],
-) -> Result<()> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let ids: Vec<Uuid> = links.iter().map(|link| link.0).collect();
-        let sequences: Vec<i64> = links.iter().map(|link| link.1).collect();
-        let previous: Vec<String> = links.iter().map(|link| link.2.clone()).collect();
-        let hashes: Vec<String> = links.iter().map(|link| link.3.clone()).collect();
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "UPDATE audit_events AS e SET sequence = v.sequence, previous_hash = v.previous_hash, hash = v.hash \
-             FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[]) AS v(id, sequence, previous_hash, hash) \
-             WHERE e.id = v.id",
-            [ids.into(), sequences.into(), previous.into(), hashes.into()],
-        ))
-        .await
-        .map_err(classify)?;
-        return Ok(());
-    }
-    for (id, sequence, previous, hash) in links {
-        audit_event::Entity::update_many()
-            .col_expr(audit_event::Column::Sequence, Expr::value(*sequence))
-            .col_expr(
-                audit_event::Column::PreviousHash,
-                Expr::value(previous.clone()),
-            )
-            .col_expr(audit_event::Column::Hash, Expr::value(hash.clone()))
-            .filter(audit_event::Column::Id.eq(*id))
-            .exec(db)
-            .await
-            .map_err(classify)?;
-    }
-    Ok(())
+    Ok(chained)
 }
 
 /// Runs the chainer until `stop`: every `interval`, and at once again while
@@ -322,32 +341,25 @@ pub struct Verification {
 }
 
 /// Recomputes the chain over `[from, to]` (to the head when `to` is None):
-/// a deleted event shows as a gap, an edited one as a hash that no longer
-/// matches, a reordered one as a broken link.
+/// a deleted event or link shows as a gap, an edited event as a hash that no
+/// longer matches, a reordered one as a broken link.
 pub async fn verify(db: &impl ConnectionTrait, from: i64, to: Option<i64>) -> Result<Verification> {
     let head = chain_head::Entity::find_by_id(1)
         .one(db)
         .await
         .map_err(classify)?
         .ok_or_else(|| Error::internal("the audit chain head is missing"))?;
-    let unchained = audit_event::Entity::find()
-        .filter(audit_event::Column::Sequence.is_null())
-        .count(db)
-        .await
-        .map_err(classify)? as i64;
+    let unchained = pending::Entity::find().count(db).await.map_err(classify)? as i64;
     let last = to.unwrap_or(head.sequence).min(head.sequence);
     let mut previous = if from <= 1 {
         GENESIS_HASH.to_owned()
     } else {
-        match audit_event::Entity::find()
-            .filter(audit_event::Column::Sequence.eq(from - 1))
+        chain::Entity::find_by_id(from - 1)
             .one(db)
             .await
             .map_err(classify)?
-        {
-            Some(event) => event.hash.unwrap_or_default(),
-            None => String::new(),
-        }
+            .map(|link| link.hash)
+            .unwrap_or_default()
     };
     let broken = |sequence: i64, checked: i64| Verification {
         intact: false,
@@ -360,32 +372,42 @@ pub async fn verify(db: &impl ConnectionTrait, from: i64, to: Option<i64>) -> Re
     let mut expected = from.max(1);
     let mut checked = 0;
     while expected <= last {
-        let events = audit_event::Entity::find()
-            .filter(audit_event::Column::Sequence.gte(expected))
-            .filter(audit_event::Column::Sequence.lte(last))
-            .order_by_asc(audit_event::Column::Sequence)
+        let links = chain::Entity::find()
+            .filter(chain::Column::Sequence.gte(expected))
+            .filter(chain::Column::Sequence.lte(last))
+            .order_by_asc(chain::Column::Sequence)
             .limit(CHAIN_BATCH)
             .all(db)
             .await
             .map_err(classify)?;
-        if events.is_empty() {
+        if links.is_empty() {
             return Ok(broken(expected, checked));
         }
-        for event in events {
-            let sequence = event.sequence.unwrap_or_default();
-            if sequence != expected
-                || event.previous_hash.as_deref() != Some(previous.as_str())
-                || event.hash.as_deref() != Some(chain_hash(&previous, &event, sequence).as_str())
-            {
+        let events: std::collections::HashMap<Uuid, audit_event::Model> =
+            audit_event::Entity::find()
+                .filter(audit_event::Column::Id.is_in(links.iter().map(|link| link.event_id)))
+                .all(db)
+                .await
+                .map_err(classify)?
+                .into_iter()
+                .map(|event| (event.id, event))
+                .collect();
+        for link in links {
+            let intact = link.sequence == expected
+                && link.previous_hash == previous
+                && events
+                    .get(&link.event_id)
+                    .is_some_and(|event| chain_hash(&previous, event, link.sequence) == link.hash);
+            if !intact {
                 return Ok(broken(expected, checked));
             }
-            previous = event.hash.unwrap_or_default();
+            previous = link.hash;
             expected += 1;
             checked += 1;
         }
     }
-    // The head must be the last link: deleting the newest events is a break too.
-    if to.is_none() && previous != head.hash && head.sequence > 0 {
+    // The head must be the last link: deleting the newest links is a break too.
+    if to.is_none() && head.sequence > 0 && previous != head.hash {
         return Ok(broken(head.sequence, checked));
     }
     Ok(Verification {
@@ -396,4 +418,22 @@ pub async fn verify(db: &impl ConnectionTrait, from: i64, to: Option<i64>) -> Re
         head_hash: head.hash.clone(),
         unchained,
     })
+}
+
+/// The chain links of some events, by event id.
+pub async fn links_of(
+    db: &impl ConnectionTrait,
+    events: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, chain::Model>> {
+    if events.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(chain::Entity::find()
+        .filter(chain::Column::EventId.is_in(events.iter().copied()))
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|link| (link.event_id, link))
+        .collect())
 }

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::entities::{alert, report};
 use super::operations::{CheckResult, Compliance, ReportType};
 use super::store::{self, AuditFilter, Severity};
-use crate::audit::entities::audit_event;
+use crate::audit::entities::{audit_event, chain};
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
@@ -51,7 +51,7 @@ fn severity_to(text: &str) -> pb::Severity {
     }
 }
 
-fn event_to_proto(event: audit_event::Model) -> pb::AuditEvent {
+fn event_to_proto(event: audit_event::Model, link: Option<&chain::Model>) -> pb::AuditEvent {
     let audit_event::Model {
         id,
         recorded_at,
@@ -66,13 +66,10 @@ fn event_to_proto(event: audit_event::Model) -> pb::AuditEvent {
         user_agent,
         request_id,
         outcome,
-        sequence,
-        previous_hash,
-        hash,
     } = event;
     pb::AuditEvent {
         id: id.to_string(),
-        sequence: sequence.unwrap_or_default(),
+        sequence: link.map(|link| link.sequence).unwrap_or_default(),
         record_time: Some(timestamp(recorded_at)),
         actor_user_id: actor_user_id.map(|id| id.to_string()).unwrap_or_default(),
         actor_api_key_id: actor_key_id.map(|id| id.to_string()).unwrap_or_default(),
@@ -90,8 +87,10 @@ fn event_to_proto(event: audit_event::Model) -> pb::AuditEvent {
             "unauthenticated" => pb::AuditOutcome::Unauthenticated,
             _ => pb::AuditOutcome::Unspecified,
         } as i32,
-        hash: hash.unwrap_or_default(),
-        previous_hash: previous_hash.unwrap_or_default(),
+        hash: link.map(|link| link.hash.clone()).unwrap_or_default(),
+        previous_hash: link
+            .map(|link| link.previous_hash.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -217,8 +216,17 @@ impl ComplianceService for ComplianceApi {
             .compliance
             .list_audit_events(&caller, filter, page_size, &page_token)
             .await?;
+        let ids: Vec<_> = page.items.iter().map(|event| event.id).collect();
+        let links = crate::audit::links_of(self.compliance.database(), &ids).await?;
         Ok(Response::new(pb::ListAuditEventsResponse {
-            events: page.items.into_iter().map(event_to_proto).collect(),
+            events: page
+                .items
+                .into_iter()
+                .map(|event| {
+                    let link = links.get(&event.id);
+                    event_to_proto(event, link)
+                })
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -231,8 +239,10 @@ impl ComplianceService for ComplianceApi {
         let pb::GetAuditEventRequest { event_id } = request.into_inner();
         let id = parse_id("event_id", &event_id).map_err(Error::from)?;
         let event = self.compliance.get_audit_event(&caller, id).await?;
+        let links = crate::audit::links_of(self.compliance.database(), &[event.id]).await?;
+        let link = links.get(&event.id);
         Ok(Response::new(pb::GetAuditEventResponse {
-            event: Some(event_to_proto(event)),
+            event: Some(event_to_proto(event, link)),
         }))
     }
 

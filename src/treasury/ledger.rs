@@ -603,6 +603,7 @@ async fn apply(
     let outcomes = apply_in(&transaction, policy, requests).await?;
     // One audit event per applied command (replays included: each call of a
     // mutating RPC is audited once), in the batch's transaction.
+    let mut events = Vec::with_capacity(requests.len());
     for ((caller, request_id, command), outcome) in requests.iter().zip(&outcomes) {
         let Ok(applied) = outcome else { continue };
         let mut change = Change::new("transaction", applied.id)
@@ -611,8 +612,9 @@ async fn apply(
         if matches!(command, Command::Confirm { .. } | Command::Fail { .. }) {
             change = change.old(serde_json::json!({ "id": applied.id, "status": "pending" }));
         }
-        audit::record(&transaction, caller, change, audit::Outcome::Ok).await?;
+        events.push((caller, change, audit::Outcome::Ok));
     }
+    audit::record_many(&transaction, events).await?;
     transaction.commit().await.map_err(classify)?;
     for ((caller, _, _), outcome) in requests.iter().zip(&outcomes) {
         if outcome.is_ok() {
