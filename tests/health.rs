@@ -103,6 +103,36 @@ async fn redis_is_reported_when_configured(backend: Backend) {
     .await;
     assert_eq!(check(&down, "redis").await, Ok(ServingStatus::NotServing));
     assert_eq!(check(&down, "readiness").await, Ok(ServingStatus::Serving));
+
+    // The prober raised an alert and recorded snapshots of each dependency.
+    use azora::compliance::entities::{alert, system_health};
+    use sea_orm::EntityTrait;
+    let alerts = alert::Entity::find().all(&down.db).await.unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|alert| alert.source == "redis" && alert.severity == "warning"),
+        "{alerts:?}"
+    );
+    let snapshots = system_health::Entity::find().all(&down.db).await.unwrap();
+    let components: Vec<(&str, &str)> = snapshots
+        .iter()
+        .map(|row| (row.component.as_str(), row.status.as_str()))
+        .collect();
+    assert!(components.contains(&("redis", "down")), "{components:?}");
+    assert!(
+        components
+            .iter()
+            .any(
+                |(component, status)| (*component == "postgres" || *component == "sqlite")
+                    && *status == "up"
+            )
+    );
+    let healthy = alert::Entity::find().all(&up.db).await.unwrap();
+    assert!(
+        healthy.iter().all(|alert| alert.source != "redis"),
+        "no alert while redis answers"
+    );
 }
 
 /// A real outage of the server's PostgreSQL database: connections to it are

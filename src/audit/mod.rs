@@ -273,7 +273,7 @@ pub async fn chain_pending(db: &DatabaseConnection) -> Result<usize> {
         .all(&transaction)
         .await
         .map_err(classify)?;
-    events.sort_by(|a, b| (a.recorded_at, a.id).cmp(&(b.recorded_at, b.id)));
+    events.sort_by_key(|event| (event.recorded_at, event.id));
     let (mut sequence, mut previous) = (head.sequence, head.hash);
     let mut links = Vec::with_capacity(events.len());
     for event in &events {

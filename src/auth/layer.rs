@@ -182,6 +182,20 @@ impl Authenticator {
                     == 0 =>
             {
                 tracing::error!(method = %principal.context.method, "a mutating call succeeded without an audit event");
+                let message = format!(
+                    "{} succeeded without an audit event",
+                    principal.context.method
+                );
+                let raised = crate::compliance::store::raise_alert(
+                    &self.db,
+                    crate::compliance::store::Severity::Critical,
+                    "audit",
+                    &message,
+                )
+                .await;
+                if let Err(error) = raised {
+                    tracing::warn!(%error, "could not raise an alert");
+                }
             }
             _ => {}
         }
