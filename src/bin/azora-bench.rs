@@ -210,6 +210,55 @@ async fn main() -> anyhow::Result<()> {
     outcome
 }
 
+/// A user with a key of `role` and one wallet: (key, wallet id).
+async fn create_holder(
+    identity: &mut IdentityServiceClient<Channel>,
+    admin_key: &str,
+    username: &str,
+    role: ipb::Role,
+    index: usize,
+) -> anyhow::Result<(String, String)> {
+    let user = identity
+        .create_user(authed(
+            admin_key,
+            ipb::CreateUserRequest {
+                username: username.to_owned(),
+                user_type: ipb::UserType::Student as i32,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .user
+        .context("user")?;
+    let key = identity
+        .create_api_key(authed(
+            admin_key,
+            ipb::CreateApiKeyRequest {
+                user_id: user.id.clone(),
+                role: role as i32,
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .secret;
+    let wallet = identity
+        .create_wallet(authed(
+            admin_key,
+            ipb::CreateWalletRequest {
+                owner_id: user.id,
+                address: format!("0x{:040x}", index + 1),
+                label: String::new(),
+            },
+        ))
+        .await?
+        .into_inner()
+        .wallet
+        .context("wallet")?;
+    Ok((key, wallet.id))
+}
+
 type Server = (
     std::net::SocketAddr,
     String,
@@ -252,49 +301,19 @@ async fn samples(
     let mut mining = MiningServiceClient::new(channel.clone());
     let mut sessions = Vec::new();
     for index in 0..rigs {
-        let user = identity
-            .create_user(authed(
-                &admin_key,
-                ipb::CreateUserRequest {
-                    username: format!("rig{index:04}"),
-                    user_type: ipb::UserType::Student as i32,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner()
-            .user
-            .context("user")?;
-        let key = identity
-            .create_api_key(authed(
-                &admin_key,
-                ipb::CreateApiKeyRequest {
-                    user_id: user.id.clone(),
-                    role: ipb::Role::Service as i32,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner()
-            .secret;
-        let wallet = identity
-            .create_wallet(authed(
-                &admin_key,
-                ipb::CreateWalletRequest {
-                    owner_id: user.id,
-                    address: format!("0x{:040x}", index + 1),
-                    label: String::new(),
-                },
-            ))
-            .await?
-            .into_inner()
-            .wallet
-            .context("wallet")?;
+        let (key, wallet) = create_holder(
+            &mut identity,
+            &admin_key,
+            &format!("rig{index:04}"),
+            ipb::Role::Service,
+            index,
+        )
+        .await?;
         let session = mining
             .start_session(authed(
                 &key,
                 mpb::StartSessionRequest {
-                    wallet_id: wallet.id,
+                    wallet_id: wallet,
                     algorithm: "sha256".into(),
                     pool_name: "bench".into(),
                     ..Default::default()
@@ -398,51 +417,20 @@ async fn run(
     let mut treasury = TreasuryServiceClient::new(channel.clone());
     let mut accounts = Vec::with_capacity(wallet_count);
     for index in 0..wallet_count {
-        let user = identity
-            .create_user(authed(
-                &admin_key,
-                ipb::CreateUserRequest {
-                    username: format!("bench{index:05}"),
-                    user_type: ipb::UserType::Student as i32,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner()
-            .user
-            .context("user")?;
-        let key = identity
-            .create_api_key(authed(
-                &admin_key,
-                ipb::CreateApiKeyRequest {
-                    user_id: user.id.clone(),
-                    role: ipb::Role::Member as i32,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner()
-            .secret;
-        let address = format!("0x{:040x}", index + 1);
-        let wallet = identity
-            .create_wallet(authed(
-                &admin_key,
-                ipb::CreateWalletRequest {
-                    owner_id: user.id,
-                    address,
-                    label: String::new(),
-                },
-            ))
-            .await?
-            .into_inner()
-            .wallet
-            .context("wallet")?;
+        let (key, wallet) = create_holder(
+            &mut identity,
+            &admin_key,
+            &format!("bench{index:05}"),
+            ipb::Role::Member,
+            index,
+        )
+        .await?;
         treasury
             .deposit(authed(
                 &admin_key,
                 tpb::DepositRequest {
                     request_id: format!("fund-{index}"),
-                    to_wallet_id: wallet.id.clone(),
+                    to_wallet_id: wallet.clone(),
                     amount: Some(Decimal {
                         value: "1000000".into(),
                     }),
@@ -450,7 +438,7 @@ async fn run(
                 },
             ))
             .await?;
-        accounts.push((key, wallet.id));
+        accounts.push((key, wallet));
     }
     let accounts = Arc::new(accounts);
 
