@@ -138,3 +138,10 @@ pub fn struct_from_json(value: serde_json::Value) -> prost_types::Struct {
         _ => prost_types::Struct::default(),
     }
 }
+
+/// An amount of micro-AZR (or micro-USD) as the wire's exact decimal.
+pub fn azr_decimal(micros: i64) -> Option<crate::proto::types::Decimal> {
+    Some(crate::proto::types::Decimal {
+        value: crate::treasury::domain::format_azr(micros),
+    })
+}

@@ -15,9 +15,7 @@ use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
-use crate::proto::types::Decimal;
-use crate::transport::{Violations, datetime_from, optional, timestamp};
-use crate::treasury::domain::format_azr;
+use crate::transport::{Violations, azr_decimal as decimal, datetime_from, optional, timestamp};
 
 /// How often a WatchAlerts stream looks for new alerts.
 const WATCH_POLL: Duration = Duration::from_millis(200);
@@ -34,12 +32,6 @@ impl ComplianceApi {
             shutdown,
         }
     }
-}
-
-fn decimal(micros: i64) -> Option<Decimal> {
-    Some(Decimal {
-        value: format_azr(micros),
-    })
 }
 
 fn severity_to(text: &str) -> pb::Severity {

@@ -20,9 +20,7 @@ use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
-use crate::proto::types::Decimal;
-use crate::transport::{Violations, datetime_from, optional, timestamp};
-use crate::treasury::domain::format_azr;
+use crate::transport::{Violations, azr_decimal as decimal, datetime_from, optional, timestamp};
 
 /// How often a WatchSession stream looks for new samples.
 const WATCH_POLL: StdDuration = StdDuration::from_millis(200);
@@ -39,12 +37,6 @@ impl MiningApi {
     pub fn new(mining: Mining, shutdown: CancellationToken) -> Self {
         Self { mining, shutdown }
     }
-}
-
-fn decimal(micros: i64) -> Option<Decimal> {
-    Some(Decimal {
-        value: format_azr(micros),
-    })
 }
 
 fn status_to(status: SessionStatus) -> pb::SessionStatus {

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::domain::{
     Amount, Balance, BurnSource, Command, Note, RequestId, Summary, SystemAccount, Transaction,
-    TransactionFilter, TransactionKind, TransactionStatus, format_azr,
+    TransactionFilter, TransactionKind, TransactionStatus,
 };
 use super::operations::Treasury;
 use crate::auth::principal;
@@ -14,7 +14,8 @@ use crate::identity::domain::{Address, parse_id};
 use crate::proto::treasury::{self as pb, treasury_service_server::TreasuryService};
 use crate::proto::types::Decimal;
 use crate::transport::{
-    Violations, datetime_from, json_object, optional, struct_from_json, timestamp,
+    Violations, azr_decimal as decimal, datetime_from, json_object, optional, struct_from_json,
+    timestamp,
 };
 
 pub struct TreasuryApi {
@@ -28,12 +29,6 @@ impl TreasuryApi {
 }
 
 const MAX_REASON: usize = 500;
-
-fn decimal(micros: i64) -> Option<Decimal> {
-    Some(Decimal {
-        value: format_azr(micros),
-    })
-}
 
 fn amount(field: &str, value: Option<&Decimal>) -> Result<Amount, FieldViolation> {
     Amount::parse(
