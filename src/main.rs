@@ -12,6 +12,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_new(&cli.settings.log).unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match azora::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
