@@ -124,12 +124,22 @@ fn unique_violation_target(message: &str) -> (&'static str, String) {
         "users" => "user",
         "wallets" => "wallet",
         "api_keys" => "api key",
+        "ledger_transactions" => "transaction",
+        "idempotency_keys" => "request",
+        "mining_sessions" => "mining session",
         _ => "record",
     };
     (entity, column)
 }
 
-const TABLES: &[&str] = &["users", "wallets", "api_keys"];
+const TABLES: &[&str] = &[
+    "users",
+    "wallets",
+    "api_keys",
+    "ledger_transactions",
+    "idempotency_keys",
+    "mining_sessions",
+];
 
 #[cfg(test)]
 mod tests {
@@ -152,6 +162,12 @@ mod tests {
                 r#"duplicate key value violates unique constraint "users_wallet_address_key""#
             ),
             ("user", "wallet_address".to_owned())
+        );
+        assert_eq!(
+            unique_violation_target(
+                r#"duplicate key value violates unique constraint "ledger_transactions_tx_hash_key""#
+            ),
+            ("transaction", "tx_hash".to_owned())
         );
     }
 }
