@@ -145,3 +145,59 @@ pub fn azr_decimal(micros: i64) -> Option<crate::proto::types::Decimal> {
         value: crate::treasury::domain::format_azr(micros),
     })
 }
+
+/// What one poll of a watched source found.
+pub enum Polled<T> {
+    /// Messages to send; the source is polled again at once.
+    Messages(Vec<T>),
+    /// Nothing new; the source is polled again after the interval.
+    Nothing,
+    /// The source is done; the stream ends.
+    Finished,
+}
+
+/// A server stream fed by polling the database, so that it sees what any
+/// replica wrote. `poll` takes the cursor and returns the next one with what
+/// it found. The stream ends when `poll` reports the source finished or fails
+/// (the error is sent), when the client goes away, or when `shutdown` fires.
+pub fn polling_stream<T, C, F, Fut>(
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut cursor: C,
+    mut poll: F,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>
+where
+    T: Send + 'static,
+    C: Send + 'static,
+    F: FnMut(C) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(C, Polled<T>), Error>> + Send,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            match poll(cursor).await {
+                Ok((next, Polled::Messages(messages))) => {
+                    cursor = next;
+                    for message in messages {
+                        if sender.send(Ok(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                Ok((next, Polled::Nothing)) => cursor = next,
+                Ok((_, Polled::Finished)) => return,
+                Err(error) => {
+                    let _ = sender.send(Err(tonic::Status::from(error))).await;
+                    return;
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = sender.closed() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}

@@ -15,7 +15,9 @@ use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
-use crate::transport::{Violations, azr_decimal as decimal, datetime_from, optional, timestamp};
+use crate::transport::{
+    Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream, timestamp,
+};
 
 /// How often a WatchAlerts stream looks for new alerts.
 const WATCH_POLL: Duration = Duration::from_millis(200);
@@ -407,40 +409,32 @@ impl ComplianceService for ComplianceApi {
         let pb::WatchAlertsRequest {} = request.into_inner();
         self.compliance.require_overseer(&caller)?;
         let db = self.compliance.database().clone();
-        let mut after = store::newest_alert_id(&db).await?;
-        let shutdown = self.shutdown.clone();
-        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let newest = store::newest_alert_id(&db).await?;
         // Polling the table lets a watcher see alerts raised on any replica.
-        tokio::spawn(async move {
-            loop {
+        let stream = polling_stream(WATCH_POLL, self.shutdown.clone(), newest, move |after| {
+            let db = db.clone();
+            async move {
                 match store::alerts_after(&db, after).await {
-                    Ok(alerts) => {
-                        for alert in alerts {
-                            after = Some(alert.id);
-                            if sender
-                                .send(Ok(pb::WatchAlertsResponse {
-                                    alert: Some(alert_to_proto(alert)),
-                                }))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
+                    Ok(alerts) if !alerts.is_empty() => {
+                        let last = alerts.last().map(|alert| alert.id);
+                        let messages = alerts
+                            .into_iter()
+                            .map(|alert| pb::WatchAlertsResponse {
+                                alert: Some(alert_to_proto(alert)),
+                            })
+                            .collect();
+                        Ok((last, Polled::Messages(messages)))
                     }
+                    Ok(_) => Ok((after, Polled::Nothing)),
+                    // Alerts matter most when the database struggles: keep
+                    // the stream open and try again.
                     Err(error) => {
-                        tracing::warn!(%error, "watching alerts: the database did not answer; retrying")
+                        tracing::warn!(%error, "watching alerts: the database did not answer; retrying");
+                        Ok((after, Polled::Nothing))
                     }
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = sender.closed() => return,
-                    () = tokio::time::sleep(WATCH_POLL) => {}
                 }
             }
         });
-        Ok(Response::new(
-            Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)) as AlertStream,
-        ))
+        Ok(Response::new(stream))
     }
 }

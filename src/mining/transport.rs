@@ -20,7 +20,9 @@ use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
-use crate::transport::{Violations, azr_decimal as decimal, datetime_from, optional, timestamp};
+use crate::transport::{
+    Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream, timestamp,
+};
 
 /// How often a WatchSession stream looks for new samples.
 const WATCH_POLL: StdDuration = StdDuration::from_millis(200);
@@ -419,22 +421,14 @@ impl MiningService for MiningApi {
         let id: Uuid = parse_id("session_id", &session_id).map_err(Error::from)?;
         self.mining.get_session(&caller, id).await?;
         let db = self.mining.database().clone();
-        let shutdown = self.shutdown.clone();
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
         // Polling the database (not an in-process channel) lets a watcher on
         // one replica see samples recorded through another.
-        tokio::spawn(async move {
-            let mut after = 0i64;
-            loop {
-                let batch = match store::samples_after(&db, id, after, WATCH_BATCH).await {
-                    Ok(batch) => batch,
-                    Err(error) => {
-                        let _ = sender.send(Err(Status::from(error))).await;
-                        return;
-                    }
-                };
+        let stream = polling_stream(WATCH_POLL, self.shutdown.clone(), 0i64, move |after| {
+            let db = db.clone();
+            async move {
+                let batch = store::samples_after(&db, id, after, WATCH_BATCH).await?;
                 if let Some((last, _)) = batch.last() {
-                    after = *last;
+                    let last = *last;
                     let message = pb::WatchSessionResponse {
                         samples: batch
                             .into_iter()
@@ -444,35 +438,24 @@ impl MiningService for MiningApi {
                             })
                             .collect(),
                     };
-                    if sender.send(Ok(message)).await.is_err() {
-                        return;
-                    }
-                    continue;
+                    return Ok((last, Polled::Messages(vec![message])));
                 }
-                // Nothing new: stop once the session has ended (its last
-                // samples were committed before it ended), else wait.
-                match store::find_session(&db, id).await {
-                    Ok(Some(session)) if session.status == SessionStatus::Ended => {
-                        match store::samples_after(&db, id, after, 1).await {
-                            Ok(rest) if rest.is_empty() => return,
-                            _ => continue,
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        let _ = sender.send(Err(Status::from(error))).await;
-                        return;
-                    }
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = sender.closed() => return,
-                    () = tokio::time::sleep(WATCH_POLL) => {}
-                }
+                // Nothing new: the stream ends once the session has ended
+                // (its samples were committed before it ended).
+                let ended = store::find_session(&db, id)
+                    .await?
+                    .is_some_and(|session| session.status == SessionStatus::Ended);
+                let drained = ended && store::samples_after(&db, id, after, 1).await?.is_empty();
+                Ok((
+                    after,
+                    if drained {
+                        Polled::Finished
+                    } else {
+                        Polled::Nothing
+                    },
+                ))
             }
         });
-        Ok(Response::new(
-            Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)) as WatchStream,
-        ))
+        Ok(Response::new(stream))
     }
 }
