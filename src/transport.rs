@@ -110,21 +110,23 @@ pub fn json_to_struct(object: serde_json::Map<String, serde_json::Value>) -> pro
     }
 }
 
+/// The largest JSON object (metadata) a request may carry, serialised.
+pub const MAX_JSON_OBJECT_BYTES: usize = 16 * 1024;
+
 /// A JSON object from an optional `Struct`, at most 16 KiB serialised.
 pub fn json_object(
     field: &str,
     value: Option<prost_types::Struct>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, FieldViolation> {
-    const MAX_BYTES: usize = 16 * 1024;
     let object = match value {
         Some(object) => struct_to_json(field, object)?,
         None => serde_json::Map::new(),
     };
     let size = serde_json::Value::Object(object.clone()).to_string().len();
-    if size > MAX_BYTES {
+    if size > MAX_JSON_OBJECT_BYTES {
         return Err(FieldViolation::new(
             field,
-            format!("is {size} bytes as JSON; at most {MAX_BYTES} are allowed"),
+            format!("is {size} bytes as JSON; at most {MAX_JSON_OBJECT_BYTES} are allowed"),
         ));
     }
     Ok(object)

@@ -10,31 +10,6 @@ use crate::auth::Role;
 use crate::error::FieldViolation;
 use crate::fixed;
 
-macro_rules! text_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                Self::ALL.iter().copied().find(|value| value.as_str() == text)
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-    };
-}
-
 text_enum!(UserType {
     Student => "student",
     Teacher => "teacher",
@@ -207,7 +182,7 @@ impl ReputationScore {
 pub struct Metadata(serde_json::Map<String, serde_json::Value>);
 
 impl Metadata {
-    pub const MAX_BYTES: usize = 16 * 1024;
+    pub const MAX_BYTES: usize = crate::transport::MAX_JSON_OBJECT_BYTES;
 
     pub fn new(
         field: &str,

@@ -15,7 +15,7 @@ use crate::fixed::format_units;
 use crate::proto::identity::{self as pb, identity_service_server::IdentityService};
 use crate::proto::types::Decimal;
 use crate::transport::{
-    Violations, datetime_from, json_to_struct, optional, struct_to_json, timestamp,
+    Violations, datetime_from, json_object, json_to_struct, optional, timestamp,
 };
 
 /// Scale of AZR amounts: 6 fractional digits (micro-AZR), as USDC.
@@ -122,11 +122,7 @@ fn metadata_from(
     field: &str,
     value: Option<prost_types::Struct>,
 ) -> Result<Metadata, FieldViolation> {
-    let object = match value {
-        Some(object) => struct_to_json(field, object)?,
-        None => serde_json::Map::new(),
-    };
-    Metadata::new(field, object)
+    Metadata::new(field, json_object(field, value)?)
 }
 
 fn user_to_proto(user: User) -> pb::User {
