@@ -14,6 +14,7 @@ mod m20261125_000001_identity;
 mod m20261125_000002_treasury;
 mod m20261125_000003_mining;
 mod m20261125_000004_compliance;
+mod m20261125_000005_ledger_pool_transfers;
 mod sql;
 
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_treasury::Migration),
             Box::new(m20261125_000003_mining::Migration),
             Box::new(m20261125_000004_compliance::Migration),
+            Box::new(m20261125_000005_ledger_pool_transfers::Migration),
         ]
     }
 }

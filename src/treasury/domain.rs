@@ -231,6 +231,24 @@ pub enum Command {
         destination_address: String,
         note: Note,
     },
+    /// Pays from a system pool into a wallet (founder pay from the founder
+    /// pool, knowledge rewards from circulation): a `transfer` whose source
+    /// is the pool. Only other services issue it, through `ledger::apply_in`.
+    PoolPayout {
+        pool: SystemAccount,
+        to_wallet: Uuid,
+        amount: Amount,
+        note: Note,
+    },
+    /// Pays from a wallet the caller owns into a system account (an invoice
+    /// into the treasury reserve): a `transfer` whose destination is the
+    /// account. Only other services issue it, through `ledger::apply_in`.
+    PoolPayment {
+        from_wallet: Uuid,
+        pool: SystemAccount,
+        amount: Amount,
+        note: Note,
+    },
     Confirm {
         transaction_id: Uuid,
         gas_used: i64,
@@ -251,6 +269,8 @@ impl Command {
             Command::Transfer { .. } => "transfer",
             Command::Deposit { .. } => "deposit",
             Command::Withdraw { .. } => "withdraw",
+            Command::PoolPayout { .. } => "pool_payout",
+            Command::PoolPayment { .. } => "pool_payment",
             Command::Confirm { .. } => "confirm",
             Command::Fail { .. } => "fail",
         }
@@ -275,6 +295,8 @@ pub struct Transaction {
     pub from_wallet: Option<Uuid>,
     pub to_wallet: Option<Uuid>,
     pub from_system: Option<SystemAccount>,
+    /// Set on a transfer into a system account (an invoice payment).
+    pub to_system: Option<SystemAccount>,
     pub destination_address: Option<String>,
     pub gas_used: Option<i64>,
     pub gas_price_wei: Option<i64>,

@@ -60,6 +60,7 @@ pub mod ledger_transaction {
         pub from_wallet_id: Option<Uuid>,
         pub to_wallet_id: Option<Uuid>,
         pub from_system_account: Option<String>,
+        pub to_system_account: Option<String>,
         pub destination_address: Option<String>,
         pub gas_used: Option<i64>,
         pub gas_price_wei: Option<i64>,

@@ -278,6 +278,7 @@ fn new_transaction(
         from_wallet: None,
         to_wallet: None,
         from_system: None,
+        to_system: None,
         destination_address: None,
         gas_used: None,
         gas_price_wei: None,
@@ -502,6 +503,64 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
                 resolves: false,
             })
         }
+        Command::PoolPayout {
+            pool,
+            to_wallet,
+            amount,
+            note,
+        } => {
+            if !exists(to_wallet) {
+                return Err(Error::not_found("wallet", to_wallet));
+            }
+            let mut transaction = new_transaction(
+                caller,
+                request_id,
+                TransactionKind::Transfer,
+                amount.micros(),
+                note,
+                now,
+            );
+            transaction.from_system = Some(*pool);
+            transaction.to_wallet = Some(*to_wallet);
+            let legs = leg(
+                available(Account::System(*pool)),
+                available(Account::Wallet(*to_wallet)),
+                amount.micros(),
+            );
+            Ok(Plan {
+                transaction,
+                legs: legs.into_iter().collect(),
+                resolves: false,
+            })
+        }
+        Command::PoolPayment {
+            from_wallet,
+            pool,
+            amount,
+            note,
+        } => {
+            owned(from_wallet)?;
+            let mut transaction = new_transaction(
+                caller,
+                request_id,
+                TransactionKind::Transfer,
+                amount.micros(),
+                note,
+                now,
+            );
+            transaction.from_wallet = Some(*from_wallet);
+            transaction.to_system = Some(*pool);
+            let legs = leg(
+                available(Account::Wallet(*from_wallet)),
+                available(Account::System(*pool)),
+                amount.micros(),
+            );
+            Ok(Plan {
+                transaction,
+                legs: legs.into_iter().collect(),
+                resolves: false,
+            })
+        }
         Command::Confirm {
             transaction_id,
             gas_used,
@@ -688,6 +747,12 @@ pub async fn apply_in(
                 wallet_ids.insert(*to_wallet);
             }
             Command::Withdraw { from_wallet, .. } => {
+                wallet_ids.insert(*from_wallet);
+            }
+            Command::PoolPayout { to_wallet, .. } => {
+                wallet_ids.insert(*to_wallet);
+            }
+            Command::PoolPayment { from_wallet, .. } => {
                 wallet_ids.insert(*from_wallet);
             }
             Command::Confirm { .. } | Command::Fail { .. } => {}

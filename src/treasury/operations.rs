@@ -84,6 +84,8 @@ impl Treasury {
             Command::Transfer { .. } | Command::Withdraw { .. } => WALLET_HOLDERS,
             Command::Mint { .. }
             | Command::Burn { .. }
+            | Command::PoolPayout { .. }
+            | Command::PoolPayment { .. }
             | Command::Deposit { .. }
             | Command::Confirm { .. }
             | Command::Fail { .. } => MONEY_MOVERS,

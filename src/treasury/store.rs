@@ -58,6 +58,11 @@ pub fn transaction_from_row(row: ledger_transaction::Model) -> Result<Transactio
             .as_deref()
             .map(|code| SystemAccount::parse(code).ok_or_else(|| corrupt("system account", code)))
             .transpose()?,
+        to_system: row
+            .to_system_account
+            .as_deref()
+            .map(|code| SystemAccount::parse(code).ok_or_else(|| corrupt("system account", code)))
+            .transpose()?,
         tx_hash: row.tx_hash,
         amount_micros: row.amount_azr_micros,
         allocation,
@@ -96,6 +101,9 @@ fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::ActiveMo
         to_wallet_id: Set(transaction.to_wallet),
         from_system_account: Set(transaction
             .from_system
+            .map(|account| account.as_str().to_owned())),
+        to_system_account: Set(transaction
+            .to_system
             .map(|account| account.as_str().to_owned())),
         destination_address: Set(transaction.destination_address.clone()),
         gas_used: Set(transaction.gas_used),

@@ -142,6 +142,7 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         from_wallet,
         to_wallet,
         from_system,
+        to_system,
         destination_address,
         gas_used,
         gas_price_wei,
@@ -171,6 +172,8 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         from_wallet_id: from_wallet.map(|id| id.to_string()).unwrap_or_default(),
         to_wallet_id: to_wallet.map(|id| id.to_string()).unwrap_or_default(),
         from_system_account: from_system.map_or(pb::SystemAccount::Unspecified, system_account_to)
+            as i32,
+        to_system_account: to_system.map_or(pb::SystemAccount::Unspecified, system_account_to)
             as i32,
         destination_address: destination_address
             .as_deref()
