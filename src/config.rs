@@ -152,6 +152,25 @@ pub struct Settings {
     )]
     pub kyc_transfer_threshold: String,
 
+    /// The largest knowledge reward one proof may pay, in AZR.
+    #[arg(
+        long,
+        env = "AZORA_KNOWLEDGE_REWARD_MAX",
+        default_value = "1000",
+        global = true
+    )]
+    pub knowledge_reward_max: String,
+
+    /// How often the invoice issuer looks for subscriptions whose next
+    /// billing period has begun, in milliseconds. Every replica runs it.
+    #[arg(
+        long,
+        env = "AZORA_BILLING_INTERVAL_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub billing_interval_ms: u64,
+
     /// Log filter, in `tracing` EnvFilter syntax.
     #[arg(long, env = "AZORA_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -172,6 +191,8 @@ impl Settings {
             ledger_writers: 2,
             auth_cache_ms: 1000,
             kyc_transfer_threshold: "10000".into(),
+            knowledge_reward_max: "1000".into(),
+            billing_interval_ms: 60_000,
             log: "info".into(),
         }
     }
@@ -186,6 +207,10 @@ impl Settings {
 
     pub fn auth_cache_ttl(&self) -> Duration {
         Duration::from_millis(self.auth_cache_ms)
+    }
+
+    pub fn billing_interval(&self) -> Duration {
+        Duration::from_millis(self.billing_interval_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

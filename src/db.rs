@@ -127,6 +127,11 @@ fn unique_violation_target(message: &str) -> (&'static str, String) {
         "ledger_transactions" => "transaction",
         "idempotency_keys" => "request",
         "mining_sessions" => "mining session",
+        "founder_compensations" => "founder compensation",
+        "proofs_of_knowledge" => "proof of knowledge",
+        "student_earnings" => "student earning",
+        "subscriptions" => "subscription",
+        "invoices" => "invoice",
         _ => "record",
     };
     (entity, column)
@@ -139,6 +144,11 @@ const TABLES: &[&str] = &[
     "ledger_transactions",
     "idempotency_keys",
     "mining_sessions",
+    "founder_compensations",
+    "proofs_of_knowledge",
+    "student_earnings",
+    "subscriptions",
+    "invoices",
 ];
 
 #[cfg(test)]

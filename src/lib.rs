@@ -35,7 +35,9 @@ macro_rules! text_enum {
 
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod cli;
+pub mod compensation;
 pub mod compliance;
 pub mod config;
 pub mod db;
@@ -47,6 +49,7 @@ pub mod mining;
 pub mod pagination;
 pub mod proto;
 pub mod redis;
+pub mod rewards;
 pub mod startup;
 pub mod transport;
 pub mod treasury;

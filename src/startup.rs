@@ -14,15 +14,21 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::auth::{AuthLayer, Authenticator, KeyCache};
+use crate::billing::{Billing, BillingApi};
+use crate::compensation::{Compensations, FounderCompensationApi};
 use crate::compliance::{Compliance, ComplianceApi};
 use crate::config::Settings;
 use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
 use crate::mining::{Mining, MiningApi};
 use crate::proto;
+use crate::rewards::{KnowledgeRewardApi, Rewards};
 use crate::proto::compliance::compliance_service_server::ComplianceServiceServer;
 use crate::proto::identity::identity_service_server::IdentityServiceServer;
 use crate::proto::mining::mining_service_server::MiningServiceServer;
+use crate::proto::treasury::billing_service_server::BillingServiceServer;
+use crate::proto::treasury::founder_compensation_service_server::FounderCompensationServiceServer;
+use crate::proto::treasury::knowledge_reward_service_server::KnowledgeRewardServiceServer;
 use crate::proto::treasury::treasury_service_server::TreasuryServiceServer;
 use crate::treasury::domain::AllocationPolicy;
 use crate::treasury::operations::ensure_policy;
@@ -102,6 +108,9 @@ impl Application {
             <TreasuryServiceServer<TreasuryApi> as NamedService>::NAME,
             <MiningServiceServer<MiningApi> as NamedService>::NAME,
             <ComplianceServiceServer<ComplianceApi> as NamedService>::NAME,
+            <FounderCompensationServiceServer<FounderCompensationApi> as NamedService>::NAME,
+            <KnowledgeRewardServiceServer<KnowledgeRewardApi> as NamedService>::NAME,
+            <BillingServiceServer<BillingApi> as NamedService>::NAME,
         ];
         let prober = HealthProber::new(
             reporter,
@@ -116,6 +125,13 @@ impl Application {
         let chaining = tokio::spawn(crate::audit::run_chainer(
             db.clone(),
             std::time::Duration::from_millis(200),
+            stop_probing.clone(),
+        ));
+
+        let billing = Billing::new(db.clone(), policy);
+        let issuing = tokio::spawn(crate::billing::run_issuer(
+            billing.clone(),
+            settings.billing_interval(),
             stop_probing.clone(),
         ));
 
@@ -156,6 +172,28 @@ impl Application {
         let treasury = TreasuryServiceServer::new(TreasuryApi::new(treasury))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let compensation = FounderCompensationServiceServer::new(FounderCompensationApi::new(
+            Compensations::new(db.clone(), policy),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let knowledge_reward_max = crate::treasury::domain::Amount::parse(
+            "knowledge_reward_max",
+            &settings.knowledge_reward_max,
+        )
+        .map_err(|violation| {
+            anyhow::anyhow!("AZORA_KNOWLEDGE_REWARD_MAX {}", violation.description)
+        })?;
+        let rewards = KnowledgeRewardServiceServer::new(KnowledgeRewardApi::new(Rewards::new(
+            db.clone(),
+            policy,
+            knowledge_reward_max,
+        )))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let billing = BillingServiceServer::new(BillingApi::new(billing))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
         let server = Server::builder()
             .layer(AuthLayer::new(Authenticator::new(db.clone(), key_cache)))
@@ -166,6 +204,9 @@ impl Application {
             .add_service(treasury)
             .add_service(mining)
             .add_service(compliance)
+            .add_service(compensation)
+            .add_service(rewards)
+            .add_service(billing)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 stop_serving.clone().cancelled_owned(),
@@ -185,6 +226,7 @@ impl Application {
         stop_probing.cancel();
         let _ = probing.await;
         let _ = chaining.await;
+        let _ = issuing.await;
         prober.shut_down().await;
         stop_serving.cancel();
         match tokio::time::timeout(settings.shutdown_grace(), &mut server).await {

@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use azora::identity::entities::wallet;
 use azora::proto::identity as ipb;
 use azora::proto::treasury as pb;
-use azora::treasury::entities::{ledger_entry, ledger_transaction, system_account};
-use common::money::{azr, micros};
+use common::money::{assert_books_balance, azr, micros};
 use common::{Backend, TestApp, authed, violated_fields};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::ConnectionTrait;
 use tokio::task::JoinSet;
 use tonic::Code;
 
@@ -34,83 +32,6 @@ on_both_backends!(
 
 fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-/// The books balance: wallets plus system accounts sum to zero (issuance and
-/// external are the contra accounts), no holding account is negative, and
-/// every balance equals what its entries say.
-async fn assert_books_balance(app: &TestApp) {
-    let wallets = wallet::Entity::find().all(&app.db).await.unwrap();
-    let systems = system_account::Entity::find().all(&app.db).await.unwrap();
-    let entries = ledger_entry::Entity::find().all(&app.db).await.unwrap();
-    let mut from_entries: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for entry in &entries {
-        let source = entry
-            .source_wallet_id
-            .map(|id| id.to_string())
-            .or(entry.source_system.clone())
-            .unwrap();
-        let destination = entry
-            .destination_wallet_id
-            .map(|id| id.to_string())
-            .or(entry.destination_system.clone())
-            .unwrap();
-        *from_entries
-            .entry((source, entry.source_bucket.clone()))
-            .or_default() -= entry.amount_micros;
-        *from_entries
-            .entry((destination, entry.destination_bucket.clone()))
-            .or_default() += entry.amount_micros;
-    }
-    let mut total = 0i64;
-    for row in &wallets {
-        for (bucket, value) in [
-            ("available", row.available_micros),
-            ("pending", row.pending_micros),
-            ("staked", row.staked_micros),
-        ] {
-            assert!(value >= 0, "wallet {} {bucket} is negative", row.id);
-            let expected = from_entries
-                .get(&(row.id.to_string(), bucket.to_owned()))
-                .copied()
-                .unwrap_or_default();
-            assert_eq!(
-                value, expected,
-                "wallet {} {bucket} disagrees with its entries",
-                row.id
-            );
-            total += value;
-        }
-    }
-    for row in &systems {
-        if row.code != "issuance" && row.code != "external" {
-            assert!(row.balance_micros >= 0, "{} is negative", row.code);
-        }
-        let expected = from_entries
-            .get(&(row.code.clone(), "available".to_owned()))
-            .copied()
-            .unwrap_or_default();
-        assert_eq!(
-            row.balance_micros, expected,
-            "{} disagrees with its entries",
-            row.code
-        );
-        total += row.balance_micros;
-    }
-    assert_eq!(
-        total, 0,
-        "all balances, contra accounts included, must sum to zero"
-    );
-    let transactions = ledger_transaction::Entity::find()
-        .all(&app.db)
-        .await
-        .unwrap();
-    for transaction in transactions {
-        assert_eq!(
-            transaction.amount_usd_micros, transaction.amount_azr_micros,
-            "peg"
-        );
-    }
 }
 
 async fn a_mint_is_split_by_the_policy_and_the_summary_adds_up(backend: Backend) {

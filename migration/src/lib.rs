@@ -15,6 +15,9 @@ mod m20261125_000002_treasury;
 mod m20261125_000003_mining;
 mod m20261125_000004_compliance;
 mod m20261125_000005_ledger_pool_transfers;
+mod m20261125_000006_founder_compensation;
+mod m20261125_000007_knowledge_rewards;
+mod m20261125_000008_billing;
 mod sql;
 
 pub struct Migrator;
@@ -28,6 +31,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_mining::Migration),
             Box::new(m20261125_000004_compliance::Migration),
             Box::new(m20261125_000005_ledger_pool_transfers::Migration),
+            Box::new(m20261125_000006_founder_compensation::Migration),
+            Box::new(m20261125_000007_knowledge_rewards::Migration),
+            Box::new(m20261125_000008_billing::Migration),
         ]
     }
 }

@@ -30,7 +30,7 @@ impl TreasuryApi {
 
 const MAX_REASON: usize = 500;
 
-fn amount(field: &str, value: Option<&Decimal>) -> Result<Amount, FieldViolation> {
+pub(crate) fn amount(field: &str, value: Option<&Decimal>) -> Result<Amount, FieldViolation> {
     Amount::parse(
         field,
         value
@@ -39,7 +39,7 @@ fn amount(field: &str, value: Option<&Decimal>) -> Result<Amount, FieldViolation
     )
 }
 
-fn reason(field: &str, text: String) -> Result<String, FieldViolation> {
+pub(crate) fn reason(field: &str, text: String) -> Result<String, FieldViolation> {
     if text.chars().count() > MAX_REASON {
         Err(FieldViolation::new(
             field,
@@ -275,7 +275,7 @@ fn gas_price(field: &str, text: &str) -> Result<i64, FieldViolation> {
         .map_err(|_| FieldViolation::new(field, format!("must be at most {}", i64::MAX)))
 }
 
-fn request(v: &mut Violations, request_id: &str) -> Option<RequestId> {
+pub(crate) fn request(v: &mut Violations, request_id: &str) -> Option<RequestId> {
     v.check(RequestId::parse("request_id", request_id))
 }
 

@@ -1,0 +1,191 @@
+//! Billing types, parsed at the edge, and the calendar of billing periods.
+
+use chrono::{DateTime, Duration, Months, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+text_enum!(Tier {
+    Basic => "basic",
+    Pro => "pro",
+    Enterprise => "enterprise",
+});
+
+text_enum!(SubscriptionStatus {
+    Active => "active",
+    Cancelled => "cancelled",
+});
+
+text_enum!(InvoiceStatus {
+    Open => "open",
+    Paid => "paid",
+});
+
+text_enum!(Currency {
+    Azr => "AZR",
+    Usd => "USD",
+});
+
+/// An invoice is due this long after its period starts.
+pub const DUE_AFTER: Duration = Duration::days(14);
+/// A backdated start may reach this many months into the past at most.
+pub const MAX_BACKDATED_MONTHS: u32 = 24;
+
+/// Period `index` of a subscription that started at `start`: monthly from
+/// the start, each computed from the start itself, so a start on the 31st
+/// bills on the last day of shorter months and returns to the 31st after.
+pub fn period(start: DateTime<Utc>, index: u32) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    Some((
+        start.checked_add_months(Months::new(index))?,
+        start.checked_add_months(Months::new(index.checked_add(1)?))?,
+    ))
+}
+
+/// How many periods have begun by `now` (at least the first).
+pub fn periods_begun(start: DateTime<Utc>, now: DateTime<Utc>) -> u32 {
+    let mut count = 1;
+    while let Some((begins, _)) = period(start, count) {
+        if begins > now {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSubscription {
+    pub user: Uuid,
+    pub tier: Tier,
+    pub currency: Currency,
+    pub start: Option<DateTime<Utc>>,
+}
+
+impl NewSubscription {
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Sha256::digest(format!("{self:?}").as_bytes()))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub user: Uuid,
+    pub tier: Tier,
+    pub status: SubscriptionStatus,
+    pub price_micros: i64,
+    pub currency: Currency,
+    pub start_at: DateTime<Utc>,
+    pub periods_invoiced: i32,
+    pub current_period_end: DateTime<Utc>,
+    pub request_id: String,
+    #[serde(skip)]
+    pub fingerprint: String,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub cancelled_by: Option<Uuid>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+}
+
+impl Subscription {
+    pub fn current_period_start(&self) -> DateTime<Utc> {
+        period(self.start_at, (self.periods_invoiced - 1).max(0) as u32)
+            .map_or(self.start_at, |(begins, _)| begins)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Invoice {
+    pub id: Uuid,
+    pub subscription: Uuid,
+    pub user: Uuid,
+    pub period_index: i32,
+    pub amount_micros: i64,
+    pub currency: Currency,
+    pub status: InvoiceStatus,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub paid_by: Option<Uuid>,
+    pub wallet: Option<Uuid>,
+    pub transaction: Option<Uuid>,
+}
+
+impl Invoice {
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.status == InvoiceStatus::Open && self.due_at < now
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionFilter {
+    pub user: Option<Uuid>,
+    pub status: Option<SubscriptionStatus>,
+}
+
+impl SubscriptionFilter {
+    pub fn fingerprint(&self) -> String {
+        format!("subscriptions|{self:?}")
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InvoiceFilter {
+    pub user: Option<Uuid>,
+    pub subscription: Option<Uuid>,
+    pub status: Option<InvoiceStatus>,
+}
+
+impl InvoiceFilter {
+    pub fn fingerprint(&self) -> String {
+        format!("invoices|{self:?}")
+    }
+}
+
+/// A user's holdings over all of their wallets, and what they owe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserBalances {
+    pub wallet_count: i64,
+    pub available_micros: i64,
+    pub pending_micros: i64,
+    pub staked_micros: i64,
+    pub open_invoice_count: i64,
+    pub open_invoice_micros: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn periods_are_calendar_months_from_the_start() {
+        let start = at("2026-01-31T10:00:00Z");
+        assert_eq!(
+            period(start, 0),
+            Some((at("2026-01-31T10:00:00Z"), at("2026-02-28T10:00:00Z")))
+        );
+        assert_eq!(
+            period(start, 1),
+            Some((at("2026-02-28T10:00:00Z"), at("2026-03-31T10:00:00Z")))
+        );
+        assert_eq!(
+            period(start, 2),
+            Some((at("2026-03-31T10:00:00Z"), at("2026-04-30T10:00:00Z")))
+        );
+    }
+
+    #[test]
+    fn periods_begun_counts_the_first_and_each_month_reached() {
+        let start = at("2026-01-15T00:00:00Z");
+        assert_eq!(periods_begun(start, start), 1);
+        assert_eq!(periods_begun(start, at("2026-02-14T23:59:59Z")), 1);
+        assert_eq!(periods_begun(start, at("2026-02-15T00:00:00Z")), 2);
+        assert_eq!(periods_begun(start, at("2026-04-20T00:00:00Z")), 4);
+    }
+}

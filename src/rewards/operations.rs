@@ -1,0 +1,265 @@
+//! Knowledge reward use cases: who may verify, and each proof recorded and
+//! paid in one audited database transaction.
+
+use chrono::{SubsecRound, Utc};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::domain::{Earning, NewProof, Proof, ProofFilter};
+use super::store;
+use crate::audit::{Audited, Change};
+use crate::auth::{Principal, Role};
+use crate::error::Error;
+use crate::identity::domain::UserType;
+use crate::identity::operations::Page;
+use crate::identity::store as identity_store;
+use crate::pagination::PageRequest;
+use crate::treasury::domain::{
+    AllocationPolicy, Amount, Command, Note, RequestId, SystemAccount, format_azr,
+};
+use crate::treasury::ledger;
+
+type Result<T> = std::result::Result<T, Error>;
+
+const RESOURCE: &str = "proof_of_knowledge";
+
+#[derive(Clone)]
+pub struct Rewards {
+    db: DatabaseConnection,
+    policy: AllocationPolicy,
+    max_reward: Amount,
+}
+
+/// A recorded proof, and whether this call only replayed it.
+pub struct Recorded {
+    pub proof: Proof,
+    pub replayed: bool,
+}
+
+/// A page of a student's rewards, with every reward's count and sum.
+pub struct Earnings {
+    pub page: Page<Earning>,
+    pub reward_count: i64,
+    pub total_micros: i64,
+}
+
+impl Rewards {
+    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, max_reward: Amount) -> Self {
+        Self {
+            db,
+            policy,
+            max_reward,
+        }
+    }
+
+    /// Service and admin keys verify; so does any key of a teacher.
+    async fn require_verifier(&self, caller: &Principal) -> Result<()> {
+        match caller.role {
+            Role::Service | Role::Admin => Ok(()),
+            Role::Member | Role::Treasurer | Role::Auditor => {
+                match identity_store::find_user(&self.db, caller.user_id).await? {
+                    Some(user) if user.user_type == UserType::Teacher => Ok(()),
+                    _ => Err(Error::PermissionDenied),
+                }
+            }
+        }
+    }
+
+    pub async fn record(
+        &self,
+        caller: &Principal,
+        source: RequestId,
+        new: NewProof,
+    ) -> Result<Recorded> {
+        self.require_verifier(caller).await?;
+        if caller.user_id == new.student {
+            return Err(Error::PermissionDenied);
+        }
+        if new.reward > self.max_reward {
+            return Err(Error::invalid(
+                "reward_amount",
+                format!("must be at most {} AZR", format_azr(self.max_reward.micros())),
+            ));
+        }
+        // Two concurrent calls with one source id: on PostgreSQL the second
+        // insert waits for the first transaction and then hits the unique
+        // index; its retry finds the committed proof and replays it.
+        match self.try_record(caller, &source, &new).await {
+            Err(Error::AlreadyExists { .. }) => self.try_record(caller, &source, &new).await,
+            other => other,
+        }
+    }
+
+    async fn try_record(
+        &self,
+        caller: &Principal,
+        source: &RequestId,
+        new: &NewProof,
+    ) -> Result<Recorded> {
+        let fingerprint = new.fingerprint();
+        let transaction = Audited::begin(&self.db).await?;
+        if let Some(existing) = store::find_by_source(&*transaction, source.as_str()).await? {
+            if existing.fingerprint != fingerprint {
+                return Err(Error::AlreadyExists {
+                    entity: "proof of knowledge",
+                    field: "source_transaction_id".into(),
+                });
+            }
+            let change = Change::new(RESOURCE, existing.id)
+                .old(&existing)
+                .new_values(&existing)
+                .request_id(source.as_str());
+            transaction.commit(caller, change).await?;
+            return Ok(Recorded {
+                proof: existing,
+                replayed: true,
+            });
+        }
+        let student = identity_store::find_user(&*transaction, new.student)
+            .await?
+            .ok_or_else(|| Error::not_found("user", new.student))?;
+        if student.user_type != UserType::Student {
+            return Err(Error::FailedPrecondition {
+                reason: "NOT_A_STUDENT",
+                message: format!(
+                    "user {} is a {}, not a student",
+                    student.id,
+                    student.user_type.as_str()
+                ),
+            });
+        }
+        let wallet = identity_store::find_wallet(&*transaction, new.wallet)
+            .await?
+            .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
+        if wallet.owner_id != student.id {
+            return Err(Error::invalid(
+                "wallet_id",
+                "must be a wallet of the student's",
+            ));
+        }
+        let now = Utc::now().trunc_subsecs(6);
+        let mut proof = Proof {
+            id: Uuid::now_v7(),
+            student: new.student,
+            kind: new.kind,
+            subject: new.subject.clone(),
+            score_hundredths: new.score_hundredths,
+            evidence_hash: new.evidence_hash.clone(),
+            verified_by: caller.user_id,
+            verified_at: now,
+            source_transaction_id: source.as_str().to_owned(),
+            fingerprint,
+            reward: None,
+        };
+        // The proof first: its unique source id is what makes a concurrent
+        // twin wait here, before any money moves.
+        store::insert_proof(&*transaction, &proof).await?;
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("proof_of_knowledge_id".into(), proof.id.to_string().into());
+        metadata.insert(
+            "source_transaction_id".into(),
+            source.as_str().to_owned().into(),
+        );
+        let command = Command::PoolPayout {
+            pool: SystemAccount::CirculationPool,
+            to_wallet: new.wallet,
+            amount: new.reward,
+            note: Note {
+                reason: format!("knowledge reward: {} {}", new.kind.as_str(), new.subject),
+                metadata,
+            },
+        };
+        let ledger_request = RequestId::parse(
+            "source_transaction_id",
+            &format!("azora:knowledge-reward:{}", proof.id),
+        )?;
+        let paid = ledger::apply_in(
+            &transaction,
+            &self.policy,
+            &[(caller.clone(), ledger_request, command)],
+        )
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
+        let earning = Earning {
+            id: Uuid::now_v7(),
+            student: new.student,
+            proof: proof.id,
+            source_transaction_id: proof.source_transaction_id.clone(),
+            wallet: new.wallet,
+            amount_micros: new.reward.micros(),
+            transaction: paid.id,
+            created_at: now,
+        };
+        store::insert_earning(&*transaction, &earning).await?;
+        proof.reward = Some(earning);
+        let change = Change::new(RESOURCE, proof.id)
+            .new_values(&proof)
+            .request_id(source.as_str());
+        transaction.commit(caller, change).await?;
+        Ok(Recorded {
+            proof,
+            replayed: false,
+        })
+    }
+
+    pub async fn get_by_source(&self, caller: &Principal, source: &str) -> Result<Proof> {
+        match store::find_by_source(&self.db, source).await? {
+            Some(proof) if caller.can_read(proof.student) => Ok(proof),
+            None if caller.role.reads_everything() => {
+                Err(Error::not_found("knowledge reward", source))
+            }
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
+    /// Staff read every student's; anyone else only their own.
+    fn readable_student(caller: &Principal, student: Option<Uuid>) -> Result<Uuid> {
+        match student {
+            Some(student) if caller.can_read(student) => Ok(student),
+            Some(_) => Err(Error::PermissionDenied),
+            None => Ok(caller.user_id),
+        }
+    }
+
+    pub async fn list_proofs(
+        &self,
+        caller: &Principal,
+        mut filter: ProofFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Page<Proof>> {
+        if !caller.role.reads_everything() {
+            filter.student = Some(Self::readable_student(caller, filter.student)?);
+        }
+        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let mut items = store::list_proofs(&self.db, &filter, &page).await?;
+        let next_page_token = page.finish(&mut items, |proof| proof.id);
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    pub async fn list_earnings(
+        &self,
+        caller: &Principal,
+        student: Option<Uuid>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Earnings> {
+        let student = Self::readable_student(caller, student)?;
+        let page = PageRequest::parse(page_size, page_token, &format!("student_earnings|{student}"))?;
+        let mut items = store::list_earnings(&self.db, student, &page).await?;
+        let next_page_token = page.finish(&mut items, |earning| earning.id);
+        let (reward_count, total_micros) = store::total_earned(&self.db, student).await?;
+        Ok(Earnings {
+            page: Page {
+                items,
+                next_page_token,
+            },
+            reward_count,
+            total_micros,
+        })
+    }
+}
