@@ -44,7 +44,10 @@ const POSTGRES_UP: &[&str] = &[
     "CREATE INDEX student_earnings_student_idx ON student_earnings (student_id, id)",
 ];
 
-const POSTGRES_DOWN: &[&str] = &["DROP TABLE student_earnings", "DROP TABLE proofs_of_knowledge"];
+const POSTGRES_DOWN: &[&str] = &[
+    "DROP TABLE student_earnings",
+    "DROP TABLE proofs_of_knowledge",
+];
 
 const SQLITE_UP: &[&str] = &[
     r#"CREATE TABLE proofs_of_knowledge (

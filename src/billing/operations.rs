@@ -178,9 +178,7 @@ impl Billing {
         caller.require_role(SUBSCRIBERS)?;
         let transaction = Audited::begin(&self.db).await?;
         let mut subscription = match store::lock_subscription(&*transaction, id).await? {
-            Some(found)
-                if found.user == caller.user_id || BILLING_STAFF.contains(&caller.role) =>
-            {
+            Some(found) if found.user == caller.user_id || BILLING_STAFF.contains(&caller.role) => {
                 found
             }
             None if caller.role.reads_everything() => {
@@ -354,10 +352,7 @@ impl Billing {
                     crate::audit::Outcome::Ok,
                 )
                 .await?;
-                transaction
-                    .commit()
-                    .await
-                    .map_err(crate::db::classify)?;
+                transaction.commit().await.map_err(crate::db::classify)?;
                 issued += invoices.len();
             }
             // A full batch may hide more; a round that issued nothing would
@@ -373,7 +368,10 @@ impl Billing {
 /// run it, since each subscription is issued under its row lock.
 pub async fn run_issuer(billing: Billing, interval: StdDuration, stop: CancellationToken) {
     loop {
-        match billing.issue_due_invoices(Utc::now().trunc_subsecs(6)).await {
+        match billing
+            .issue_due_invoices(Utc::now().trunc_subsecs(6))
+            .await
+        {
             Ok(0) => {}
             Ok(issued) => tracing::info!(issued, "issued invoices"),
             Err(error) => tracing::warn!(%error, "invoice issuer round failed"),

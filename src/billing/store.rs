@@ -150,7 +150,10 @@ pub async fn find_subscription_by_request(
 
 /// The subscription, locked until the transaction ends: issuing, cancelling
 /// and replicas' issuers serialise on its row.
-pub async fn lock_subscription(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Subscription>> {
+pub async fn lock_subscription(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<Subscription>> {
     subscription::Entity::find_by_id(id)
         .lock_exclusive()
         .one(db)
@@ -186,11 +189,15 @@ pub async fn list_subscriptions(
 ) -> Result<Vec<Subscription>> {
     use subscription::Column;
     subscription::Entity::find()
-        .apply_if(filter.user, |query, user| query.filter(Column::UserId.eq(user)))
+        .apply_if(filter.user, |query, user| {
+            query.filter(Column::UserId.eq(user))
+        })
         .apply_if(filter.status, |query, status| {
             query.filter(Column::Status.eq(status.as_str()))
         })
-        .apply_if(page.after, |query, after| query.filter(Column::Id.lt(after)))
+        .apply_if(page.after, |query, after| {
+            query.filter(Column::Id.lt(after))
+        })
         .order_by_desc(Column::Id)
         .limit(page.fetch_limit())
         .all(db)
@@ -248,14 +255,18 @@ pub async fn list_invoices(
 ) -> Result<Vec<Invoice>> {
     use invoice::Column;
     invoice::Entity::find()
-        .apply_if(filter.user, |query, user| query.filter(Column::UserId.eq(user)))
+        .apply_if(filter.user, |query, user| {
+            query.filter(Column::UserId.eq(user))
+        })
         .apply_if(filter.subscription, |query, subscription| {
             query.filter(Column::SubscriptionId.eq(subscription))
         })
         .apply_if(filter.status, |query, status| {
             query.filter(Column::Status.eq(status.as_str()))
         })
-        .apply_if(page.after, |query, after| query.filter(Column::Id.lt(after)))
+        .apply_if(page.after, |query, after| {
+            query.filter(Column::Id.lt(after))
+        })
         .order_by_desc(Column::Id)
         .limit(page.fetch_limit())
         .all(db)

@@ -165,7 +165,16 @@ mod tests {
     fn months_are_yyyy_mm() {
         assert!(Month::parse("m", "2026-11").is_ok());
         assert!(Month::parse("m", "2026-01").is_ok());
-        for bad in ["2026-13", "2026-00", "2026-1", "26-11", "2026/11", "2026-11-01", "", "abcd-ef"] {
+        for bad in [
+            "2026-13",
+            "2026-00",
+            "2026-1",
+            "26-11",
+            "2026/11",
+            "2026-11-01",
+            "",
+            "abcd-ef",
+        ] {
             assert!(Month::parse("m", bad).is_err(), "{bad}");
         }
     }

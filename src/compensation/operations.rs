@@ -87,14 +87,21 @@ impl Compensations {
         if founder.user_type != UserType::Founder {
             return Err(Error::FailedPrecondition {
                 reason: "NOT_A_FOUNDER",
-                message: format!("user {} is a {}, not a founder", founder.id, founder.user_type.as_str()),
+                message: format!(
+                    "user {} is a {}, not a founder",
+                    founder.id,
+                    founder.user_type.as_str()
+                ),
             });
         }
         let wallet = identity_store::find_wallet(&*transaction, new.wallet)
             .await?
             .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
         if wallet.owner_id != founder.id {
-            return Err(Error::invalid("wallet_id", "must be a wallet of the founder's"));
+            return Err(Error::invalid(
+                "wallet_id",
+                "must be a wallet of the founder's",
+            ));
         }
         if store::find_live(&*transaction, new.founder, &new.month, new.kind)
             .await?
@@ -193,7 +200,10 @@ impl Compensations {
             let amount = Amount::from_micros(record.amount_micros)
                 .ok_or_else(|| Error::internal("a stored compensation amount is out of range"))?;
             let mut metadata = serde_json::Map::new();
-            metadata.insert("founder_compensation_id".into(), record.id.to_string().into());
+            metadata.insert(
+                "founder_compensation_id".into(),
+                record.id.to_string().into(),
+            );
             let command = Command::PoolPayout {
                 pool: SystemAccount::FounderPool,
                 to_wallet: record.wallet,
@@ -229,7 +239,12 @@ impl Compensations {
         .await
     }
 
-    pub async fn cancel(&self, caller: &Principal, id: Uuid, reason: String) -> Result<Compensation> {
+    pub async fn cancel(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        reason: String,
+    ) -> Result<Compensation> {
         self.transition(caller, id, async |_, record| match record.status {
             CompensationStatus::Cancelled => Ok(false),
             CompensationStatus::Pending | CompensationStatus::Approved => {
@@ -293,7 +308,10 @@ impl Compensations {
         if let (Some(start), Some(end)) = (&start, &end)
             && start > end
         {
-            return Err(Error::invalid("end_month", "must not be before start_month"));
+            return Err(Error::invalid(
+                "end_month",
+                "must not be before start_month",
+            ));
         }
         store::summary(&self.db, founder, start.as_ref(), end.as_ref()).await
     }

@@ -166,7 +166,9 @@ pub async fn list(
         .apply_if(filter.kind, |query, kind| {
             query.filter(Column::CompensationType.eq(kind.as_str()))
         })
-        .apply_if(page.after, |query, after| query.filter(Column::Id.lt(after)))
+        .apply_if(page.after, |query, after| {
+            query.filter(Column::Id.lt(after))
+        })
         .order_by_desc(Column::Id)
         .limit(page.fetch_limit())
         .all(db)
@@ -233,12 +235,16 @@ pub async fn summary(
         let count: i64 = row.try_get("", "records").map_err(classify)?;
         let micros: i64 = row.try_get("", "micros").map_err(classify)?;
         let kind = CompensationType::parse(&kind).ok_or_else(|| corrupt("type", &kind))?;
-        let status = CompensationStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?;
+        let status =
+            CompensationStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?;
         groups
             .entry((founder, month, kind))
             .or_default()
             .add(status, count, micros);
-        founders.entry(founder).or_default().add(status, count, micros);
+        founders
+            .entry(founder)
+            .or_default()
+            .add(status, count, micros);
         totals.add(status, count, micros);
     }
     Ok(Summary {

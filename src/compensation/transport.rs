@@ -3,8 +3,8 @@
 use tonic::{Request, Response, Status};
 
 use super::domain::{
-    Compensation, CompensationFilter, CompensationStatus, CompensationType, Month,
-    NewCompensation, Totals,
+    Compensation, CompensationFilter, CompensationStatus, CompensationType, Month, NewCompensation,
+    Totals,
 };
 use super::operations::Compensations;
 use crate::auth::principal;
@@ -33,7 +33,10 @@ fn type_from(field: &str, value: i32) -> Result<Option<CompensationType>, FieldV
         Ok(pb::CompensationType::Bonus) => Ok(Some(CompensationType::Bonus)),
         Ok(pb::CompensationType::TokenGrant) => Ok(Some(CompensationType::TokenGrant)),
         Ok(pb::CompensationType::Reimbursement) => Ok(Some(CompensationType::Reimbursement)),
-        Err(_) => Err(FieldViolation::new(field, "is not a known compensation type")),
+        Err(_) => Err(FieldViolation::new(
+            field,
+            "is not a known compensation type",
+        )),
     }
 }
 
@@ -165,9 +168,10 @@ impl FounderCompensationService for FounderCompensationApi {
         let founder = v.check(parse_id("founder_id", &founder_id));
         let wallet = v.check(parse_id("wallet_id", &wallet_id));
         let month = v.check(Month::parse("month", &month));
-        let kind = v.check(type_from("type", r#type).and_then(|kind| {
-            kind.ok_or_else(|| FieldViolation::new("type", "is required"))
-        }));
+        let kind = v.check(
+            type_from("type", r#type)
+                .and_then(|kind| kind.ok_or_else(|| FieldViolation::new("type", "is required"))),
+        );
         let value = v.check(amount("amount", value.as_ref()));
         let notes = v.check(reason("notes", notes));
         let (request_id, new) = v.finish(|| {
@@ -194,8 +198,9 @@ impl FounderCompensationService for FounderCompensationApi {
         request_message: Request<pb::ApproveFounderCompensationRequest>,
     ) -> Result<Response<pb::ApproveFounderCompensationResponse>, Status> {
         let caller = principal(&request_message)?;
-        let pb::ApproveFounderCompensationRequest { compensation_id: id } =
-            request_message.into_inner();
+        let pb::ApproveFounderCompensationRequest {
+            compensation_id: id,
+        } = request_message.into_inner();
         let record = self
             .compensations
             .approve(&caller, compensation_id(&id)?)
@@ -210,9 +215,13 @@ impl FounderCompensationService for FounderCompensationApi {
         request_message: Request<pb::PayFounderCompensationRequest>,
     ) -> Result<Response<pb::PayFounderCompensationResponse>, Status> {
         let caller = principal(&request_message)?;
-        let pb::PayFounderCompensationRequest { compensation_id: id } =
-            request_message.into_inner();
-        let record = self.compensations.pay(&caller, compensation_id(&id)?).await?;
+        let pb::PayFounderCompensationRequest {
+            compensation_id: id,
+        } = request_message.into_inner();
+        let record = self
+            .compensations
+            .pay(&caller, compensation_id(&id)?)
+            .await?;
         Ok(Response::new(pb::PayFounderCompensationResponse {
             compensation: Some(to_proto(record)),
         }))
@@ -248,9 +257,13 @@ impl FounderCompensationService for FounderCompensationApi {
         request_message: Request<pb::GetFounderCompensationRequest>,
     ) -> Result<Response<pb::GetFounderCompensationResponse>, Status> {
         let caller = principal(&request_message)?;
-        let pb::GetFounderCompensationRequest { compensation_id: id } =
-            request_message.into_inner();
-        let record = self.compensations.get(&caller, compensation_id(&id)?).await?;
+        let pb::GetFounderCompensationRequest {
+            compensation_id: id,
+        } = request_message.into_inner();
+        let record = self
+            .compensations
+            .get(&caller, compensation_id(&id)?)
+            .await?;
         Ok(Response::new(pb::GetFounderCompensationResponse {
             compensation: Some(to_proto(record)),
         }))
@@ -304,7 +317,9 @@ impl FounderCompensationService for FounderCompensationApi {
         } = request_message.into_inner();
         let mut v = Violations::default();
         let founder = v.check(optional(&founder_id, |text| parse_id("founder_id", text)));
-        let start = v.check(optional(&start_month, |text| Month::parse("start_month", text)));
+        let start = v.check(optional(&start_month, |text| {
+            Month::parse("start_month", text)
+        }));
         let end = v.check(optional(&end_month, |text| Month::parse("end_month", text)));
         let (founder, start, end) = v.finish(|| Some((founder?, start?, end?)))?;
         let summary = self
@@ -315,12 +330,14 @@ impl FounderCompensationService for FounderCompensationApi {
             rows: summary
                 .rows
                 .into_iter()
-                .map(|(founder, month, kind, totals)| pb::CompensationSummaryRow {
-                    founder_id: founder.to_string(),
-                    month,
-                    r#type: type_to(kind) as i32,
-                    totals: Some(totals_to_proto(totals)),
-                })
+                .map(
+                    |(founder, month, kind, totals)| pb::CompensationSummaryRow {
+                        founder_id: founder.to_string(),
+                        month,
+                        r#type: type_to(kind) as i32,
+                        totals: Some(totals_to_proto(totals)),
+                    },
+                )
                 .collect(),
             founders: summary
                 .founders

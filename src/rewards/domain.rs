@@ -30,7 +30,10 @@ pub fn parse_evidence_hash(field: &str, text: &str) -> Result<String, FieldViola
     if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(text.to_ascii_lowercase())
     } else {
-        Err(FieldViolation::new(field, "must be a SHA-256 hash: 64 hex digits"))
+        Err(FieldViolation::new(
+            field,
+            "must be a SHA-256 hash: 64 hex digits",
+        ))
     }
 }
 

@@ -78,7 +78,10 @@ impl Rewards {
         if new.reward > self.max_reward {
             return Err(Error::invalid(
                 "reward_amount",
-                format!("must be at most {} AZR", format_azr(self.max_reward.micros())),
+                format!(
+                    "must be at most {} AZR",
+                    format_azr(self.max_reward.micros())
+                ),
             ));
         }
         // Two concurrent calls with one source id: on PostgreSQL the second
@@ -249,7 +252,11 @@ impl Rewards {
         page_token: &str,
     ) -> Result<Earnings> {
         let student = Self::readable_student(caller, student)?;
-        let page = PageRequest::parse(page_size, page_token, &format!("student_earnings|{student}"))?;
+        let page = PageRequest::parse(
+            page_size,
+            page_token,
+            &format!("student_earnings|{student}"),
+        )?;
         let mut items = store::list_earnings(&self.db, student, &page).await?;
         let next_page_token = page.finish(&mut items, |earning| earning.id);
         let (reward_count, total_micros) = store::total_earned(&self.db, student).await?;

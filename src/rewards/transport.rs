@@ -10,9 +10,7 @@ use super::operations::Rewards;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
-use crate::proto::treasury::{
-    self as pb, knowledge_reward_service_server::KnowledgeRewardService,
-};
+use crate::proto::treasury::{self as pb, knowledge_reward_service_server::KnowledgeRewardService};
 use crate::proto::types::Decimal;
 use crate::transport::{Violations, azr_decimal as decimal, optional, timestamp};
 use crate::treasury::domain::RequestId;
@@ -123,9 +121,10 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
         let source = v.check(source_id("source_transaction_id", &source_transaction_id));
         let student = v.check(parse_id("student_id", &student_id));
         let wallet = v.check(parse_id("wallet_id", &wallet_id));
-        let kind = v.check(kind_from("kind", kind).and_then(|kind| {
-            kind.ok_or_else(|| FieldViolation::new("kind", "is required"))
-        }));
+        let kind = v.check(
+            kind_from("kind", kind)
+                .and_then(|kind| kind.ok_or_else(|| FieldViolation::new("kind", "is required"))),
+        );
         let subject = v.check(parse_subject("subject", &subject));
         let score = v.check(parse_score(
             "score",
@@ -210,8 +209,8 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
             page_token,
             student_id,
         } = request_message.into_inner();
-        let student = optional(&student_id, |text| parse_id("student_id", text))
-            .map_err(Error::from)?;
+        let student =
+            optional(&student_id, |text| parse_id("student_id", text)).map_err(Error::from)?;
         let earnings = self
             .rewards
             .list_earnings(&caller, student, page_size, &page_token)

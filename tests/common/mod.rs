@@ -174,13 +174,25 @@ impl TestApp {
 
     /// Creates a user with the given role and returns its id and a key.
     pub async fn user_with_role(&self, username: &str, role: pb::Role) -> (String, String) {
+        self.user_of_type(username, pb::UserType::Student, role)
+            .await
+    }
+
+    /// Creates a user of a type (student, teacher, founder, …) with a role,
+    /// and returns its id and a key.
+    pub async fn user_of_type(
+        &self,
+        username: &str,
+        user_type: pb::UserType,
+        role: pb::Role,
+    ) -> (String, String) {
         let mut identity = self.identity().await;
         let user = identity
             .create_user(authed(
                 &self.admin_key,
                 pb::CreateUserRequest {
                     username: username.into(),
-                    user_type: pb::UserType::Student as i32,
+                    user_type: user_type as i32,
                     ..Default::default()
                 },
             ))
@@ -325,6 +337,39 @@ pub mod money {
                 .into_inner()
                 .transaction
                 .unwrap()
+        }
+
+        /// Mints `amount` AZR with no recipient wallet: the policy's shares
+        /// go to the reserve, the founder pool, burned supply and the
+        /// circulation pool.
+        pub async fn mint(&self, amount: &str) -> tpb::Transaction {
+            self.treasury()
+                .await
+                .mint(authed(
+                    &self.admin_key,
+                    tpb::MintRequest {
+                        request_id: uuid::Uuid::new_v4().to_string(),
+                        amount: azr(amount),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("mint")
+                .into_inner()
+                .transaction
+                .unwrap()
+        }
+
+        /// A system account's balance, as the treasury summary reports it.
+        pub async fn pool(&self, account: tpb::SystemAccount) -> String {
+            let summary = self.summary().await;
+            let value = match account {
+                tpb::SystemAccount::FounderPool => summary.founder_pool,
+                tpb::SystemAccount::CirculationPool => summary.circulation_pool,
+                tpb::SystemAccount::TreasuryReserve => summary.treasury_reserve,
+                other => panic!("no summary field for {other:?}"),
+            };
+            value.unwrap().value
         }
 
         pub async fn available(&self, wallet: &str) -> String {
