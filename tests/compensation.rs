@@ -446,8 +446,8 @@ async fn the_founder_never_approves_or_pays_themselves_and_roles_are_enforced(ba
         .into_inner()
         .compensations;
     assert_eq!(
-        mine.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        [theirs.id.clone()]
+        mine.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [theirs.id.as_str()]
     );
     assert_eq!(
         list(other_key.clone(), founder_id.clone())

@@ -134,6 +134,46 @@ async fn grpcurl_lists_describes_checks_health_and_calls_with_json() {
         assert_eq!(fetched["user"]["username"], "curl-user");
         assert_eq!(fetched["user"]["userType"], "USER_TYPE_TEACHER");
 
+        // The services added on top of the ledger are reflected as well.
+        let listed = run("grpcurl", &["-plaintext", &address, "list"]);
+        for service in [
+            "azora.treasury.v1.FounderCompensationService",
+            "azora.treasury.v1.KnowledgeRewardService",
+            "azora.treasury.v1.BillingService",
+        ] {
+            assert!(listed.contains(service), "{service} missing from {listed}");
+        }
+        let subscribed = run(
+            "grpcurl",
+            &[
+                "-plaintext",
+                "-H",
+                &authorization,
+                "-d",
+                &format!(
+                    r#"{{"request_id":"curl-1","user_id":"{id}","tier":"SUBSCRIPTION_TIER_PRO","currency":"CURRENCY_USD"}}"#
+                ),
+                &address,
+                "azora.treasury.v1.BillingService/CreateSubscription",
+            ],
+        );
+        let subscribed: serde_json::Value = serde_json::from_str(&subscribed).unwrap();
+        assert_eq!(subscribed["invoices"][0]["amount"]["value"], "29.990000");
+        let summary = run(
+            "grpcurl",
+            &[
+                "-plaintext",
+                "-H",
+                &authorization,
+                "-d",
+                r#"{"start_month":"2026-01"}"#,
+                &address,
+                "azora.treasury.v1.FounderCompensationService/GetFounderCompensationSummary",
+            ],
+        );
+        let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        assert_eq!(summary["totals"]["totalAzr"]["value"], "0.000000");
+
         // Error details decode through reflection too.
         let output = Command::new("grpcurl")
             .args([

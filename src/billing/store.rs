@@ -169,7 +169,7 @@ pub async fn due_subscriptions(
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<Uuid>> {
-    Ok(subscription::Entity::find()
+    subscription::Entity::find()
         .select_only()
         .column(subscription::Column::Id)
         .filter(subscription::Column::Status.eq(SubscriptionStatus::Active.as_str()))
@@ -179,7 +179,7 @@ pub async fn due_subscriptions(
         .into_tuple::<Uuid>()
         .all(db)
         .await
-        .map_err(classify)?)
+        .map_err(classify)
 }
 
 pub async fn list_subscriptions(
