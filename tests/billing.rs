@@ -14,7 +14,7 @@ use azora::proto::treasury::founder_compensation_service_client::FounderCompensa
 use azora::proto::treasury::knowledge_reward_service_client::KnowledgeRewardServiceClient;
 use azora::proto::types::Decimal;
 use chrono::{Months, Utc};
-use common::money::{assert_books_balance, azr, micros};
+use common::money::{assert_books_balance, audited_calls, azr, micros};
 use common::{Backend, TestApp, authed, violated_fields};
 use tokio::task::JoinSet;
 use tonic::Code;
@@ -247,6 +247,34 @@ async fn a_backdated_subscription_invoices_each_month_and_paying_moves_money_to_
     .unwrap();
     assert_eq!(open.len(), 2);
     assert_books_balance(&app).await;
+    assert_eq!(
+        audited_calls(&app, "invoice").await,
+        [
+            ("PayInvoice".to_owned(), user.clone()),
+            ("PayInvoice".to_owned(), user.clone())
+        ]
+    );
+    assert_eq!(
+        audited_calls(&app, "subscription").await,
+        [("CreateSubscription".to_owned(), app.admin_id.clone())]
+    );
+    // The database keeps a paid invoice as it is.
+    let paid_id = match backend {
+        Backend::Postgres => format!("'{}'", paid.id),
+        Backend::Sqlite => format!("x'{}'", paid.id.replace('-', "")),
+    };
+    for statement in [
+        format!("UPDATE invoices SET status = 'open' WHERE id = {paid_id}"),
+        format!("UPDATE invoices SET amount_micros = 1 WHERE id = {paid_id}"),
+        format!("UPDATE invoices SET status = 'paid' WHERE status = 'open'"),
+    ] {
+        assert!(
+            sea_orm::ConnectionTrait::execute_unprepared(&app.db, &statement)
+                .await
+                .is_err(),
+            "the database accepted {statement}"
+        );
+    }
 }
 
 async fn an_invoice_the_wallet_cannot_cover_stays_open_and_nothing_moves(backend: Backend) {

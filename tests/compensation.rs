@@ -7,7 +7,7 @@ mod common;
 use azora::proto::identity as ipb;
 use azora::proto::treasury as pb;
 use azora::proto::treasury::founder_compensation_service_client::FounderCompensationServiceClient;
-use common::money::{assert_books_balance, azr, micros};
+use common::money::{assert_books_balance, audited_calls, azr, micros};
 use common::{Backend, TestApp, authed, violated_fields};
 use sea_orm::ConnectionTrait;
 use tokio::task::JoinSet;
@@ -211,6 +211,25 @@ async fn compensation_moves_pending_approved_paid_and_pays_from_the_founder_pool
         .unwrap();
     assert_eq!(got, paid);
     assert_books_balance(&app).await;
+    // Every call, retries included, is one audit event by its caller.
+    let admin = app.admin_id.clone();
+    let treasurer_id = approved.approved_by.clone();
+    assert_eq!(
+        audited_calls(&app, "founder_compensation").await,
+        [
+            ("CreateFounderCompensation".to_owned(), treasurer_id.clone()),
+            (
+                "ApproveFounderCompensation".to_owned(),
+                treasurer_id.clone()
+            ),
+            (
+                "ApproveFounderCompensation".to_owned(),
+                treasurer_id.clone()
+            ),
+            ("PayFounderCompensation".to_owned(), admin),
+            ("PayFounderCompensation".to_owned(), treasurer_id),
+        ]
+    );
 }
 
 async fn every_illegal_transition_is_refused_by_the_service_and_the_database(backend: Backend) {

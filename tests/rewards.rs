@@ -8,7 +8,7 @@ use azora::proto::identity as ipb;
 use azora::proto::treasury as pb;
 use azora::proto::treasury::knowledge_reward_service_client::KnowledgeRewardServiceClient;
 use azora::proto::types::Decimal;
-use common::money::{assert_books_balance, azr};
+use common::money::{assert_books_balance, audited_calls, azr};
 use common::{Backend, TestApp, authed, violated_fields};
 use tokio::task::JoinSet;
 use tonic::Code;
@@ -189,8 +189,12 @@ async fn a_verified_proof_pays_the_student_from_circulation(backend: Backend) {
         .unwrap()
         .into_inner()
         .proofs;
-    assert_eq!(proofs, [proof]);
+    assert_eq!(proofs, [proof.clone()]);
     assert_books_balance(&app).await;
+    assert_eq!(
+        audited_calls(&app, "proof_of_knowledge").await,
+        [("RecordProofOfKnowledge".to_owned(), proof.verified_by)]
+    );
 }
 
 async fn one_source_id_pays_once_under_ten_concurrent_retries_and_refuses_another_proof(

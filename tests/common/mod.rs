@@ -486,4 +486,42 @@ pub mod money {
             );
         }
     }
+
+    /// The audit events recorded for a resource type, oldest first, as
+    /// (method, actor user id); and no call went unaudited (the auth layer
+    /// raises an `audit` alert for a mutating call that recorded nothing).
+    pub async fn audited_calls(app: &TestApp, resource_type: &str) -> Vec<(String, String)> {
+        use azora::audit::entities::audit_event;
+        use azora::compliance::entities::alert;
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+        let unaudited = alert::Entity::find()
+            .filter(alert::Column::Source.eq("audit"))
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert!(unaudited.is_empty(), "{unaudited:?}");
+        audit_event::Entity::find()
+            .filter(audit_event::Column::ResourceType.eq(resource_type))
+            .order_by_asc(audit_event::Column::Id)
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|event| {
+                let method = event
+                    .action
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                (
+                    method,
+                    event
+                        .actor_user_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
 }
