@@ -266,7 +266,7 @@ async fn a_backdated_subscription_invoices_each_month_and_paying_moves_money_to_
     for statement in [
         format!("UPDATE invoices SET status = 'open' WHERE id = {paid_id}"),
         format!("UPDATE invoices SET amount_micros = 1 WHERE id = {paid_id}"),
-        format!("UPDATE invoices SET status = 'paid' WHERE status = 'open'"),
+        "UPDATE invoices SET status = 'paid' WHERE status = 'open'".to_owned(),
     ] {
         assert!(
             sea_orm::ConnectionTrait::execute_unprepared(&app.db, &statement)
