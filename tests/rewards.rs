@@ -189,7 +189,7 @@ async fn a_verified_proof_pays_the_student_from_circulation(backend: Backend) {
         .unwrap()
         .into_inner()
         .proofs;
-    assert_eq!(proofs, [proof.clone()]);
+    assert_eq!(proofs, std::slice::from_ref(&proof));
     assert_books_balance(&app).await;
     assert_eq!(
         audited_calls(&app, "proof_of_knowledge").await,
