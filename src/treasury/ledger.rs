@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::domain::{
-    Account, AllocationPolicy, Balance, Bucket, BurnSource, Command, Leg, Note, RequestId,
+    Account, AllocationPolicy, Amount, Balance, Bucket, BurnSource, Command, Leg, Note, RequestId,
     SystemAccount, Transaction, TransactionKind, TransactionStatus,
 };
 use super::store::{self, LockedWallet, NewIdempotencyKey};
@@ -293,6 +293,39 @@ fn new_transaction(
     }
 }
 
+/// A confirmed `transfer` from one account's available balance to
+/// another's: between wallets, or between a wallet and a system pool.
+fn transfer(
+    (caller, request_id, note, now): (&Principal, &RequestId, &Note, DateTime<Utc>),
+    amount: Amount,
+    from: Account,
+    to: Account,
+) -> Plan {
+    let mut transaction = new_transaction(
+        caller,
+        request_id,
+        TransactionKind::Transfer,
+        amount.micros(),
+        note,
+        now,
+    );
+    match from {
+        Account::Wallet(wallet) => transaction.from_wallet = Some(wallet),
+        Account::System(system) => transaction.from_system = Some(system),
+    }
+    match to {
+        Account::Wallet(wallet) => transaction.to_wallet = Some(wallet),
+        Account::System(system) => transaction.to_system = Some(system),
+    }
+    Plan {
+        transaction,
+        legs: leg(available(from), available(to), amount.micros())
+            .into_iter()
+            .collect(),
+        resolves: false,
+    }
+}
+
 fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Result<Plan, Error> {
     let now = context.now;
     let exists = |id: &Uuid| context.books.wallets.contains_key(id);
@@ -398,26 +431,12 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             if !exists(to_wallet) {
                 return Err(Error::not_found("wallet", to_wallet));
             }
-            let mut transaction = new_transaction(
-                caller,
-                request_id,
-                TransactionKind::Transfer,
-                amount.micros(),
-                note,
-                now,
-            );
-            transaction.from_wallet = Some(*from_wallet);
-            transaction.to_wallet = Some(*to_wallet);
-            let legs = leg(
-                available(Account::Wallet(*from_wallet)),
-                available(Account::Wallet(*to_wallet)),
-                amount.micros(),
-            );
-            Ok(Plan {
-                transaction,
-                legs: legs.into_iter().collect(),
-                resolves: false,
-            })
+            Ok(transfer(
+                (caller, request_id, note, now),
+                *amount,
+                Account::Wallet(*from_wallet),
+                Account::Wallet(*to_wallet),
+            ))
         }
         Command::Deposit {
             to_wallet,
@@ -512,26 +531,12 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             if !exists(to_wallet) {
                 return Err(Error::not_found("wallet", to_wallet));
             }
-            let mut transaction = new_transaction(
-                caller,
-                request_id,
-                TransactionKind::Transfer,
-                amount.micros(),
-                note,
-                now,
-            );
-            transaction.from_system = Some(*pool);
-            transaction.to_wallet = Some(*to_wallet);
-            let legs = leg(
-                available(Account::System(*pool)),
-                available(Account::Wallet(*to_wallet)),
-                amount.micros(),
-            );
-            Ok(Plan {
-                transaction,
-                legs: legs.into_iter().collect(),
-                resolves: false,
-            })
+            Ok(transfer(
+                (caller, request_id, note, now),
+                *amount,
+                Account::System(*pool),
+                Account::Wallet(*to_wallet),
+            ))
         }
         Command::PoolPayment {
             from_wallet,
@@ -540,26 +545,12 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             note,
         } => {
             owned(from_wallet)?;
-            let mut transaction = new_transaction(
-                caller,
-                request_id,
-                TransactionKind::Transfer,
-                amount.micros(),
-                note,
-                now,
-            );
-            transaction.from_wallet = Some(*from_wallet);
-            transaction.to_system = Some(*pool);
-            let legs = leg(
-                available(Account::Wallet(*from_wallet)),
-                available(Account::System(*pool)),
-                amount.micros(),
-            );
-            Ok(Plan {
-                transaction,
-                legs: legs.into_iter().collect(),
-                resolves: false,
-            })
+            Ok(transfer(
+                (caller, request_id, note, now),
+                *amount,
+                Account::Wallet(*from_wallet),
+                Account::System(*pool),
+            ))
         }
         Command::Confirm {
             transaction_id,
