@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use sea_orm::sqlx;
 use sea_orm::{
-    ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    RuntimeErr, SqlErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    Value,
 };
 
 use crate::config::Settings;
@@ -58,6 +59,24 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         sqlite_transaction_mode,
     };
     db.begin_with_options(options).await.map_err(classify)
+}
+
+/// A statement written with `?` placeholders, numbered `$1…` for PostgreSQL.
+pub fn statement(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
+    let backend = db.get_database_backend();
+    let mut text = String::with_capacity(sql.len());
+    let mut index = 0;
+    for (position, piece) in sql.split('?').enumerate() {
+        if position > 0 {
+            index += 1;
+            match backend {
+                DbBackend::Postgres => text.push_str(&format!("${index}")),
+                _ => text.push('?'),
+            }
+        }
+        text.push_str(piece);
+    }
+    Statement::from_sql_and_values(backend, text, values)
 }
 
 /// Turns a database error into the service error: connection trouble is

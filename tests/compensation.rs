@@ -23,6 +23,7 @@ on_both_backends!(
     ten_concurrent_payments_of_one_record_pay_once,
     the_summary_totals_exactly_per_founder_month_and_type,
     bad_input_names_every_field_and_writes_nothing,
+    a_compliance_report_finds_a_payment_whose_ledger_transfer_was_changed,
 );
 
 async fn client(app: &TestApp) -> FounderCompensationServiceClient<Channel> {
@@ -967,4 +968,75 @@ async fn bad_input_names_every_field_and_writes_nothing(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(listed.compensations.is_empty());
+}
+
+async fn a_compliance_report_finds_a_payment_whose_ledger_transfer_was_changed(backend: Backend) {
+    use azora::proto::compliance as cpb;
+    use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
+    let app = TestApp::spawn(backend).await;
+    let (founder_id, _, wallet) = founder(&app, "ada").await;
+    app.mint("10000").await;
+    let record = create(
+        &app,
+        &app.admin_key,
+        &founder_id,
+        &wallet,
+        "2026-10",
+        pb::CompensationType::Salary,
+        "100",
+    )
+    .await
+    .unwrap();
+    approve(&app, &app.admin_key, &record.id).await.unwrap();
+    let paid = pay(&app, &app.admin_key, &record.id).await.unwrap();
+    let report = || async {
+        let start = chrono::Utc::now() - chrono::Duration::hours(1);
+        let end = chrono::Utc::now();
+        let at = |t: chrono::DateTime<chrono::Utc>| {
+            Some(prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: 0,
+            })
+        };
+        ComplianceServiceClient::new(app.channel().await)
+            .generate_compliance_report(authed(
+                &app.admin_key,
+                cpb::GenerateComplianceReportRequest {
+                    report_type: cpb::ReportType::AdHoc as i32,
+                    period_start: at(start),
+                    period_end: at(end),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap()
+            .checks
+            .into_iter()
+            .find(|check| check.name == "settlements_match_ledger")
+            .unwrap()
+    };
+    let clean = report().await;
+    assert!(clean.passed, "{clean:?}");
+    // Someone edits the payment's amount in the database, outside the ledger.
+    let transaction = match backend {
+        Backend::Postgres => format!("'{}'", paid.transaction_id),
+        Backend::Sqlite => format!("x'{}'", paid.transaction_id.replace('-', "")),
+    };
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE ledger_transactions SET amount_azr_micros = 1000000, amount_usd_micros = 1000000 WHERE id = {transaction}"
+        ))
+        .await
+        .unwrap();
+    let tampered = report().await;
+    assert!(!tampered.passed);
+    assert_eq!(
+        tampered.findings,
+        [format!(
+            "founder compensation {}: its ledger transfer does not match it",
+            record.id
+        )]
+    );
 }

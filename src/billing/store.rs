@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Set, Statement,
+    Set,
 };
 use uuid::Uuid;
 
@@ -12,7 +12,7 @@ use super::domain::{
     SubscriptionStatus, Tier, UserBalances,
 };
 use super::entities::{invoice, subscription, tier};
-use crate::db::classify;
+use crate::db::{classify, statement};
 use crate::error::Error;
 use crate::pagination::PageRequest;
 
@@ -279,34 +279,25 @@ pub async fn list_invoices(
 
 /// Sums over the user's wallets (the ledger's balances) and open invoices.
 pub async fn user_balances(db: &impl ConnectionTrait, user: Uuid) -> Result<UserBalances> {
-    let backend = db.get_database_backend();
-    let parameter = match backend {
-        sea_orm::DbBackend::Postgres => "$1",
-        _ => "?",
-    };
     let wallets = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "SELECT CAST(COUNT(*) AS BIGINT) AS wallets, \
-                 CAST(COALESCE(SUM(available_micros), 0) AS BIGINT) AS available, \
-                 CAST(COALESCE(SUM(pending_micros), 0) AS BIGINT) AS pending, \
-                 CAST(COALESCE(SUM(staked_micros), 0) AS BIGINT) AS staked \
-                 FROM wallets WHERE owner_id = {parameter}"
-            ),
-            [user.into()],
+        .query_one_raw(statement(
+            db,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS wallets, \
+             CAST(COALESCE(SUM(available_micros), 0) AS BIGINT) AS available, \
+             CAST(COALESCE(SUM(pending_micros), 0) AS BIGINT) AS pending, \
+             CAST(COALESCE(SUM(staked_micros), 0) AS BIGINT) AS staked \
+             FROM wallets WHERE owner_id = ?",
+            vec![user.into()],
         ))
         .await
         .map_err(classify)?
         .ok_or_else(|| Error::internal("an aggregate returned no row"))?;
     let invoices = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "SELECT CAST(COUNT(*) AS BIGINT) AS open, CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) AS owed \
-                 FROM invoices WHERE user_id = {parameter} AND status = 'open'"
-            ),
-            [user.into()],
+        .query_one_raw(statement(
+            db,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS open, CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) AS owed \
+             FROM invoices WHERE user_id = ? AND status = 'open'",
+            vec![user.into()],
         ))
         .await
         .map_err(classify)?

@@ -2,7 +2,7 @@
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Set, Statement, Value,
+    Set, Value,
 };
 use uuid::Uuid;
 
@@ -10,7 +10,7 @@ use super::domain::{
     Compensation, CompensationFilter, CompensationStatus, CompensationType, Month, Summary, Totals,
 };
 use super::entities::founder_compensation::{self as row, Column, Entity};
-use crate::db::classify;
+use crate::db::{classify, statement};
 use crate::error::Error;
 use crate::pagination::PageRequest;
 
@@ -187,24 +187,19 @@ pub async fn summary(
     start: Option<&Month>,
     end: Option<&Month>,
 ) -> Result<Summary> {
-    let backend = db.get_database_backend();
     let mut conditions = Vec::new();
     let mut values: Vec<Value> = Vec::new();
-    let placeholder = |values: &Vec<Value>| match backend {
-        sea_orm::DbBackend::Postgres => format!("${}", values.len()),
-        _ => "?".to_owned(),
-    };
     if let Some(founder) = founder {
+        conditions.push("founder_id = ?");
         values.push(founder.into());
-        conditions.push(format!("founder_id = {}", placeholder(&values)));
     }
     if let Some(start) = start {
+        conditions.push("month >= ?");
         values.push(start.as_str().into());
-        conditions.push(format!("month >= {}", placeholder(&values)));
     }
     if let Some(end) = end {
+        conditions.push("month <= ?");
         values.push(end.as_str().into());
-        conditions.push(format!("month <= {}", placeholder(&values)));
     }
     let filter = if conditions.is_empty() {
         String::new()
@@ -212,9 +207,9 @@ pub async fn summary(
         format!("WHERE {}", conditions.join(" AND "))
     };
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
+        .query_all_raw(statement(
+            db,
+            &format!(
                 "SELECT founder_id, month, compensation_type, status, CAST(COUNT(*) AS BIGINT) AS records, \
                  CAST(SUM(amount_azr_micros) AS BIGINT) AS micros FROM founder_compensations {filter} \
                  GROUP BY founder_id, month, compensation_type, status"

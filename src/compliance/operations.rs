@@ -269,6 +269,11 @@ impl Compliance {
                     )
                 })
                 .collect();
+        let settlements: Vec<String> = store::settlements_not_matching_ledger(db)
+            .await?
+            .into_iter()
+            .map(|(what, id)| format!("{what} {id}: its ledger transfer does not match it"))
+            .collect();
         let treasury_balance = store::balances_from_entries(db, Some(end))
             .await?
             .get(&("treasury_reserve".to_owned(), "available".to_owned()))
@@ -297,6 +302,7 @@ impl Compliance {
             CheckResult::new("reserve_coverage", Severity::Warning, coverage),
             CheckResult::new("audit_chain", Severity::Critical, chain_findings),
             CheckResult::new("kyc_large_transfers", Severity::Warning, kyc),
+            CheckResult::new("settlements_match_ledger", Severity::Critical, settlements),
         ];
         let failed = |severity: Severity| {
             checks
@@ -446,6 +452,9 @@ fn recommendation(check: &str) -> &'static str {
         }
         "kyc_large_transfers" => {
             "Complete KYC for the listed senders or review the transfers with the compliance officer."
+        }
+        "settlements_match_ledger" => {
+            "Freeze payouts and reconcile the listed compensations, rewards or invoices with their ledger transfers; a transfer was changed outside the ledger."
         }
         _ => "Investigate the findings.",
     }

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, Statement, Value,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set,
 };
 use uuid::Uuid;
 
 use super::entities::{alert, report, system_health};
 use crate::audit::entities::audit_event;
-use crate::db::classify;
+use crate::db::{classify, statement};
 use crate::error::Error;
 use crate::identity::entities::wallet;
 use crate::pagination::PageRequest;
@@ -272,24 +272,6 @@ pub async fn list_reports(
         .map_err(classify)
 }
 
-/// A query with positional parameters written for the backend in use.
-fn statement(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
-    let backend = db.get_database_backend();
-    let mut text = String::with_capacity(sql.len());
-    let mut index = 0;
-    for (position, piece) in sql.split('?').enumerate() {
-        if position > 0 {
-            index += 1;
-            match backend {
-                DbBackend::Postgres => text.push_str(&format!("${index}")),
-                _ => text.push('?'),
-            }
-        }
-        text.push_str(piece);
-    }
-    Statement::from_sql_and_values(backend, text, values)
-}
-
 /// Confirmed transactions created in the period: count and volume.
 pub async fn period_totals(
     db: &impl ConnectionTrait,
@@ -437,4 +419,48 @@ pub async fn balances_on_record(db: &impl ConnectionTrait) -> Result<BTreeMap<Ac
         balances.insert((row.code, "available".to_owned()), row.balance_micros);
     }
     Ok(balances)
+}
+
+/// Settlements whose ledger transfer disagrees with them: paid founder
+/// compensations (from the founder pool to the record's wallet), knowledge
+/// rewards (from circulation to the student's wallet) and paid invoices (from
+/// the payer's wallet to the treasury reserve), each by the exact amount.
+/// Returns (what, id) pairs.
+pub async fn settlements_not_matching_ledger(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(&'static str, Uuid)>> {
+    let queries: [(&'static str, &str); 3] = [
+        (
+            "founder compensation",
+            "SELECT s.id AS id FROM founder_compensations s LEFT JOIN ledger_transactions t ON t.id = s.transaction_id \
+             WHERE s.status = 'paid' AND (t.id IS NULL OR t.kind <> 'transfer' OR t.status <> 'confirmed' \
+             OR t.amount_azr_micros <> s.amount_azr_micros OR t.to_wallet_id IS NULL OR t.to_wallet_id <> s.wallet_id \
+             OR t.from_system_account IS NULL OR t.from_system_account <> 'founder_pool') ORDER BY s.id LIMIT 100",
+        ),
+        (
+            "knowledge reward",
+            "SELECT s.id AS id FROM student_earnings s LEFT JOIN ledger_transactions t ON t.id = s.transaction_id \
+             WHERE t.id IS NULL OR t.kind <> 'transfer' OR t.status <> 'confirmed' \
+             OR t.amount_azr_micros <> s.amount_azr_micros OR t.to_wallet_id IS NULL OR t.to_wallet_id <> s.wallet_id \
+             OR t.from_system_account IS NULL OR t.from_system_account <> 'circulation_pool' ORDER BY s.id LIMIT 100",
+        ),
+        (
+            "invoice",
+            "SELECT s.id AS id FROM invoices s LEFT JOIN ledger_transactions t ON t.id = s.transaction_id \
+             WHERE s.status = 'paid' AND (t.id IS NULL OR t.kind <> 'transfer' OR t.status <> 'confirmed' \
+             OR t.amount_azr_micros <> s.amount_micros OR t.from_wallet_id IS NULL OR t.from_wallet_id <> s.wallet_id \
+             OR t.to_system_account IS NULL OR t.to_system_account <> 'treasury_reserve') ORDER BY s.id LIMIT 100",
+        ),
+    ];
+    let mut found = Vec::new();
+    for (what, sql) in queries {
+        for row in db
+            .query_all_raw(statement(db, sql, Vec::new()))
+            .await
+            .map_err(classify)?
+        {
+            found.push((what, row.try_get("", "id").map_err(classify)?));
+        }
+    }
+    Ok(found)
 }

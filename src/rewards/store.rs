@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    Set, Statement,
+    Set,
 };
 use uuid::Uuid;
 
 use super::domain::{Earning, Proof, ProofFilter, ProofKind};
 use super::entities::{earning, proof};
-use crate::db::classify;
+use crate::db::{classify, statement};
 use crate::error::Error;
 use crate::pagination::PageRequest;
 
@@ -161,21 +161,12 @@ pub async fn list_earnings(
 
 /// Every reward the student was ever paid: how many, and their exact sum.
 pub async fn total_earned(db: &impl ConnectionTrait, student: Uuid) -> Result<(i64, i64)> {
-    let backend = db.get_database_backend();
     let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            match backend {
-                sea_orm::DbBackend::Postgres => {
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS rewards, CAST(COALESCE(SUM(amount_azr_micros), 0) AS BIGINT) AS micros \
-                     FROM student_earnings WHERE student_id = $1"
-                }
-                _ => {
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS rewards, CAST(COALESCE(SUM(amount_azr_micros), 0) AS BIGINT) AS micros \
-                     FROM student_earnings WHERE student_id = ?"
-                }
-            },
-            [student.into()],
+        .query_one_raw(statement(
+            db,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS rewards, CAST(COALESCE(SUM(amount_azr_micros), 0) AS BIGINT) AS micros \
+             FROM student_earnings WHERE student_id = ?",
+            vec![student.into()],
         ))
         .await
         .map_err(classify)?;
