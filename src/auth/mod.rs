@@ -76,6 +76,13 @@ impl serde::Serialize for Role {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("unknown role {text:?}")))
+    }
+}
+
 /// The authenticated caller: the user, the key they used and its role, and
 /// where the call came from.
 #[derive(Clone, Debug)]

@@ -289,7 +289,7 @@ pub struct Transaction {
     pub mining_session: Option<Uuid>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Balance {
     pub available: i64,
     pub pending: i64,
@@ -313,7 +313,7 @@ impl TransactionFilter {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KindTotals {
     pub confirmed_count: i64,
     pub confirmed_micros: i64,
@@ -321,7 +321,7 @@ pub struct KindTotals {
     pub failed_count: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub system: std::collections::BTreeMap<SystemAccount, i64>,
     pub held_in_wallets: i64,

@@ -12,6 +12,23 @@
 //! If a whole batch fails (a constraint the planner did not foresee, a
 //! concurrent replica taking the same idempotency key), each command is
 //! retried alone so one bad command cannot fail its neighbours.
+//!
+//! # The cache
+//!
+//! After each commit, and before any caller is answered, the writer
+//! invalidates the cached reads the batch changed (the wallets whose balances
+//! moved, and the treasury summary): see [`crate::cache`].
+//!
+//! **Callers of [`apply_in`]** (code whose own change commits together with
+//! money, such as ending a mining session) get an [`Applied`] whose
+//! `invalidation` they must hand to [`Cache::invalidate`] *after* their own
+//! commit and before answering:
+//!
+//! ```ignore
+//! let applied = ledger::apply_in(&transaction, &policy, &requests).await?;
+//! transaction.commit(caller, change).await?;
+//! cache.invalidate(applied.invalidation).await;
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -28,6 +45,7 @@ use super::domain::{
 use super::store::{self, LockedWallet, NewIdempotencyKey};
 use crate::audit::{self, Change};
 use crate::auth::Principal;
+use crate::cache::{Cache, Generation, Invalidation};
 use crate::db::{begin_write, classify};
 use crate::error::Error;
 
@@ -54,11 +72,16 @@ pub struct Ledger {
 impl Ledger {
     /// Starts `writers` writer tasks. They stop when the last `Ledger` handle
     /// is dropped.
-    pub fn start(db: DatabaseConnection, policy: AllocationPolicy, writers: usize) -> Self {
+    pub fn start(
+        db: DatabaseConnection,
+        policy: AllocationPolicy,
+        writers: usize,
+        cache: Cache,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(16 * MAX_BATCH);
         let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
         for _ in 0..writers.max(1) {
-            tokio::spawn(run(db.clone(), policy, receiver.clone()));
+            tokio::spawn(run(db.clone(), policy, cache.clone(), receiver.clone()));
         }
         Self { sender }
     }
@@ -92,6 +115,7 @@ impl Ledger {
 async fn run(
     db: DatabaseConnection,
     policy: AllocationPolicy,
+    cache: Cache,
     receiver: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Submission>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -100,11 +124,16 @@ async fn run(
         if received == 0 {
             return;
         }
-        process(&db, &policy, std::mem::take(&mut batch)).await;
+        process(&db, &policy, &cache, std::mem::take(&mut batch)).await;
     }
 }
 
-async fn process(db: &DatabaseConnection, policy: &AllocationPolicy, batch: Vec<Submission>) {
+async fn process(
+    db: &DatabaseConnection,
+    policy: &AllocationPolicy,
+    cache: &Cache,
+    batch: Vec<Submission>,
+) {
     let (requests, replies): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .map(|submission| {
@@ -114,7 +143,7 @@ async fn process(db: &DatabaseConnection, policy: &AllocationPolicy, batch: Vec<
             )
         })
         .unzip();
-    let outcomes = match apply(db, policy, &requests).await {
+    let outcomes = match apply(db, policy, cache, &requests).await {
         Ok(outcomes) => outcomes,
         Err(batch_error) => {
             if requests.len() > 1 {
@@ -122,7 +151,7 @@ async fn process(db: &DatabaseConnection, policy: &AllocationPolicy, batch: Vec<
             }
             let mut outcomes = Vec::with_capacity(requests.len());
             for request in &requests {
-                outcomes.push(apply_alone(db, policy, request).await);
+                outcomes.push(apply_alone(db, policy, cache, request).await);
             }
             outcomes
         }
@@ -137,11 +166,12 @@ async fn process(db: &DatabaseConnection, policy: &AllocationPolicy, batch: Vec<
 async fn apply_alone(
     db: &DatabaseConnection,
     policy: &AllocationPolicy,
+    cache: &Cache,
     request: &Request,
 ) -> Result<Transaction, Error> {
     let mut last = None;
     for _ in 0..SINGLE_ATTEMPTS {
-        match apply(db, policy, std::slice::from_ref(request)).await {
+        match apply(db, policy, cache, std::slice::from_ref(request)).await {
             Ok(mut outcomes) => {
                 return outcomes
                     .pop()
@@ -593,14 +623,19 @@ fn pending_transaction(context: &Context<'_>, id: Uuid) -> Result<Transaction, E
 }
 
 /// One database transaction for the whole batch; `Err` only when that
-/// transaction itself failed (nothing of the batch was written).
+/// transaction itself failed (nothing of the batch was written). After the
+/// commit the cache entries it changed are invalidated.
 async fn apply(
     db: &DatabaseConnection,
     policy: &AllocationPolicy,
+    cache: &Cache,
     requests: &[Request],
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
     let transaction = begin_write(db).await?;
-    let outcomes = apply_in(&transaction, policy, requests).await?;
+    let Applied {
+        outcomes,
+        invalidation,
+    } = apply_in(&transaction, policy, requests).await?;
     // One audit event per applied command (replays included: each call of a
     // mutating RPC is audited once), in the batch's transaction.
     let mut events = Vec::with_capacity(requests.len());
@@ -616,6 +651,7 @@ async fn apply(
     }
     audit::record_many(&transaction, events).await?;
     transaction.commit().await.map_err(classify)?;
+    cache.invalidate(invalidation).await;
     for ((caller, _, _), outcome) in requests.iter().zip(&outcomes) {
         if outcome.is_ok() {
             caller
@@ -627,15 +663,26 @@ async fn apply(
     Ok(outcomes)
 }
 
+/// What [`apply_in`] did: one outcome per request, in order, and the cached
+/// reads it changed.
+#[derive(Debug)]
+pub struct Applied {
+    pub outcomes: Vec<Result<Transaction, Error>>,
+    /// Hand to [`Cache::invalidate`] after the commit, before answering.
+    pub invalidation: Invalidation,
+}
+
 /// Applies commands inside a database transaction the caller owns, for
 /// services whose own change must commit together with the money (ending a
 /// mining session and minting its earnings). The caller must lock its own
-/// rows before calling, and commit afterwards. Role checks are the caller's.
+/// rows before calling, and commit afterwards; then it must pass
+/// [`Applied::invalidation`] to [`Cache::invalidate`] before answering. Role
+/// checks are the caller's.
 pub async fn apply_in(
     transaction: &DatabaseTransaction,
     policy: &AllocationPolicy,
     requests: &[(Principal, RequestId, Command)],
-) -> Result<Vec<Result<Transaction, Error>>, Error> {
+) -> Result<Applied, Error> {
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = Utc::now().trunc_subsecs(6);
 
@@ -790,6 +837,14 @@ pub async fn apply_in(
         .map(|(id, wallet)| (*id, wallet.balance))
         .collect();
     store::update_wallet_balances(transaction, &changed_wallets).await?;
+    let mut invalidation = Invalidation::of(
+        changed_wallets
+            .iter()
+            .map(|(id, _)| Generation::Wallet(*id)),
+    );
+    if !created.is_empty() || !resolved.is_empty() {
+        invalidation.add(Generation::Ledger);
+    }
     for (account, micros) in &books.system {
         if original_system.get(account) != Some(micros) {
             store::update_system_balance(transaction, *account, *micros).await?;
@@ -811,8 +866,12 @@ pub async fn apply_in(
             })?;
         outcomes[index] = Some(Ok(original));
     }
-    Ok(outcomes
+    let outcomes = outcomes
         .into_iter()
         .map(|outcome| outcome.unwrap_or_else(|| Err(Error::internal("a request got no outcome"))))
-        .collect())
+        .collect();
+    Ok(Applied {
+        outcomes,
+        invalidation,
+    })
 }
