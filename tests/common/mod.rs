@@ -96,6 +96,19 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// The same database for a second server (a replica); dropping the copy
+    /// leaves the database alone.
+    pub fn shared(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            backend: self.backend,
+            postgres_name: self.postgres_name.clone(),
+            sqlite_file: None,
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(file) = &self.sqlite_file {
@@ -123,6 +136,21 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
         let database = TestDatabase::create(backend).await;
+        Self::start(database, None, configure).await
+    }
+
+    /// A second server on this one's database (a replica), with the same
+    /// admin.
+    pub async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+        let admin = (self.admin_key.clone(), self.admin_id.clone());
+        Self::start(self.database.shared(), Some(admin), configure).await
+    }
+
+    async fn start(
+        database: TestDatabase,
+        admin: Option<(String, String)>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings::with_database(database.url.clone());
         configure(&mut settings);
         let application = Application::build(settings, true)
@@ -130,10 +158,16 @@ impl TestApp {
             .expect("build the server");
         let address = application.local_addr();
         let db = application.database().clone();
-        let (user, issued) = Identity::new(db.clone())
-            .bootstrap_admin("admin", None)
-            .await
-            .expect("bootstrap the admin");
+        let (admin_key, admin_id) = match admin {
+            Some(admin) => admin,
+            None => {
+                let (user, issued) = Identity::new(db.clone())
+                    .bootstrap_admin("admin", None)
+                    .await
+                    .expect("bootstrap the admin");
+                (issued.secret, user.id.to_string())
+            }
+        };
         let (shutdown, stopped) = oneshot::channel();
         let server = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
@@ -141,8 +175,8 @@ impl TestApp {
         Self {
             address,
             db,
-            admin_key: issued.secret,
-            admin_id: user.id.to_string(),
+            admin_key,
+            admin_id,
             database,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -358,5 +392,194 @@ pub mod money {
         let units = whole.trim_start_matches('-').parse::<i64>().unwrap() * 1_000_000
             + format!("{fraction:0<6}").parse::<i64>().unwrap();
         if negative { -units } else { units }
+    }
+}
+
+/// Infrastructure a test owns: its own `redis-server`, and a TCP proxy in
+/// front of PostgreSQL that the test can cut.
+pub mod infra {
+    use std::net::SocketAddr;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::AbortHandle;
+
+    /// A port nothing listens on right now.
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A private `redis-server` without persistence on a spare port; stopped
+    /// on drop.
+    pub struct RedisServer {
+        pub port: u16,
+        child: Option<Child>,
+    }
+
+    impl RedisServer {
+        pub fn start() -> Self {
+            let mut server = Self {
+                port: free_port(),
+                child: None,
+            };
+            server.restart();
+            server
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// Starts it (again, empty) on the same port; waits until it answers.
+        pub fn restart(&mut self) {
+            assert!(self.child.is_none(), "already running");
+            let child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed for the tests");
+            self.child = Some(child);
+            let started = Instant::now();
+            while self.cli(&["PING"]).as_deref() != Some("PONG") {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        /// Kills it, as a crash would: no data survives.
+        pub fn kill(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        /// Freezes it (SIGSTOP): connections stay open, commands hang, the
+        /// data is kept. `resume` continues it.
+        pub fn pause(&self) {
+            self.signal("-STOP");
+        }
+
+        pub fn resume(&self) {
+            self.signal("-CONT");
+        }
+
+        fn signal(&self, signal: &str) {
+            let pid = self.child.as_ref().expect("running").id().to_string();
+            let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+            assert!(status.success());
+        }
+
+        /// `redis-cli` against it; `None` when it does not answer.
+        pub fn cli(&self, arguments: &[&str]) -> Option<String> {
+            let output = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(arguments)
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            (output.status.success() && !text.is_empty() && !text.starts_with("Could not connect"))
+                .then_some(text)
+        }
+
+        /// How many keys match `pattern`.
+        pub fn count_keys(&self, pattern: &str) -> usize {
+            self.cli(&["--scan", "--pattern", pattern])
+                .map_or(0, |keys| keys.lines().count())
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            if self.child.is_some() {
+                self.resume();
+            }
+            self.kill();
+        }
+    }
+
+    #[derive(Default)]
+    struct ProxyState {
+        cut: bool,
+        connections: Vec<AbortHandle>,
+    }
+
+    /// A TCP proxy to `target`. `cut` drops every proxied connection and
+    /// from then on accepts connections but never answers (a black hole, the
+    /// way an unreachable host behaves); `restore` forwards again.
+    pub struct TcpProxy {
+        pub address: SocketAddr,
+        state: Arc<Mutex<ProxyState>>,
+        accepting: AbortHandle,
+    }
+
+    impl TcpProxy {
+        pub async fn start(target: SocketAddr) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let state = Arc::new(Mutex::new(ProxyState::default()));
+            let accepting_state = state.clone();
+            let accepting = tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let mut state = accepting_state.lock().unwrap();
+                    let cut = state.cut;
+                    let task = tokio::spawn(async move {
+                        if cut {
+                            // Hold the socket and say nothing.
+                            std::future::pending::<()>().await;
+                        }
+                        if let Ok(mut outbound) = TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    state.connections.push(task.abort_handle());
+                }
+            })
+            .abort_handle();
+            Self {
+                address,
+                state,
+                accepting,
+            }
+        }
+
+        pub fn cut(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.cut = true;
+            for connection in state.connections.drain(..) {
+                connection.abort();
+            }
+        }
+
+        pub fn restore(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.cut = false;
+            for connection in state.connections.drain(..) {
+                connection.abort();
+            }
+        }
+    }
+
+    impl Drop for TcpProxy {
+        fn drop(&mut self) {
+            self.accepting.abort();
+            self.cut();
+        }
     }
 }
