@@ -152,6 +152,9 @@ impl TestApp {
         configure: impl FnOnce(&mut Settings),
     ) -> Self {
         let mut settings = Settings::with_database(database.url.clone());
+        // Runs any suite with the Redis cache on (tests that need Redis start
+        // their own and set it themselves).
+        settings.redis_url = std::env::var("AZORA_TEST_REDIS_URL").ok().map(Secret::new);
         configure(&mut settings);
         let application = Application::build(settings, true)
             .await
