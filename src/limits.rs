@@ -12,9 +12,13 @@
 //! giving the time until the window (or bucket) allows another call.
 //! Health and reflection never reach this layer's limits (they carry no
 //! [`Principal`]).
+//!
+//! [`ConcurrencyLimitLayer`] is the server-wide limit on calls in progress:
+//! a call beyond it is refused at once (load shedding), never queued.
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -23,7 +27,7 @@ use fred::prelude::*;
 use tower::{Layer, Service};
 use uuid::Uuid;
 
-use crate::auth::{Principal, Role};
+use crate::auth::{Principal, Role, is_public};
 use crate::error::ERROR_DOMAIN;
 use crate::redis::Redis;
 
@@ -249,6 +253,91 @@ where
                 return Ok(tonic::Status::from(exceeded).into_http());
             }
             inner.call(request).await
+        })
+    }
+}
+
+/// At most `limit` calls in progress across every connection; one more is
+/// refused at once with RESOURCE_EXHAUSTED. Health and reflection are
+/// exempt, so probes keep answering under overload. A call holds its slot
+/// until its response starts (a server stream then no longer counts; a
+/// client stream counts while it uploads).
+#[derive(Clone)]
+pub struct ConcurrencyLimitLayer {
+    slots: Arc<tokio::sync::Semaphore>,
+    refused: Arc<AtomicU64>,
+}
+
+impl ConcurrencyLimitLayer {
+    /// `limit` 0 is unlimited.
+    pub fn new(limit: usize) -> Self {
+        let limit = match limit {
+            0 => tokio::sync::Semaphore::MAX_PERMITS,
+            limit => limit.min(tokio::sync::Semaphore::MAX_PERMITS),
+        };
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+            refused: Default::default(),
+        }
+    }
+}
+
+impl<S> Layer<S> for ConcurrencyLimitLayer {
+    type Service = ConcurrencyLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConcurrencyLimit {
+            inner,
+            slots: self.slots.clone(),
+            refused: self.refused.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ConcurrencyLimit<S> {
+    inner: S,
+    slots: Arc<tokio::sync::Semaphore>,
+    refused: Arc<AtomicU64>,
+}
+
+impl<S, RequestBody> Service<http::Request<RequestBody>> for ConcurrencyLimit<S>
+where
+    S: Service<http::Request<RequestBody>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    RequestBody: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if is_public(request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(refused, "at the concurrency limit; refusing calls");
+            }
+            let status = tonic::Status::resource_exhausted(
+                "the server is at its limit of concurrent calls; retry later",
+            );
+            return Box::pin(async move { Ok(status.into_http()) });
+        };
+        Box::pin(async move {
+            let response = inner.call(request).await;
+            drop(slot);
+            response
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::compliance::{Compliance, ComplianceApi};
 use crate::config::Settings;
 use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
-use crate::limits::{RateLimitLayer, RateLimiter, RateLimits};
+use crate::limits::{ConcurrencyLimitLayer, RateLimitLayer, RateLimiter, RateLimits};
 use crate::mining::{Mining, MiningApi};
 use crate::proto;
 use crate::proto::compliance::compliance_service_server::ComplianceServiceServer;
@@ -174,15 +174,8 @@ impl Application {
         // (RESOURCE_EXHAUSTED, never queued), authenticate, rate-limit the
         // key. The timeout bounds each call until its response starts, so
         // server streams (WatchSession, WatchAlerts) outlive it.
-        let max_concurrent = match settings.max_concurrent_requests {
-            0 => tokio::sync::Semaphore::MAX_PERMITS,
-            limit => limit,
-        };
         let layers = tower::ServiceBuilder::new()
-            .layer(tower::load_shed::LoadShedLayer::new())
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                max_concurrent,
-            ))
+            .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_requests))
             .layer(AuthLayer::new(Authenticator::new(db.clone(), key_cache)))
             .layer(RateLimitLayer::new(rate_limiter));
         let server = Server::builder()

@@ -8,7 +8,7 @@ mod keys;
 mod layer;
 
 pub use keys::{generate_secret, hash_secret, secret_prefix};
-pub use layer::{AuthLayer, Authenticator, KeyCache, is_mutating};
+pub use layer::{AuthLayer, Authenticator, KeyCache, is_mutating, is_public};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
