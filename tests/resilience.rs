@@ -154,10 +154,19 @@ async fn a_read_after_a_committed_write_never_returns_the_old_value(backend: Bac
         .unwrap();
         expected -= micros("1.5");
     }
-    assert!(
-        redis.count_keys("azora:c:balance:*") > 0,
-        "balances are cached in redis"
-    );
+    // Balances are cached (a loaded machine may time a few Redis calls out,
+    // and those reads go to the database instead).
+    let started = Instant::now();
+    while redis.count_keys("azora:c:balance:*") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "balances are never cached"
+        );
+        balance_via(channel.clone(), &alice_key, &alice_wallet)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The cached wallet and balance are still checked against the caller.
     let denied = balance_via(channel.clone(), &bob_key, &alice_wallet)
@@ -562,29 +571,35 @@ async fn the_rate_limit_holds_across_two_replicas_and_spares_other_keys() {
     let (busy, busy_key) = app.user_with_role("busy", ipb::Role::Member).await;
     let (quiet, quiet_key) = app.user_with_role("quiet", ipb::Role::Member).await;
 
-    // Start at the beginning of a one-second window.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1010 - u64::from(now.subsec_millis()))).await;
-    let started = Instant::now();
-    let mut allowed = 0;
-    let mut refused = Vec::new();
-    for call in 0..30 {
-        match kyc_via(replicas[call % 2].clone(), &busy_key, &busy).await {
-            Ok(_) => allowed += 1,
-            Err(status) => refused.push(status),
+    // 30 calls alternating between the replicas, from the start of a
+    // one-second window. A Redis call that times out on a loaded machine
+    // falls back to a local limit, so up to three windows are tried: one
+    // must allow exactly the limit.
+    let mut windows = Vec::new();
+    let (allowed, refused, elapsed) = loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1010 - u64::from(now.subsec_millis()))).await;
+        let started = Instant::now();
+        let mut allowed = 0;
+        let mut refused = Vec::new();
+        for call in 0..30 {
+            match kyc_via(replicas[call % 2].clone(), &busy_key, &busy).await {
+                Ok(_) => allowed += 1,
+                Err(status) => refused.push(status),
+            }
         }
-    }
-    let elapsed = started.elapsed();
-    if elapsed < Duration::from_millis(900) {
-        assert_eq!(allowed, 10, "10 per second across both replicas");
-    } else {
-        assert!(
-            (10..=20).contains(&allowed),
-            "{allowed} allowed in {elapsed:?}"
-        );
-    }
+        let elapsed = started.elapsed();
+        windows.push((allowed, elapsed));
+        if (allowed == 10 && elapsed < Duration::from_millis(950)) || windows.len() == 3 {
+            break (allowed, refused, elapsed);
+        }
+    };
+    assert_eq!(
+        allowed, 10,
+        "10 per second across both replicas: {windows:?}"
+    );
     let status = refused.first().expect("some calls are refused");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     let delay = status
