@@ -6,18 +6,20 @@
 //! Deleting an entry after a commit races with a reader that read the
 //! database before the commit and stores its (old) value after the delete.
 //! Instead every entry depends on one or more *generation* counters
-//! ([`Generation`]), and its value is stored under a key that embeds them and
-//! a global *epoch*: `azora:c:{entry}:{epoch}:{gen}…`.
+//! ([`Generation`]) and a global *epoch*, and its value is stored under
+//! `azora:c:{entry}` *tagged* with the epoch and generations it was read
+//! under (`{epoch}:{gen}…|{json}`).
 //!
-//! - A reader fetches the epoch and generations and the value stored under
-//!   them in one round trip (a Lua script). On a miss it reads the database
-//!   and stores the value under the generations it fetched *before* reading,
-//!   with a TTL (`AZORA_CACHE_TTL_MS`) as a backstop.
+//! - A reader fetches the epoch, the generations and the tagged value in one
+//!   `MGET`; it is a hit only when the tag equals the current epoch and
+//!   generations. On a miss it reads the database and stores the value tagged
+//!   with what it fetched *before* reading, with a TTL
+//!   (`AZORA_CACHE_TTL_MS`) as a backstop.
 //! - A writer, after its commit and before it answers, increments the
-//!   generations its change affects ([`Cache::invalidate`]). A slow reader's
-//!   old value lands under a generation nobody reads any more, so a read that
-//!   starts after a write has answered — on any replica — never sees the old
-//!   value.
+//!   generations its change affects ([`Cache::invalidate`]). A slow reader
+//!   that read the database before the commit can only store a value tagged
+//!   with an old generation, which no lookup accepts, so a read that starts
+//!   after a write has answered — on any replica — never sees the old value.
 //! - If an invalidation cannot reach Redis, this replica stops using the
 //!   cache (it is *suspect*) and keeps trying to increment the epoch; once
 //!   that succeeds every entry of every replica is out of reach (they read
@@ -56,7 +58,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fred::prelude::*;
-use fred::types::{ClusterHash, CustomCommand};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -65,18 +66,6 @@ use crate::error::Error;
 use crate::redis::Redis;
 
 const EPOCH_KEY: &str = "azora:epoch";
-
-/// Reads the epoch and the generations (KEYS), builds the value's key from
-/// them (ARGV[1] is the entry's prefix) and returns it with the value, or
-/// `false` (nil) when nothing is stored. Keys built inside the script are fine
-/// on a single Redis (not on a cluster).
-const LOOKUP_SCRIPT: &str = r"
-local key = ARGV[1]
-for i = 1, #KEYS do
-  key = key .. ':' .. (redis.call('GET', KEYS[i]) or '0')
-end
-return {key, redis.call('GET', key) or false}
-";
 
 /// What a cached read returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,7 +262,8 @@ impl Cache {
             inner.bypassed.fetch_add(1, Ordering::Relaxed);
             return load().await;
         }
-        let Some((key, cached)) = inner.lookup(&entry).await else {
+        let key = format!("azora:c:{}", entry.name());
+        let Some((tag, cached)) = inner.lookup(&key, &entry).await else {
             inner.bypassed.fetch_add(1, Ordering::Relaxed);
             return load().await;
         };
@@ -292,7 +282,7 @@ impl Cache {
         let loaded = load().await?;
         if let Some(value) = &loaded {
             match serde_json::to_vec(value) {
-                Ok(bytes) => inner.store(key, bytes).await,
+                Ok(bytes) => inner.store(key, tag, bytes).await,
                 Err(error) => tracing::warn!(%error, "cannot serialise a cache entry"),
             }
         }
@@ -333,49 +323,41 @@ impl Inner {
             != self.covered_failures.load(Ordering::SeqCst)
     }
 
-    /// `Some((key, value))` when Redis answered; the value is `None` on a miss.
-    async fn lookup(&self, entry: &Entry) -> Option<(String, Option<Vec<u8>>)> {
-        let mut arguments: Vec<Value> = vec![
-            LOOKUP_SCRIPT.into(),
-            (1 + entry.generations().len() as i64).into(),
-            EPOCH_KEY.into(),
-        ];
-        arguments.extend(
-            entry
-                .generations()
-                .into_iter()
-                .map(|generation| Value::from(generation.key())),
-        );
-        arguments.push(format!("azora:c:{}", entry.name()).into());
+    /// `Some((tag, value))` when Redis answered: the tag of the current
+    /// epoch and generations, and the value stored under exactly that tag
+    /// (`None` on a miss).
+    async fn lookup(&self, key: &str, entry: &Entry) -> Option<(String, Option<Vec<u8>>)> {
+        let mut keys: Vec<String> = Vec::with_capacity(4);
+        keys.push(EPOCH_KEY.to_owned());
+        keys.extend(entry.generations().into_iter().map(Generation::key));
+        keys.push(key.to_owned());
         let client = self.redis.client().clone();
-        let reply: Value = self
+        let mut values: Vec<Value> = self
             .redis
-            .run("cache lookup", async move {
-                client
-                    .custom::<Value, Value>(
-                        CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false),
-                        arguments,
-                    )
-                    .await
-            })
+            .run("cache lookup", async move { client.mget(keys).await })
             .await?;
-        let Value::Array(mut parts) = reply else {
-            tracing::warn!(?reply, "unexpected cache lookup reply");
-            return None;
-        };
-        if parts.len() != 2 {
-            return None;
+        let stored = values.pop()?;
+        let mut tag = String::new();
+        for counter in values {
+            if !tag.is_empty() {
+                tag.push(':');
+            }
+            match counter {
+                Value::Null => tag.push('0'),
+                other => tag.push_str(&other.as_string()?),
+            }
         }
-        let value = parts.pop()?;
-        let key = parts.pop()?.into_string()?;
-        let value = match value {
-            Value::Null | Value::Boolean(false) => None,
-            other => Some(other.into_bytes()?.to_vec()),
-        };
-        Some((key, value))
+        let value = stored.as_bytes().and_then(|bytes| {
+            let separator = bytes.iter().position(|byte| *byte == b'|')?;
+            (bytes[..separator] == *tag.as_bytes()).then(|| bytes[separator + 1..].to_vec())
+        });
+        Some((tag, value))
     }
 
-    async fn store(&self, key: String, bytes: Vec<u8>) {
+    async fn store(&self, key: String, tag: String, json: Vec<u8>) {
+        let mut bytes = tag.into_bytes();
+        bytes.push(b'|');
+        bytes.extend(json);
         let client = self.redis.client().clone();
         let ttl = self.ttl.as_millis().max(1) as i64;
         self.redis
