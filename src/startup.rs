@@ -107,7 +107,13 @@ impl Application {
         let rate_limits = RateLimits::parse(&settings.rate_limit)
             .map_err(|why| anyhow::anyhow!("AZORA_RATE_LIMIT: {why}"))?;
         let rate_limiter = RateLimiter::new(rate_limits, shared_redis);
-        let treasury = Treasury::new(db.clone(), policy, settings.ledger_writers, cache.clone());
+        let treasury = Treasury::new(
+            db.clone(),
+            policy,
+            settings.ledger_writers,
+            cache.clone(),
+            settings.database_timeout(),
+        );
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let services = vec![
             <IdentityServiceServer<IdentityApi> as NamedService>::NAME,

@@ -827,3 +827,103 @@ async fn mining_performance_and_minted_earnings_are_fresh_after_each_write(backe
     let after = micros(&balance_via(channel.clone(), &miner, &wallet).await.unwrap());
     assert!(after > 0, "the minted earnings show at once");
 }
+
+/// The harder outage: the network to PostgreSQL goes silent (no resets), in
+/// the middle of traffic. Calls must still fail UNAVAILABLE within ~3 s, not
+/// hang behind the connections that were in use, and recover afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_database_network_fails_calls_unavailable_within_three_seconds() {
+    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = TcpProxy::start(postgres).await;
+    let proxied = format!("postgres://postgres@{}", proxy.address);
+    let app = TestApp::spawn_with(Backend::Postgres, |settings| {
+        let url = settings
+            .database_url
+            .expose()
+            .replace(&common::postgres_server_url(), &proxied);
+        settings.database_url = secret_for_tests(&url);
+    })
+    .await;
+    let channel = app.channel().await;
+    let (_, key, wallet) = app.member_with_wallet("ivan").await;
+    let (_, _, other) = app.member_with_wallet("judy").await;
+    app.fund(&wallet, "100").await;
+
+    // Eight clients transfer back to back; the network goes silent under
+    // them, with statements in flight on open connections.
+    let calls: Vec<_> = (0..8)
+        .map(|client| {
+            let channel = channel.clone();
+            let key = key.clone();
+            let (wallet, other) = (wallet.clone(), other.clone());
+            tokio::spawn(async move {
+                let mut round = 0;
+                loop {
+                    let request_id = format!("silent{client}-{round}");
+                    let outcome =
+                        transfer_via(channel.clone(), &key, &request_id, &wallet, &other, "0.01")
+                            .await;
+                    if let Err(status) = outcome {
+                        return (Instant::now(), status.code());
+                    }
+                    round += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.blackhole();
+    let silent_at = Instant::now();
+    let readiness = tokio::spawn(wait_for(
+        channel.clone(),
+        "readiness",
+        ServingStatus::NotServing,
+        Duration::from_secs(3),
+    ));
+    let mut timings = Vec::new();
+    for call in calls {
+        let (ended, code) = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("a call hung for 20 s")
+            .unwrap();
+        let took = ended.duration_since(silent_at);
+        assert_eq!(code, Code::Unavailable, "after {took:?}");
+        timings.push(took);
+    }
+    let slowest = timings.iter().max().copied().unwrap();
+    assert!(
+        slowest < Duration::from_millis(4000),
+        "UNAVAILABLE must come within ~3 s, not hang: {timings:?}"
+    );
+    let readiness_down = readiness.await.unwrap();
+    assert_eq!(
+        status(channel.clone(), "liveness").await,
+        ServingStatus::Serving
+    );
+
+    proxy.restore();
+    let restored_at = Instant::now();
+    loop {
+        match transfer_via(channel.clone(), &key, "after-silence", &wallet, &other, "1").await {
+            Ok(_) => break,
+            Err(status) => {
+                assert!(
+                    restored_at.elapsed() < Duration::from_secs(10),
+                    "{status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let recovered_after = restored_at.elapsed();
+    // Each request id applied at most once, and money is conserved.
+    let (left, right) = (
+        micros(&app.available(&wallet).await),
+        micros(&app.available(&other).await),
+    );
+    assert_eq!(left + right, micros("100"));
+    eprintln!(
+        "database network silent: 8 clients' transfers failed UNAVAILABLE {timings:?} after it went silent; \
+         readiness NOT_SERVING after {readiness_down:?}; restored: a transfer succeeded after {recovered_after:?}"
+    );
+}

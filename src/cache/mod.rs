@@ -317,6 +317,17 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// For a write whose outcome is unknown (it timed out, perhaps after
+    /// its commit): stop trusting the cache until the epoch has moved on.
+    pub async fn distrust(&self) {
+        if let Some(inner) = &self.inner {
+            inner.failed_invalidations.fetch_add(1, Ordering::SeqCst);
+            Inner::start_repair(inner.clone());
+        }
+    }
+}
+
 impl Inner {
     fn suspect(&self) -> bool {
         self.failed_invalidations.load(Ordering::SeqCst)

@@ -31,6 +31,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -67,23 +68,48 @@ struct Submission {
 #[derive(Clone)]
 pub struct Ledger {
     sender: mpsc::Sender<Submission>,
+    deadline: Duration,
+}
+
+/// What every writer task shares.
+#[derive(Clone)]
+struct Writer {
+    db: DatabaseConnection,
+    policy: AllocationPolicy,
+    cache: Cache,
+    /// The longest a batch may take in the database. Past it the batch is
+    /// abandoned (its connection dropped, so the database rolls back what
+    /// did not commit) and its callers get UNAVAILABLE: a database that went
+    /// silent must not hold the writers, and with them every write, for as
+    /// long as TCP takes to give up.
+    deadline: Duration,
 }
 
 impl Ledger {
     /// Starts `writers` writer tasks. They stop when the last `Ledger` handle
-    /// is dropped.
+    /// is dropped. A caller waits at most `deadline` for its answer, and a
+    /// batch may take at most that long in the database; either way the
+    /// caller then gets UNAVAILABLE (a retry with the same request id is
+    /// safe: it applies once).
     pub fn start(
         db: DatabaseConnection,
         policy: AllocationPolicy,
         writers: usize,
         cache: Cache,
+        deadline: Duration,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(16 * MAX_BATCH);
         let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
+        let writer = Writer {
+            db,
+            policy,
+            cache,
+            deadline,
+        };
         for _ in 0..writers.max(1) {
-            tokio::spawn(run(db.clone(), policy, cache.clone(), receiver.clone()));
+            tokio::spawn(run(writer.clone(), receiver.clone()));
         }
-        Self { sender }
+        Self { sender, deadline }
     }
 
     pub async fn submit(
@@ -103,9 +129,14 @@ impl Ledger {
             .send(submission)
             .await
             .map_err(|_| Error::Unavailable("the ledger writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::internal("the ledger writer dropped a request"))?
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(answer) => {
+                answer.map_err(|_| Error::internal("the ledger writer dropped a request"))?
+            }
+            Err(_) => Err(Error::Unavailable(
+                "the ledger did not answer in time".into(),
+            )),
+        }
     }
 }
 
@@ -113,9 +144,7 @@ impl Ledger {
 /// writers one batch can be in the database while the next is being taken;
 /// they lock rows in the same order, so they never deadlock each other.
 async fn run(
-    db: DatabaseConnection,
-    policy: AllocationPolicy,
-    cache: Cache,
+    writer: Writer,
     receiver: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Submission>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -124,66 +153,82 @@ async fn run(
         if received == 0 {
             return;
         }
-        process(&db, &policy, &cache, std::mem::take(&mut batch)).await;
+        writer.process(std::mem::take(&mut batch)).await;
     }
 }
 
-async fn process(
-    db: &DatabaseConnection,
-    policy: &AllocationPolicy,
-    cache: &Cache,
-    batch: Vec<Submission>,
-) {
-    let (requests, replies): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .map(|submission| {
-            (
-                (submission.caller, submission.request_id, submission.command),
-                submission.reply,
-            )
-        })
-        .unzip();
-    let outcomes = match apply(db, policy, cache, &requests).await {
-        Ok(outcomes) => outcomes,
-        Err(batch_error) => {
-            if requests.len() > 1 {
-                tracing::warn!(error = %batch_error, size = requests.len(), "ledger batch failed; applying its commands one by one");
+impl Writer {
+    async fn process(&self, batch: Vec<Submission>) {
+        let (requests, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|submission| {
+                (
+                    (submission.caller, submission.request_id, submission.command),
+                    submission.reply,
+                )
+            })
+            .unzip();
+        let outcomes = match self.apply(&requests).await {
+            Ok(outcomes) => outcomes,
+            // The database is away: retrying command by command would only
+            // wait longer.
+            Err(Error::Unavailable(cause)) => requests
+                .iter()
+                .map(|_| Err(Error::Unavailable(cause.clone())))
+                .collect(),
+            Err(batch_error) => {
+                if requests.len() > 1 {
+                    tracing::warn!(error = %batch_error, size = requests.len(), "ledger batch failed; applying its commands one by one");
+                }
+                let mut outcomes = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    outcomes.push(self.apply_alone(request).await);
+                }
+                outcomes
             }
-            let mut outcomes = Vec::with_capacity(requests.len());
-            for request in &requests {
-                outcomes.push(apply_alone(db, policy, cache, request).await);
-            }
-            outcomes
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            // A caller that went away (deadline, cancel) no longer needs its
+            // answer; the effect is committed either way and a retry replays it.
+            let _ = reply.send(outcome);
         }
-    };
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        // A caller that went away (deadline, cancel) no longer needs its
-        // answer; the effect is committed either way and a retry replays it.
-        let _ = reply.send(outcome);
     }
-}
 
-async fn apply_alone(
-    db: &DatabaseConnection,
-    policy: &AllocationPolicy,
-    cache: &Cache,
-    request: &Request,
-) -> Result<Transaction, Error> {
-    let mut last = None;
-    for _ in 0..SINGLE_ATTEMPTS {
-        match apply(db, policy, cache, std::slice::from_ref(request)).await {
-            Ok(mut outcomes) => {
-                return outcomes
-                    .pop()
-                    .unwrap_or_else(|| Err(Error::internal("no outcome")));
+    async fn apply_alone(&self, request: &Request) -> Result<Transaction, Error> {
+        let mut last = None;
+        for _ in 0..SINGLE_ATTEMPTS {
+            match self.apply(std::slice::from_ref(request)).await {
+                Ok(mut outcomes) => {
+                    return outcomes
+                        .pop()
+                        .unwrap_or_else(|| Err(Error::internal("no outcome")));
+                }
+                Err(error @ Error::Unavailable(_)) => return Err(error),
+                Err(error @ (Error::Internal(_) | Error::AlreadyExists { .. })) => {
+                    last = Some(error)
+                }
+                Err(error) => return Err(error),
             }
-            Err(
-                error @ (Error::Unavailable(_) | Error::Internal(_) | Error::AlreadyExists { .. }),
-            ) => last = Some(error),
-            Err(error) => return Err(error),
+        }
+        Err(last.unwrap_or_else(|| Error::internal("no attempt made")))
+    }
+
+    /// [`apply`] within the deadline. When the deadline passes the outcome
+    /// is unknown (the commit may have happened), so the cache is no longer
+    /// trusted until its epoch has moved on.
+    async fn apply(&self, requests: &[Request]) -> Result<Vec<Result<Transaction, Error>>, Error> {
+        let applying = apply(&self.db, &self.policy, &self.cache, requests);
+        match tokio::time::timeout(self.deadline, applying).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.cache.distrust().await;
+                Err(Error::Unavailable(format!(
+                    "a ledger batch took longer than {} ms",
+                    self.deadline.as_millis()
+                )))
+            }
         }
     }
-    Err(last.unwrap_or_else(|| Error::internal("no attempt made")))
 }
 
 type Request = (Principal, RequestId, Command);

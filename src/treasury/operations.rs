@@ -78,14 +78,16 @@ pub async fn ensure_policy(
 
 impl Treasury {
     /// `writers`: concurrent ledger writers (see [`Ledger::start`]), which
-    /// invalidate `cache` after each commit.
+    /// invalidate `cache` after each commit; a write that takes longer than
+    /// `deadline` fails UNAVAILABLE.
     pub fn new(
         db: DatabaseConnection,
         policy: AllocationPolicy,
         writers: usize,
         cache: Cache,
+        deadline: std::time::Duration,
     ) -> Self {
-        let ledger = Ledger::start(db.clone(), policy, writers, cache.clone());
+        let ledger = Ledger::start(db.clone(), policy, writers, cache.clone(), deadline);
         Self {
             db,
             ledger,

@@ -519,12 +519,38 @@ pub mod infra {
         connections: Vec<AbortHandle>,
     }
 
+    /// Copies `from` to `to` while `frozen` is false; while it is true the
+    /// bytes wait (the connection stays open and says nothing).
+    async fn forward(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            while *frozen.borrow_and_update() {
+                if frozen.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// A TCP proxy to `target`. `cut` drops every proxied connection and
     /// from then on accepts connections but never answers (a black hole, the
     /// way an unreachable host behaves); `restore` forwards again.
     pub struct TcpProxy {
         pub address: SocketAddr,
         state: Arc<Mutex<ProxyState>>,
+        frozen: tokio::sync::watch::Sender<bool>,
         accepting: AbortHandle,
     }
 
@@ -533,22 +559,31 @@ pub mod infra {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
             let state = Arc::new(Mutex::new(ProxyState::default()));
+            let (frozen, frozen_receiver) = tokio::sync::watch::channel(false);
             let accepting_state = state.clone();
             let accepting = tokio::spawn(async move {
                 loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else {
+                    let Ok((inbound, _)) = listener.accept().await else {
                         continue;
                     };
                     let mut state = accepting_state.lock().unwrap();
-                    let cut = state.cut;
+                    let held = state.cut || *frozen_receiver.borrow();
+                    let frozen = frozen_receiver.clone();
                     let task = tokio::spawn(async move {
-                        if cut {
+                        if held {
                             // Hold the socket and say nothing.
+                            let _inbound = inbound;
                             std::future::pending::<()>().await;
+                            return;
                         }
-                        if let Ok(mut outbound) = TcpStream::connect(target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        let Ok(outbound) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let (inbound_read, inbound_write) = inbound.into_split();
+                        let (outbound_read, outbound_write) = outbound.into_split();
+                        tokio::select! {
+                            () = forward(inbound_read, outbound_write, frozen.clone()) => {}
+                            () = forward(outbound_read, inbound_write, frozen) => {}
                         }
                     });
                     state.connections.push(task.abort_handle());
@@ -558,8 +593,16 @@ pub mod infra {
             Self {
                 address,
                 state,
+                frozen,
                 accepting,
             }
+        }
+
+        /// The network stops delivering: open connections stay open but
+        /// nothing passes, new ones are accepted and never answered — no
+        /// reset anywhere, the hardest outage to notice.
+        pub fn blackhole(&self) {
+            let _ = self.frozen.send(true);
         }
 
         pub fn cut(&self) {
@@ -570,12 +613,15 @@ pub mod infra {
             }
         }
 
+        /// Forwards again; connections from before the outage are dropped
+        /// (their peers gave up on them).
         pub fn restore(&self) {
             let mut state = self.state.lock().unwrap();
             state.cut = false;
             for connection in state.connections.drain(..) {
                 connection.abort();
             }
+            let _ = self.frozen.send(false);
         }
     }
 
