@@ -51,6 +51,9 @@ impl FromStr for Secret {
     }
 }
 
+/// Calls per second per key, by role; 0 is unlimited.
+pub const DEFAULT_RATE_LIMIT: &str = "admin=0,treasurer=1000,auditor=1000,member=1000,service=1000";
+
 /// The settings every subcommand shares.
 #[derive(Args, Clone, Debug)]
 pub struct Settings {
@@ -171,6 +174,48 @@ pub struct Settings {
     )]
     pub billing_interval_ms: u64,
 
+    /// How long a cached read may live in Redis, in milliseconds: a backstop
+    /// only, since every committed change invalidates what it affects.
+    #[arg(
+        long,
+        env = "AZORA_CACHE_TTL_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub cache_ttl_ms: u64,
+
+    /// Calls per second each API key may make, per role:
+    /// `admin=0,treasurer=1000,auditor=1000,member=1000,service=1000`;
+    /// 0 (or a role left out) is unlimited. Counted across replicas in
+    /// Redis; without Redis, per process.
+    #[arg(
+        long,
+        env = "AZORA_RATE_LIMIT",
+        default_value = DEFAULT_RATE_LIMIT,
+        global = true
+    )]
+    pub rate_limit: String,
+
+    /// Calls this server handles at once; more are refused at once with
+    /// RESOURCE_EXHAUSTED rather than queued. 0 is unlimited.
+    #[arg(
+        long,
+        env = "AZORA_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 512,
+        global = true
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// How long a call may take before it is cancelled, in milliseconds
+    /// (streams: until the response starts).
+    #[arg(
+        long,
+        env = "AZORA_REQUEST_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub request_timeout_ms: u64,
+
     /// Log filter, in `tracing` EnvFilter syntax.
     #[arg(long, env = "AZORA_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -193,6 +238,10 @@ impl Settings {
             kyc_transfer_threshold: "10000".into(),
             knowledge_reward_max: "1000".into(),
             billing_interval_ms: 60_000,
+            cache_ttl_ms: 60_000,
+            rate_limit: DEFAULT_RATE_LIMIT.into(),
+            max_concurrent_requests: 512,
+            request_timeout_ms: 30_000,
             log: "info".into(),
         }
     }
@@ -211,6 +260,14 @@ impl Settings {
 
     pub fn billing_interval(&self) -> Duration {
         Duration::from_millis(self.billing_interval_ms)
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

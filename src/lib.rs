@@ -7,7 +7,7 @@
 //! health, pagination and exact fixed-point numbers.
 
 /// A closed set of values stored and sent as lowercase text: the enum, its
-/// `ALL` list, `as_str`, `parse`, and serialisation as that text.
+/// `ALL` list, `as_str`, `parse`, and (de)serialisation as that text.
 macro_rules! text_enum {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,12 +30,22 @@ macro_rules! text_enum {
                 serializer.serialize_str(self.as_str())
             }
         }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+                Self::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown {} {text:?}", stringify!($name)))
+                })
+            }
+        }
     };
 }
 
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod cache;
 pub mod cli;
 pub mod compensation;
 pub mod compliance;
@@ -45,6 +55,7 @@ pub mod error;
 pub mod fixed;
 pub mod health;
 pub mod identity;
+pub mod limits;
 pub mod mining;
 pub mod pagination;
 pub mod proto;

@@ -15,11 +15,13 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::auth::{AuthLayer, Authenticator, KeyCache};
 use crate::billing::{Billing, BillingApi};
+use crate::cache::Cache;
 use crate::compensation::{Compensations, FounderCompensationApi};
 use crate::compliance::{Compliance, ComplianceApi};
 use crate::config::Settings;
 use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
+use crate::limits::{ConcurrencyLimitLayer, RateLimitLayer, RateLimiter, RateLimits};
 use crate::mining::{Mining, MiningApi};
 use crate::proto;
 use crate::proto::compliance::compliance_service_server::ComplianceServiceServer;
@@ -63,6 +65,8 @@ impl Application {
             .map(crate::redis::connect)
             .transpose()
             .context("configuring redis")?;
+        RateLimits::parse(&settings.rate_limit)
+            .map_err(|why| anyhow::anyhow!("AZORA_RATE_LIMIT: {why}"))?;
         let basis_points = AllocationPolicy::parse_basis_points(&settings.allocation_bp)
             .map_err(|why| anyhow::anyhow!("AZORA_ALLOCATION_BP: {why}"))?;
         let policy = ensure_policy(&db, basis_points)
@@ -101,7 +105,21 @@ impl Application {
             redis,
             policy,
         } = self;
-        let treasury = Treasury::new(db.clone(), policy, settings.ledger_writers);
+        let shared_redis = redis.clone().map(crate::redis::Redis::new);
+        let cache = match &shared_redis {
+            Some(redis) => Cache::new(redis.clone(), settings.cache_ttl()),
+            None => Cache::disabled(),
+        };
+        let rate_limits = RateLimits::parse(&settings.rate_limit)
+            .map_err(|why| anyhow::anyhow!("AZORA_RATE_LIMIT: {why}"))?;
+        let rate_limiter = RateLimiter::new(rate_limits, shared_redis);
+        let treasury = Treasury::new(
+            db.clone(),
+            policy,
+            settings.ledger_writers,
+            cache.clone(),
+            settings.database_timeout(),
+        );
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let services = vec![
             <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
@@ -128,7 +146,7 @@ impl Application {
             stop_probing.clone(),
         ));
 
-        let billing = Billing::new(db.clone(), policy);
+        let billing = Billing::new(db.clone(), policy, cache.clone());
         let issuing = tokio::spawn(crate::billing::run_issuer(
             billing.clone(),
             settings.billing_interval(),
@@ -146,12 +164,13 @@ impl Application {
         let identity = IdentityServiceServer::new(IdentityApi::new(Identity::with_key_cache(
             db.clone(),
             key_cache.clone(),
+            cache.clone(),
         )))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let stop_serving = CancellationToken::new();
         let mining = MiningServiceServer::new(MiningApi::new(
-            Mining::new(db.clone(), policy),
+            Mining::new(db.clone(), policy, cache.clone()),
             stop_serving.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -173,7 +192,7 @@ impl Application {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let compensation = FounderCompensationServiceServer::new(FounderCompensationApi::new(
-            Compensations::new(db.clone(), policy),
+            Compensations::new(db.clone(), policy, cache.clone()),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -188,6 +207,7 @@ impl Application {
             db.clone(),
             policy,
             knowledge_reward_max,
+            cache.clone(),
         )))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -195,8 +215,17 @@ impl Application {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-        let server = Server::builder()
+        // Outside in: refuse at once what the concurrency limit cannot take
+        // (RESOURCE_EXHAUSTED, never queued), authenticate, rate-limit the
+        // key. The timeout bounds each call until its response starts, so
+        // server streams (WatchSession, WatchAlerts) outlive it.
+        let layers = tower::ServiceBuilder::new()
+            .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_requests))
             .layer(AuthLayer::new(Authenticator::new(db.clone(), key_cache)))
+            .layer(RateLimitLayer::new(rate_limiter));
+        let server = Server::builder()
+            .timeout(settings.request_timeout())
+            .layer(layers)
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)

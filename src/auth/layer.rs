@@ -26,6 +26,13 @@ const PUBLIC_PREFIXES: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// Health and reflection: no credentials, no limits.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_PREFIXES
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+}
+
 /// Recently seen keys, so that a busy caller does not cost a database query
 /// per call. Entries live at most `ttl`; any revocation or role change made
 /// through this process empties the cache at once, so on this replica a
@@ -256,10 +263,7 @@ where
         let authenticator = self.authenticator.clone();
         Box::pin(async move {
             let path = request.uri().path();
-            if PUBLIC_PREFIXES
-                .iter()
-                .any(|prefix| path.starts_with(prefix))
-            {
+            if is_public(path) {
                 return inner.call(request).await;
             }
             let context = RequestContext {

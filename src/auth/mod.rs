@@ -8,7 +8,7 @@ mod keys;
 mod layer;
 
 pub use keys::{generate_secret, hash_secret, secret_prefix};
-pub use layer::{AuthLayer, Authenticator, KeyCache, is_mutating};
+pub use layer::{AuthLayer, Authenticator, KeyCache, is_mutating, is_public};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -73,6 +73,13 @@ pub struct RequestContext {
 impl serde::Serialize for Role {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+        Self::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("unknown role {text:?}")))
     }
 }
 

@@ -15,6 +15,7 @@ use super::domain::{
 use super::store;
 use crate::audit::{Audited, Change};
 use crate::auth::{Principal, Role};
+use crate::cache::{Cache, Invalidation};
 use crate::db::begin_write;
 use crate::error::Error;
 use crate::identity::operations::Page;
@@ -34,6 +35,7 @@ const ISSUE_BATCH: u64 = 100;
 pub struct Billing {
     db: DatabaseConnection,
     policy: AllocationPolicy,
+    cache: Cache,
 }
 
 /// The invoices of periods `from..to` of `subscription`.
@@ -85,8 +87,8 @@ fn catch_up(subscription: &mut Subscription, now: DateTime<Utc>) -> Result<Vec<I
 }
 
 impl Billing {
-    pub fn new(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
-        Self { db, policy }
+    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, cache: Cache) -> Self {
+        Self { db, policy, cache }
     }
 
     pub async fn create_subscription(
@@ -260,6 +262,7 @@ impl Billing {
             _ => return Err(Error::PermissionDenied),
         };
         let before = invoice.clone();
+        let mut invalidation = Invalidation::default();
         if invoice.status == InvoiceStatus::Open {
             let amount = Amount::from_micros(invoice.amount_micros)
                 .ok_or_else(|| Error::internal("a stored invoice amount is out of range"))?;
@@ -287,14 +290,18 @@ impl Billing {
                 RequestId::parse("invoice_id", &format!("azora:invoice:{}", invoice.id))?;
             // The ledger checks, under its lock, that the caller owns the
             // wallet and that it holds enough.
-            let paid = ledger::apply_in(
+            let applied = ledger::apply_in(
                 &transaction,
                 &self.policy,
                 &[(caller.clone(), request_id, command)],
             )
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
+            .await?;
+            invalidation = applied.invalidation;
+            let paid = applied
+                .outcomes
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
             invoice.status = InvoiceStatus::Paid;
             invoice.paid_at = Some(paid.created_at);
             invoice.paid_by = Some(caller.user_id);
@@ -304,6 +311,7 @@ impl Billing {
         }
         let change = Change::new("invoice", id).old(&before).new_values(&invoice);
         transaction.commit(caller, change).await?;
+        self.cache.invalidate(invalidation).await;
         Ok(invoice)
     }
 

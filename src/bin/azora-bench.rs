@@ -7,6 +7,12 @@
 //! (lock and update two wallet rows, insert one entry row, commit) straight
 //! against the same PostgreSQL with as many connections, as the ceiling, and
 //! prints both with the ratio.
+//!
+//! `azora-bench reads` measures, in one run, `GetBalance` served from the
+//! Redis cache, the same without a cache (from PostgreSQL), and an empty RPC
+//! (`grpc.health.v1.Health/Check`) as the ceiling of the gRPC layer, plus an
+//! authenticated call refused before any I/O, to separate authentication
+//! from the cache.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +63,28 @@ enum Bench {
         /// Concurrent ledger writers in the server.
         #[arg(long, default_value_t = 2)]
         writers: usize,
+        /// PostgreSQL server; the bench creates its own database on it.
+        #[arg(
+            long,
+            env = "AZORA_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres_url: String,
+    },
+    /// GetBalance cached (Redis) and uncached against an empty RPC.
+    Reads {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// How long each phase runs, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Wallets (each with its owner's member key) the reads spread over.
+        #[arg(long, default_value_t = 100)]
+        wallets: usize,
+        /// gRPC channels the clients share.
+        #[arg(long, default_value_t = 2)]
+        channels: usize,
         /// PostgreSQL server; the bench creates its own database on it.
         #[arg(
             long,
@@ -174,9 +202,9 @@ fn merge(results: Vec<(usize, usize, Vec<u32>)>, elapsed: Duration) -> Phase {
 async fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command;
     let postgres_url = match &command {
-        Bench::Transfers { postgres_url, .. } | Bench::Samples { postgres_url, .. } => {
-            postgres_url.clone()
-        }
+        Bench::Transfers { postgres_url, .. }
+        | Bench::Samples { postgres_url, .. }
+        | Bench::Reads { postgres_url, .. } => postgres_url.clone(),
     };
     let database = format!("azora_bench_{}", uuid::Uuid::new_v4().simple());
     let admin = sea_orm::Database::connect(format!("{postgres_url}/postgres"))
@@ -202,6 +230,13 @@ async fn main() -> anyhow::Result<()> {
             batch,
             ..
         } => samples(rigs, duration, stream, batch, &database_url).await,
+        Bench::Reads {
+            clients,
+            duration,
+            wallets,
+            channels,
+            ..
+        } => reads(clients, duration, wallets, channels, &database_url).await,
     };
     admin
         .execute_unprepared(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
@@ -268,19 +303,39 @@ type Server = (
 
 /// Starts the server on `database_url` and bootstraps an admin key.
 async fn start_server(database_url: &str, writers: usize) -> anyhow::Result<Server> {
+    start_configured(database_url, None, |settings| {
+        settings.ledger_writers = writers
+    })
+    .await
+}
+
+/// Starts the server on `database_url`; bootstraps an admin key unless one is
+/// given (a second server on the same database).
+async fn start_configured(
+    database_url: &str,
+    admin_key: Option<String>,
+    configure: impl FnOnce(&mut Settings),
+) -> anyhow::Result<Server> {
     let mut settings = Settings::with_database(database_url);
-    settings.ledger_writers = writers;
     settings.log = "warn".into();
+    configure(&mut settings);
     let application = Application::build(settings, true).await?;
     let address = application.local_addr();
-    let (_, issued) = Identity::new(application.database().clone())
-        .bootstrap_admin("bench-admin", None)
-        .await?;
+    let admin_key = match admin_key {
+        Some(key) => key,
+        None => {
+            Identity::new(application.database().clone())
+                .bootstrap_admin("bench-admin", None)
+                .await?
+                .1
+                .secret
+        }
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async move {
         let _ = stopped.await;
     }));
-    Ok((address, issued.secret, stop, server))
+    Ok((address, admin_key, stop, server))
 }
 
 async fn samples(
@@ -578,6 +633,274 @@ async fn run(
     );
     println!(
         "command: cargo run --release --bin azora-bench -- transfers --clients {clients} --duration {}s --wallets {wallet_count}",
+        duration.as_secs()
+    );
+    Ok(())
+}
+
+/// Runs `call` from `clients` concurrent clients over `channels` for
+/// `duration`; `call(channel, client, iteration)` says whether it succeeded.
+async fn drive<F, Fut>(clients: usize, duration: Duration, channels: &[Channel], call: F) -> Phase
+where
+    F: Fn(Channel, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let channel = channels[client % channels.len()].clone();
+        let call = call.clone();
+        tasks.spawn(async move {
+            let (mut completed, mut errors, mut latencies) = (0usize, 0usize, Vec::new());
+            let mut iteration = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                if call(channel.clone(), client, iteration).await {
+                    completed += 1;
+                    latencies.push(sent.elapsed().as_micros() as u32);
+                } else {
+                    errors += 1;
+                }
+                iteration += 1;
+            }
+            (completed, errors, latencies)
+        });
+    }
+    merge(tasks.join_all().await, started.elapsed())
+}
+
+/// Phases run in slices, as one phase.
+fn combine(slices: Vec<Phase>) -> Phase {
+    let elapsed = slices.iter().map(|phase| phase.elapsed).sum();
+    merge(
+        slices
+            .into_iter()
+            .map(|phase| (phase.completed, phase.errors, phase.latencies_us))
+            .collect(),
+        elapsed,
+    )
+}
+
+/// A private redis-server without persistence on a free port, killed on drop.
+struct PrivateRedis {
+    url: String,
+    process: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let process = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("starting redis-server (is it installed?)")?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            process,
+        })
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn connect_channels(
+    address: std::net::SocketAddr,
+    count: usize,
+) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::new();
+    for _ in 0..count.max(1) {
+        channels.push(
+            Channel::from_shared(format!("http://{address}"))?
+                .connect()
+                .await?,
+        );
+    }
+    Ok(channels)
+}
+
+async fn reads(
+    clients: usize,
+    duration: Duration,
+    wallet_count: usize,
+    channel_count: usize,
+    database_url: &str,
+) -> anyhow::Result<()> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let redis = PrivateRedis::start()?;
+    // Both servers on one database: one without a cache, one with Redis.
+    // Rate limits off, so the figures are the cache's and not the limiter's.
+    let (plain_address, admin_key, stop_plain, plain_server) =
+        start_configured(database_url, None, |settings| {
+            settings.rate_limit = String::new()
+        })
+        .await?;
+    let redis_url = redis.url.clone();
+    let (cached_address, _, stop_cached, cached_server) =
+        start_configured(database_url, Some(admin_key.clone()), move |settings| {
+            settings.rate_limit = String::new();
+            settings.redis_url = Some(azora::config::Secret::new(redis_url));
+        })
+        .await?;
+
+    eprintln!("setting up {wallet_count} wallets with owners and member keys…");
+    let channel = Channel::from_shared(format!("http://{plain_address}"))?
+        .connect()
+        .await?;
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let mut treasury = TreasuryServiceClient::new(channel);
+    let mut accounts = Vec::with_capacity(wallet_count);
+    for index in 0..wallet_count {
+        let (key, wallet) = create_holder(
+            &mut identity,
+            &admin_key,
+            &format!("reader{index:05}"),
+            ipb::Role::Member,
+            index,
+        )
+        .await?;
+        treasury
+            .deposit(authed(
+                &admin_key,
+                tpb::DepositRequest {
+                    request_id: format!("fund-{index}"),
+                    to_wallet_id: wallet.clone(),
+                    amount: Some(Decimal {
+                        value: "1000".into(),
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await?;
+        accounts.push((key, wallet));
+    }
+    let accounts = Arc::new(accounts);
+
+    let get_balance = {
+        let accounts = accounts.clone();
+        move |channel: Channel, client: usize, iteration: usize| {
+            let (key, wallet) = accounts[(client * 7919 + iteration) % accounts.len()].clone();
+            async move {
+                TreasuryServiceClient::new(channel)
+                    .get_balance(authed(
+                        &key,
+                        tpb::GetBalanceRequest {
+                            wallet_id: wallet,
+                            as_of_time: None,
+                        },
+                    ))
+                    .await
+                    .is_ok()
+            }
+        }
+    };
+    // Through authentication and the handler's parsing, then refused before
+    // any I/O (the wallet id is not a UUID): what the gRPC layer and
+    // authentication cost on their own.
+    let authenticated = {
+        let accounts = accounts.clone();
+        move |channel: Channel, client: usize, iteration: usize| {
+            let key = accounts[(client * 7919 + iteration) % accounts.len()]
+                .0
+                .clone();
+            async move {
+                let refused = TreasuryServiceClient::new(channel)
+                    .get_balance(authed(
+                        &key,
+                        tpb::GetBalanceRequest {
+                            wallet_id: "not-a-uuid".into(),
+                            as_of_time: None,
+                        },
+                    ))
+                    .await;
+                matches!(refused, Err(status) if status.code() == tonic::Code::InvalidArgument)
+            }
+        }
+    };
+    let empty = |channel: Channel, _: usize, _: usize| async move {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+    };
+
+    let cached_channels = connect_channels(cached_address, channel_count).await?;
+    let plain_channels = connect_channels(plain_address, channel_count).await?;
+    // Warm the authentication caches and the Redis cache.
+    drive(
+        clients,
+        Duration::from_secs(1),
+        &cached_channels,
+        get_balance.clone(),
+    )
+    .await;
+    drive(
+        clients,
+        Duration::from_secs(1),
+        &plain_channels,
+        get_balance.clone(),
+    )
+    .await;
+
+    // The phases alternate in five slices each, so that whatever else the
+    // machine does weighs on all three alike.
+    const SLICES: u32 = 5;
+    let slice = duration / SLICES;
+    let (mut ceiling, mut uncached, mut cached) = (Vec::new(), Vec::new(), Vec::new());
+    let mut refused = Vec::new();
+    for _ in 0..SLICES {
+        ceiling.push(drive(clients, slice, &cached_channels, empty).await);
+        refused.push(drive(clients, slice, &cached_channels, authenticated.clone()).await);
+        uncached.push(drive(clients, slice, &plain_channels, get_balance.clone()).await);
+        cached.push(drive(clients, slice, &cached_channels, get_balance.clone()).await);
+    }
+    let (ceiling, uncached, cached) = (combine(ceiling), combine(uncached), combine(cached));
+    let refused = combine(refused);
+
+    let _ = stop_plain.send(());
+    let _ = stop_cached.send(());
+    plain_server.await??;
+    cached_server.await??;
+    drop(redis);
+
+    println!(
+        "azora-bench reads: {clients} clients over {channel_count} channels, {} s per phase (alternating slices), {wallet_count} wallets, PostgreSQL + Redis",
+        duration.as_secs_f64()
+    );
+    println!("{}", ceiling.describe("empty RPC (Check)"));
+    println!("{}", refused.describe("authed, no I/O"));
+    println!("{}", uncached.describe("GetBalance uncached"));
+    println!("{}", cached.describe("GetBalance cached"));
+    println!(
+        "ratios: cached/empty {:.2} (target >= 0.50); uncached/empty {:.2}; cached/uncached {:.2}; cached/authed-no-I/O {:.2}",
+        cached.rate() / ceiling.rate(),
+        uncached.rate() / ceiling.rate(),
+        cached.rate() / uncached.rate(),
+        cached.rate() / refused.rate()
+    );
+    println!(
+        "command: cargo run --release --bin azora-bench -- reads --clients {clients} --duration {}s --wallets {wallet_count} --channels {channel_count}",
         duration.as_secs()
     );
     Ok(())

@@ -11,6 +11,7 @@ use super::domain::{
 use super::store;
 use crate::audit::{Audited, Change};
 use crate::auth::{Principal, Role};
+use crate::cache::{Cache, Invalidation};
 use crate::error::Error;
 use crate::identity::domain::UserType;
 use crate::identity::operations::Page;
@@ -28,6 +29,7 @@ const RESOURCE: &str = "founder_compensation";
 pub struct Compensations {
     db: DatabaseConnection,
     policy: AllocationPolicy,
+    cache: Cache,
 }
 
 fn illegal(record: &Compensation, action: &str) -> Error {
@@ -51,8 +53,8 @@ fn not_the_founder(caller: &Principal, record: &Compensation) -> Result<()> {
 }
 
 impl Compensations {
-    pub fn new(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
-        Self { db, policy }
+    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, cache: Cache) -> Self {
+        Self { db, policy, cache }
     }
 
     pub async fn create(
@@ -143,13 +145,14 @@ impl Compensations {
         Ok(record)
     }
 
-    /// Locks the record and applies `step` to it; `Ok(None)` from the step
-    /// means "already there": the record is returned unchanged.
+    /// Locks the record and applies `step` to it. The step answers `None`
+    /// for "already there" (the record is returned unchanged), or what its
+    /// change means for cached reads, which are invalidated after the commit.
     async fn transition(
         &self,
         caller: &Principal,
         id: Uuid,
-        step: impl AsyncFnOnce(&Audited, &mut Compensation) -> Result<bool>,
+        step: impl AsyncFnOnce(&Audited, &mut Compensation) -> Result<Option<Invalidation>>,
     ) -> Result<Compensation> {
         caller.require_role(PAYROLL)?;
         let transaction = Audited::begin(&self.db).await?;
@@ -157,11 +160,15 @@ impl Compensations {
             .await?
             .ok_or_else(|| Error::not_found("founder compensation", id))?;
         let before = record.clone();
-        if step(&transaction, &mut record).await? {
+        let changed = step(&transaction, &mut record).await?;
+        if changed.is_some() {
             store::update(&*transaction, &record).await?;
         }
         let change = Change::new(RESOURCE, id).old(&before).new_values(&record);
         transaction.commit(caller, change).await?;
+        if let Some(invalidation) = changed {
+            self.cache.invalidate(invalidation).await;
+        }
         Ok(record)
     }
 
@@ -169,12 +176,12 @@ impl Compensations {
         self.transition(caller, id, async |_, record| {
             not_the_founder(caller, record)?;
             match record.status {
-                CompensationStatus::Approved => Ok(false),
+                CompensationStatus::Approved => Ok(None),
                 CompensationStatus::Pending => {
                     record.status = CompensationStatus::Approved;
                     record.approved_by = Some(caller.user_id);
                     record.approved_at = Some(Utc::now().trunc_subsecs(6));
-                    Ok(true)
+                    Ok(Some(Invalidation::default()))
                 }
                 CompensationStatus::Paid | CompensationStatus::Cancelled => {
                     Err(illegal(record, "approved"))
@@ -191,7 +198,7 @@ impl Compensations {
         self.transition(caller, id, async |transaction, record| {
             not_the_founder(caller, record)?;
             match record.status {
-                CompensationStatus::Paid => return Ok(false),
+                CompensationStatus::Paid => return Ok(None),
                 CompensationStatus::Approved => {}
                 CompensationStatus::Pending | CompensationStatus::Cancelled => {
                     return Err(illegal(record, "paid"));
@@ -221,20 +228,24 @@ impl Compensations {
                 "compensation_id",
                 &format!("azora:founder-compensation:{}", record.id),
             )?;
-            let paid = ledger::apply_in(
+            let ledger::Applied {
+                mut outcomes,
+                invalidation,
+            } = ledger::apply_in(
                 transaction,
                 &policy,
                 &[(caller.clone(), request_id, command)],
             )
-            .await?
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
+            .await?;
+            let paid = outcomes
+                .pop()
+                .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
             record.status = CompensationStatus::Paid;
             record.paid_by = Some(caller.user_id);
             record.transaction = Some(paid.id);
             record.tx_hash = Some(paid.tx_hash);
             record.paid_at = Some(paid.created_at);
-            Ok(true)
+            Ok(Some(invalidation))
         })
         .await
     }
@@ -246,13 +257,13 @@ impl Compensations {
         reason: String,
     ) -> Result<Compensation> {
         self.transition(caller, id, async |_, record| match record.status {
-            CompensationStatus::Cancelled => Ok(false),
+            CompensationStatus::Cancelled => Ok(None),
             CompensationStatus::Pending | CompensationStatus::Approved => {
                 record.status = CompensationStatus::Cancelled;
                 record.cancelled_by = Some(caller.user_id);
                 record.cancelled_at = Some(Utc::now().trunc_subsecs(6));
                 record.cancel_reason = Some(reason);
-                Ok(true)
+                Ok(Some(Invalidation::default()))
             }
             CompensationStatus::Paid => Err(illegal(record, "cancelled")),
         })

@@ -243,7 +243,7 @@ impl UserChanges {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -298,7 +298,7 @@ pub struct NewWallet {
     pub label: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Wallet {
     pub id: Uuid,
     pub owner_id: Uuid,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::audit::{Audited, Change};
 use crate::auth::{self, KeyCache, Principal, Role};
+use crate::cache::{Cache, Entry, Generation, Invalidation};
 use crate::error::Error;
 use crate::pagination::PageRequest;
 
@@ -31,6 +32,8 @@ pub struct Identity {
     db: DatabaseConnection,
     /// The authenticator's cache, emptied whenever a key may have died.
     key_cache: Option<Arc<KeyCache>>,
+    /// Cached users and wallets, invalidated after every change to them.
+    cache: Cache,
 }
 
 impl Identity {
@@ -39,14 +42,22 @@ impl Identity {
         Self {
             db,
             key_cache: None,
+            cache: Cache::disabled(),
         }
     }
 
-    pub fn with_key_cache(db: DatabaseConnection, key_cache: Arc<KeyCache>) -> Self {
+    pub fn with_key_cache(db: DatabaseConnection, key_cache: Arc<KeyCache>, cache: Cache) -> Self {
         Self {
             db,
             key_cache: Some(key_cache),
+            cache,
         }
+    }
+
+    async fn user_changed(&self, id: Uuid) {
+        self.cache
+            .invalidate(Invalidation::of([Generation::User(id)]))
+            .await;
     }
 
     fn forget_cached_keys(&self) {
@@ -67,7 +78,8 @@ impl Identity {
 
     pub async fn get_user(&self, caller: &Principal, id: Uuid) -> Result<User> {
         caller.require_read(id)?;
-        store::find_user(&self.db, id)
+        self.cache
+            .get_or_load(Entry::User(id), || store::find_user(&self.db, id))
             .await?
             .ok_or_else(|| Error::not_found("user", id))
     }
@@ -117,6 +129,7 @@ impl Identity {
                 Change::new("user", id).old(&before).new_values(&after),
             )
             .await?;
+        self.user_changed(id).await;
         Ok(after)
     }
 
@@ -157,6 +170,7 @@ impl Identity {
             )
             .await?;
         self.forget_cached_keys();
+        self.user_changed(id).await;
         Ok(user)
     }
 
@@ -181,6 +195,7 @@ impl Identity {
                 Change::new("user", id).old(&before).new_values(&user),
             )
             .await?;
+        self.user_changed(id).await;
         Ok(user)
     }
 
@@ -205,7 +220,12 @@ impl Identity {
     }
 
     pub async fn get_wallet(&self, caller: &Principal, id: Uuid) -> Result<Wallet> {
-        match store::find_wallet(&self.db, id).await? {
+        // The cached row carries the owner: the same check runs on it.
+        let found = self
+            .cache
+            .get_or_load(Entry::Wallet(id), || store::find_wallet(&self.db, id))
+            .await?;
+        match found {
             Some(wallet) if caller.can_read(wallet.owner_id) => Ok(wallet),
             None if caller.role.reads_everything() => Err(Error::not_found("wallet", id)),
             // Callers who may not see every wallet learn nothing, not even

@@ -264,7 +264,7 @@ impl SessionFilter {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Performance {
     pub key: String,
     pub sessions: i64,

@@ -12,6 +12,7 @@ use super::domain::{
 use super::store;
 use crate::audit::{Audited, Change};
 use crate::auth::{Principal, Role};
+use crate::cache::{Cache, Entry, Generation, Invalidation};
 use crate::error::{Error, FieldViolation};
 use crate::identity::operations::Page;
 use crate::identity::store as identity_store;
@@ -28,11 +29,17 @@ const MINERS: &[Role] = &[Role::Admin, Role::Treasurer, Role::Member, Role::Serv
 pub struct Mining {
     db: DatabaseConnection,
     policy: AllocationPolicy,
+    cache: Cache,
+}
+
+/// The cached performance figures a session's samples feed.
+fn performance_changed(miner: Uuid) -> Invalidation {
+    Invalidation::of([Generation::Miner(miner), Generation::Mining])
 }
 
 impl Mining {
-    pub fn new(db: DatabaseConnection, policy: AllocationPolicy) -> Self {
-        Self { db, policy }
+    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, cache: Cache) -> Self {
+        Self { db, policy, cache }
     }
 
     pub fn database(&self) -> &DatabaseConnection {
@@ -144,6 +151,9 @@ impl Mining {
                     .new_values(after),
             )
             .await?;
+        self.cache
+            .invalidate(performance_changed(session.miner))
+            .await;
         Ok((session, samples.len() as i64))
     }
 
@@ -163,6 +173,7 @@ impl Mining {
             return Ok(session);
         }
         let now = Utc::now().trunc_subsecs(6);
+        let mut invalidation = performance_changed(session.miner);
         session.status = SessionStatus::Ended;
         session.ended_at = Some(now);
         if session.earnings_micros > 0 {
@@ -191,9 +202,12 @@ impl Mining {
                 user_id: session.miner,
                 ..caller.clone()
             };
-            let mut outcomes =
-                ledger::apply_in(&transaction, &self.policy, &[(miner, request_id, command)])
-                    .await?;
+            let ledger::Applied {
+                mut outcomes,
+                invalidation: minted_changes,
+            } = ledger::apply_in(&transaction, &self.policy, &[(miner, request_id, command)])
+                .await?;
+            invalidation.merge(minted_changes);
             let minted = outcomes
                 .pop()
                 .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
@@ -208,6 +222,7 @@ impl Mining {
                     .new_values(&session),
             )
             .await?;
+        self.cache.invalidate(invalidation).await;
         Ok(session)
     }
 
@@ -256,8 +271,15 @@ impl Mining {
                 _ => Some(caller.user_id),
             }
         };
-        let by_algorithm = store::performance(&self.db, "algorithm", start, end, miner).await?;
-        let by_pool = store::performance(&self.db, "pool_name", start, end, miner).await?;
-        Ok((by_algorithm, by_pool))
+        let entry = Entry::MiningPerformance { miner, start, end };
+        self.cache
+            .get_or_load(entry, || async {
+                let by_algorithm =
+                    store::performance(&self.db, "algorithm", start, end, miner).await?;
+                let by_pool = store::performance(&self.db, "pool_name", start, end, miner).await?;
+                Ok(Some((by_algorithm, by_pool)))
+            })
+            .await?
+            .ok_or_else(|| Error::internal("no performance"))
     }
 }

@@ -9,6 +9,7 @@ use super::domain::{Earning, NewProof, Proof, ProofFilter};
 use super::store;
 use crate::audit::{Audited, Change};
 use crate::auth::{Principal, Role};
+use crate::cache::Cache;
 use crate::error::Error;
 use crate::identity::domain::UserType;
 use crate::identity::operations::Page;
@@ -28,6 +29,7 @@ pub struct Rewards {
     db: DatabaseConnection,
     policy: AllocationPolicy,
     max_reward: Amount,
+    cache: Cache,
 }
 
 /// A recorded proof, and whether this call only replayed it.
@@ -44,11 +46,17 @@ pub struct Earnings {
 }
 
 impl Rewards {
-    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, max_reward: Amount) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        policy: AllocationPolicy,
+        max_reward: Amount,
+        cache: Cache,
+    ) -> Self {
         Self {
             db,
             policy,
             max_reward,
+            cache,
         }
     }
 
@@ -176,14 +184,18 @@ impl Rewards {
             "source_transaction_id",
             &format!("azora:knowledge-reward:{}", proof.id),
         )?;
-        let paid = ledger::apply_in(
+        let ledger::Applied {
+            mut outcomes,
+            invalidation,
+        } = ledger::apply_in(
             &transaction,
             &self.policy,
             &[(caller.clone(), ledger_request, command)],
         )
-        .await?
-        .pop()
-        .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
+        .await?;
+        let paid = outcomes
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
         let earning = Earning {
             id: Uuid::now_v7(),
             student: new.student,
@@ -200,6 +212,7 @@ impl Rewards {
             .new_values(&proof)
             .request_id(source.as_str());
         transaction.commit(caller, change).await?;
+        self.cache.invalidate(invalidation).await;
         Ok(Recorded {
             proof,
             replayed: false,

@@ -311,7 +311,7 @@ pub struct Transaction {
     pub mining_session: Option<Uuid>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Balance {
     pub available: i64,
     pub pending: i64,
@@ -335,7 +335,7 @@ impl TransactionFilter {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KindTotals {
     pub confirmed_count: i64,
     pub confirmed_micros: i64,
@@ -343,7 +343,7 @@ pub struct KindTotals {
     pub failed_count: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     pub system: std::collections::BTreeMap<SystemAccount, i64>,
     pub held_in_wallets: i64,

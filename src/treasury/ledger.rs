@@ -12,8 +12,26 @@
 //! If a whole batch fails (a constraint the planner did not foresee, a
 //! concurrent replica taking the same idempotency key), each command is
 //! retried alone so one bad command cannot fail its neighbours.
+//!
+//! # The cache
+//!
+//! After each commit, and before any caller is answered, the writer
+//! invalidates the cached reads the batch changed (the wallets whose balances
+//! moved, and the treasury summary): see [`crate::cache`].
+//!
+//! **Callers of [`apply_in`]** (code whose own change commits together with
+//! money, such as ending a mining session) get an [`Applied`] whose
+//! `invalidation` they must hand to [`Cache::invalidate`] *after* their own
+//! commit and before answering:
+//!
+//! ```ignore
+//! let applied = ledger::apply_in(&transaction, &policy, &requests).await?;
+//! transaction.commit(caller, change).await?;
+//! cache.invalidate(applied.invalidation).await;
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -28,6 +46,7 @@ use super::domain::{
 use super::store::{self, LockedWallet, NewIdempotencyKey};
 use crate::audit::{self, Change};
 use crate::auth::Principal;
+use crate::cache::{Cache, Generation, Invalidation};
 use crate::db::{begin_write, classify};
 use crate::error::Error;
 
@@ -49,18 +68,48 @@ struct Submission {
 #[derive(Clone)]
 pub struct Ledger {
     sender: mpsc::Sender<Submission>,
+    deadline: Duration,
+}
+
+/// What every writer task shares.
+#[derive(Clone)]
+struct Writer {
+    db: DatabaseConnection,
+    policy: AllocationPolicy,
+    cache: Cache,
+    /// The longest a batch may take in the database. Past it the batch is
+    /// abandoned (its connection dropped, so the database rolls back what
+    /// did not commit) and its callers get UNAVAILABLE: a database that went
+    /// silent must not hold the writers, and with them every write, for as
+    /// long as TCP takes to give up.
+    deadline: Duration,
 }
 
 impl Ledger {
     /// Starts `writers` writer tasks. They stop when the last `Ledger` handle
-    /// is dropped.
-    pub fn start(db: DatabaseConnection, policy: AllocationPolicy, writers: usize) -> Self {
+    /// is dropped. A caller waits at most `deadline` for its answer, and a
+    /// batch may take at most that long in the database; either way the
+    /// caller then gets UNAVAILABLE (a retry with the same request id is
+    /// safe: it applies once).
+    pub fn start(
+        db: DatabaseConnection,
+        policy: AllocationPolicy,
+        writers: usize,
+        cache: Cache,
+        deadline: Duration,
+    ) -> Self {
         let (sender, receiver) = mpsc::channel(16 * MAX_BATCH);
         let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
+        let writer = Writer {
+            db,
+            policy,
+            cache,
+            deadline,
+        };
         for _ in 0..writers.max(1) {
-            tokio::spawn(run(db.clone(), policy, receiver.clone()));
+            tokio::spawn(run(writer.clone(), receiver.clone()));
         }
-        Self { sender }
+        Self { sender, deadline }
     }
 
     pub async fn submit(
@@ -80,9 +129,14 @@ impl Ledger {
             .send(submission)
             .await
             .map_err(|_| Error::Unavailable("the ledger writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| Error::internal("the ledger writer dropped a request"))?
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(answer) => {
+                answer.map_err(|_| Error::internal("the ledger writer dropped a request"))?
+            }
+            Err(_) => Err(Error::Unavailable(
+                "the ledger did not answer in time".into(),
+            )),
+        }
     }
 }
 
@@ -90,8 +144,7 @@ impl Ledger {
 /// writers one batch can be in the database while the next is being taken;
 /// they lock rows in the same order, so they never deadlock each other.
 async fn run(
-    db: DatabaseConnection,
-    policy: AllocationPolicy,
+    writer: Writer,
     receiver: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Submission>>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -100,60 +153,82 @@ async fn run(
         if received == 0 {
             return;
         }
-        process(&db, &policy, std::mem::take(&mut batch)).await;
+        writer.process(std::mem::take(&mut batch)).await;
     }
 }
 
-async fn process(db: &DatabaseConnection, policy: &AllocationPolicy, batch: Vec<Submission>) {
-    let (requests, replies): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .map(|submission| {
-            (
-                (submission.caller, submission.request_id, submission.command),
-                submission.reply,
-            )
-        })
-        .unzip();
-    let outcomes = match apply(db, policy, &requests).await {
-        Ok(outcomes) => outcomes,
-        Err(batch_error) => {
-            if requests.len() > 1 {
-                tracing::warn!(error = %batch_error, size = requests.len(), "ledger batch failed; applying its commands one by one");
+impl Writer {
+    async fn process(&self, batch: Vec<Submission>) {
+        let (requests, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|submission| {
+                (
+                    (submission.caller, submission.request_id, submission.command),
+                    submission.reply,
+                )
+            })
+            .unzip();
+        let outcomes = match self.apply(&requests).await {
+            Ok(outcomes) => outcomes,
+            // The database is away: retrying command by command would only
+            // wait longer.
+            Err(Error::Unavailable(cause)) => requests
+                .iter()
+                .map(|_| Err(Error::Unavailable(cause.clone())))
+                .collect(),
+            Err(batch_error) => {
+                if requests.len() > 1 {
+                    tracing::warn!(error = %batch_error, size = requests.len(), "ledger batch failed; applying its commands one by one");
+                }
+                let mut outcomes = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    outcomes.push(self.apply_alone(request).await);
+                }
+                outcomes
             }
-            let mut outcomes = Vec::with_capacity(requests.len());
-            for request in &requests {
-                outcomes.push(apply_alone(db, policy, request).await);
-            }
-            outcomes
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            // A caller that went away (deadline, cancel) no longer needs its
+            // answer; the effect is committed either way and a retry replays it.
+            let _ = reply.send(outcome);
         }
-    };
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        // A caller that went away (deadline, cancel) no longer needs its
-        // answer; the effect is committed either way and a retry replays it.
-        let _ = reply.send(outcome);
     }
-}
 
-async fn apply_alone(
-    db: &DatabaseConnection,
-    policy: &AllocationPolicy,
-    request: &Request,
-) -> Result<Transaction, Error> {
-    let mut last = None;
-    for _ in 0..SINGLE_ATTEMPTS {
-        match apply(db, policy, std::slice::from_ref(request)).await {
-            Ok(mut outcomes) => {
-                return outcomes
-                    .pop()
-                    .unwrap_or_else(|| Err(Error::internal("no outcome")));
+    async fn apply_alone(&self, request: &Request) -> Result<Transaction, Error> {
+        let mut last = None;
+        for _ in 0..SINGLE_ATTEMPTS {
+            match self.apply(std::slice::from_ref(request)).await {
+                Ok(mut outcomes) => {
+                    return outcomes
+                        .pop()
+                        .unwrap_or_else(|| Err(Error::internal("no outcome")));
+                }
+                Err(error @ Error::Unavailable(_)) => return Err(error),
+                Err(error @ (Error::Internal(_) | Error::AlreadyExists { .. })) => {
+                    last = Some(error)
+                }
+                Err(error) => return Err(error),
             }
-            Err(
-                error @ (Error::Unavailable(_) | Error::Internal(_) | Error::AlreadyExists { .. }),
-            ) => last = Some(error),
-            Err(error) => return Err(error),
+        }
+        Err(last.unwrap_or_else(|| Error::internal("no attempt made")))
+    }
+
+    /// [`apply`] within the deadline. When the deadline passes the outcome
+    /// is unknown (the commit may have happened), so the cache is no longer
+    /// trusted until its epoch has moved on.
+    async fn apply(&self, requests: &[Request]) -> Result<Vec<Result<Transaction, Error>>, Error> {
+        let applying = apply(&self.db, &self.policy, &self.cache, requests);
+        match tokio::time::timeout(self.deadline, applying).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                self.cache.distrust().await;
+                Err(Error::Unavailable(format!(
+                    "a ledger batch took longer than {} ms",
+                    self.deadline.as_millis()
+                )))
+            }
         }
     }
-    Err(last.unwrap_or_else(|| Error::internal("no attempt made")))
 }
 
 type Request = (Principal, RequestId, Command);
@@ -643,14 +718,19 @@ fn pending_transaction(context: &Context<'_>, id: Uuid) -> Result<Transaction, E
 }
 
 /// One database transaction for the whole batch; `Err` only when that
-/// transaction itself failed (nothing of the batch was written).
+/// transaction itself failed (nothing of the batch was written). After the
+/// commit the cache entries it changed are invalidated.
 async fn apply(
     db: &DatabaseConnection,
     policy: &AllocationPolicy,
+    cache: &Cache,
     requests: &[Request],
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
     let transaction = begin_write(db).await?;
-    let outcomes = apply_in(&transaction, policy, requests).await?;
+    let Applied {
+        outcomes,
+        invalidation,
+    } = apply_in(&transaction, policy, requests).await?;
     // One audit event per applied command (replays included: each call of a
     // mutating RPC is audited once), in the batch's transaction.
     let mut events = Vec::with_capacity(requests.len());
@@ -666,6 +746,7 @@ async fn apply(
     }
     audit::record_many(&transaction, events).await?;
     transaction.commit().await.map_err(classify)?;
+    cache.invalidate(invalidation).await;
     for ((caller, _, _), outcome) in requests.iter().zip(&outcomes) {
         if outcome.is_ok() {
             caller
@@ -677,15 +758,26 @@ async fn apply(
     Ok(outcomes)
 }
 
+/// What [`apply_in`] did: one outcome per request, in order, and the cached
+/// reads it changed.
+#[derive(Debug)]
+pub struct Applied {
+    pub outcomes: Vec<Result<Transaction, Error>>,
+    /// Hand to [`Cache::invalidate`] after the commit, before answering.
+    pub invalidation: Invalidation,
+}
+
 /// Applies commands inside a database transaction the caller owns, for
 /// services whose own change must commit together with the money (ending a
 /// mining session and minting its earnings). The caller must lock its own
-/// rows before calling, and commit afterwards. Role checks are the caller's.
+/// rows before calling, and commit afterwards; then it must pass
+/// [`Applied::invalidation`] to [`Cache::invalidate`] before answering. Role
+/// checks are the caller's.
 pub async fn apply_in(
     transaction: &DatabaseTransaction,
     policy: &AllocationPolicy,
     requests: &[(Principal, RequestId, Command)],
-) -> Result<Vec<Result<Transaction, Error>>, Error> {
+) -> Result<Applied, Error> {
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = Utc::now().trunc_subsecs(6);
 
@@ -846,6 +938,14 @@ pub async fn apply_in(
         .map(|(id, wallet)| (*id, wallet.balance))
         .collect();
     store::update_wallet_balances(transaction, &changed_wallets).await?;
+    let mut invalidation = Invalidation::of(
+        changed_wallets
+            .iter()
+            .map(|(id, _)| Generation::Wallet(*id)),
+    );
+    if !created.is_empty() || !resolved.is_empty() {
+        invalidation.add(Generation::Ledger);
+    }
     for (account, micros) in &books.system {
         if original_system.get(account) != Some(micros) {
             store::update_system_balance(transaction, *account, *micros).await?;
@@ -867,8 +967,12 @@ pub async fn apply_in(
             })?;
         outcomes[index] = Some(Ok(original));
     }
-    Ok(outcomes
+    let outcomes = outcomes
         .into_iter()
         .map(|outcome| outcome.unwrap_or_else(|| Err(Error::internal("a request got no outcome"))))
-        .collect())
+        .collect();
+    Ok(Applied {
+        outcomes,
+        invalidation,
+    })
 }

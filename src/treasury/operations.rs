@@ -11,6 +11,7 @@ use super::domain::{
 use super::ledger::Ledger;
 use super::store;
 use crate::auth::{Principal, Role};
+use crate::cache::{Cache, Entry};
 use crate::db::begin_write;
 use crate::error::Error;
 use crate::identity::operations::Page;
@@ -27,6 +28,16 @@ pub struct Treasury {
     db: DatabaseConnection,
     ledger: Ledger,
     policy: AllocationPolicy,
+    cache: Cache,
+}
+
+/// What `GetBalance` needs of a wallet, as cached: who may read it, its
+/// balance now, and since when it exists.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WalletBalance {
+    owner: Uuid,
+    balance: Balance,
+    created_at: DateTime<Utc>,
 }
 
 /// Makes the configured basis points the policy in force: the newest stored
@@ -66,10 +77,23 @@ pub async fn ensure_policy(
 }
 
 impl Treasury {
-    /// `writers`: concurrent ledger writers (see [`Ledger::start`]).
-    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, writers: usize) -> Self {
-        let ledger = Ledger::start(db.clone(), policy, writers);
-        Self { db, ledger, policy }
+    /// `writers`: concurrent ledger writers (see [`Ledger::start`]), which
+    /// invalidate `cache` after each commit; a write that takes longer than
+    /// `deadline` fails UNAVAILABLE.
+    pub fn new(
+        db: DatabaseConnection,
+        policy: AllocationPolicy,
+        writers: usize,
+        cache: Cache,
+        deadline: std::time::Duration,
+    ) -> Self {
+        let ledger = Ledger::start(db.clone(), policy, writers, cache.clone(), deadline);
+        Self {
+            db,
+            ledger,
+            policy,
+            cache,
+        }
     }
 
     /// Applies a ledger command after checking the caller's role; ownership
@@ -101,10 +125,25 @@ impl Treasury {
         caller: &Principal,
         wallet: Uuid,
     ) -> Result<(Balance, DateTime<Utc>)> {
-        match store::find_wallet_owner_and_balance(&self.db, wallet).await? {
-            Some((owner, balance, created_at)) if caller.can_read(owner) => {
-                Ok((balance, created_at))
-            }
+        // The cached row carries the owner: the same check runs on it.
+        let found = self
+            .cache
+            .get_or_load(Entry::WalletBalance(wallet), || async {
+                Ok(store::find_wallet_owner_and_balance(&self.db, wallet)
+                    .await?
+                    .map(|(owner, balance, created_at)| WalletBalance {
+                        owner,
+                        balance,
+                        created_at,
+                    }))
+            })
+            .await?;
+        match found {
+            Some(WalletBalance {
+                owner,
+                balance,
+                created_at,
+            }) if caller.can_read(owner) => Ok((balance, created_at)),
             None if caller.role.reads_everything() => Err(Error::not_found("wallet", wallet)),
             _ => Err(Error::PermissionDenied),
         }
@@ -188,6 +227,15 @@ impl Treasury {
 
     pub async fn summary(&self, caller: &Principal) -> Result<Summary> {
         caller.require_role(STAFF)?;
-        store::summary(&self.db, self.policy.version).await
+        let version = self.policy.version;
+        let entry = Entry::TreasurySummary {
+            policy_version: version,
+        };
+        self.cache
+            .get_or_load(entry, || async {
+                store::summary(&self.db, version).await.map(Some)
+            })
+            .await?
+            .ok_or_else(|| Error::internal("no summary"))
     }
 }

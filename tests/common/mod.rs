@@ -96,6 +96,19 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// The same database for a second server (a replica); dropping the copy
+    /// leaves the database alone.
+    pub fn shared(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            backend: self.backend,
+            postgres_name: self.postgres_name.clone(),
+            sqlite_file: None,
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         if let Some(file) = &self.sqlite_file {
@@ -123,17 +136,41 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
         let database = TestDatabase::create(backend).await;
+        Self::start(database, None, configure).await
+    }
+
+    /// A second server on this one's database (a replica), with the same
+    /// admin.
+    pub async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+        let admin = (self.admin_key.clone(), self.admin_id.clone());
+        Self::start(self.database.shared(), Some(admin), configure).await
+    }
+
+    async fn start(
+        database: TestDatabase,
+        admin: Option<(String, String)>,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings::with_database(database.url.clone());
+        // Runs any suite with the Redis cache on (tests that need Redis start
+        // their own and set it themselves).
+        settings.redis_url = std::env::var("AZORA_TEST_REDIS_URL").ok().map(Secret::new);
         configure(&mut settings);
         let application = Application::build(settings, true)
             .await
             .expect("build the server");
         let address = application.local_addr();
         let db = application.database().clone();
-        let (user, issued) = Identity::new(db.clone())
-            .bootstrap_admin("admin", None)
-            .await
-            .expect("bootstrap the admin");
+        let (admin_key, admin_id) = match admin {
+            Some(admin) => admin,
+            None => {
+                let (user, issued) = Identity::new(db.clone())
+                    .bootstrap_admin("admin", None)
+                    .await
+                    .expect("bootstrap the admin");
+                (issued.secret, user.id.to_string())
+            }
+        };
         let (shutdown, stopped) = oneshot::channel();
         let server = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
@@ -141,8 +178,8 @@ impl TestApp {
         Self {
             address,
             db,
-            admin_key: issued.secret,
-            admin_id: user.id.to_string(),
+            admin_key,
+            admin_id,
             database,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -523,5 +560,240 @@ pub mod money {
                 )
             })
             .collect()
+    }
+}
+
+/// Infrastructure a test owns: its own `redis-server`, and a TCP proxy in
+/// front of PostgreSQL that the test can cut.
+pub mod infra {
+    use std::net::SocketAddr;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::AbortHandle;
+
+    /// A port nothing listens on right now.
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A private `redis-server` without persistence on a spare port; stopped
+    /// on drop.
+    pub struct RedisServer {
+        pub port: u16,
+        child: Option<Child>,
+    }
+
+    impl RedisServer {
+        pub fn start() -> Self {
+            let mut server = Self {
+                port: free_port(),
+                child: None,
+            };
+            server.restart();
+            server
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// Starts it (again, empty) on the same port; waits until it answers.
+        pub fn restart(&mut self) {
+            assert!(self.child.is_none(), "already running");
+            let child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed for the tests");
+            self.child = Some(child);
+            let started = Instant::now();
+            while self.cli(&["PING"]).as_deref() != Some("PONG") {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        /// Kills it, as a crash would: no data survives.
+        pub fn kill(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        /// Freezes it (SIGSTOP): connections stay open, commands hang, the
+        /// data is kept. `resume` continues it.
+        pub fn pause(&self) {
+            self.signal("-STOP");
+        }
+
+        pub fn resume(&self) {
+            self.signal("-CONT");
+        }
+
+        fn signal(&self, signal: &str) {
+            let pid = self.child.as_ref().expect("running").id().to_string();
+            let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+            assert!(status.success());
+        }
+
+        /// `redis-cli` against it; `None` when it does not answer.
+        pub fn cli(&self, arguments: &[&str]) -> Option<String> {
+            let output = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(arguments)
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            (output.status.success() && !text.is_empty() && !text.starts_with("Could not connect"))
+                .then_some(text)
+        }
+
+        /// How many keys match `pattern`.
+        pub fn count_keys(&self, pattern: &str) -> usize {
+            self.cli(&["--scan", "--pattern", pattern])
+                .map_or(0, |keys| keys.lines().count())
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            if self.child.is_some() {
+                self.resume();
+            }
+            self.kill();
+        }
+    }
+
+    #[derive(Default)]
+    struct ProxyState {
+        cut: bool,
+        connections: Vec<AbortHandle>,
+    }
+
+    /// Copies `from` to `to` while `frozen` is false; while it is true the
+    /// bytes wait (the connection stays open and says nothing).
+    async fn forward(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let read = match from.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => read,
+            };
+            while *frozen.borrow_and_update() {
+                if frozen.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A TCP proxy to `target`. `cut` drops every proxied connection and
+    /// from then on accepts connections but never answers (a black hole, the
+    /// way an unreachable host behaves); `restore` forwards again.
+    pub struct TcpProxy {
+        pub address: SocketAddr,
+        state: Arc<Mutex<ProxyState>>,
+        frozen: tokio::sync::watch::Sender<bool>,
+        accepting: AbortHandle,
+    }
+
+    impl TcpProxy {
+        pub async fn start(target: SocketAddr) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let state = Arc::new(Mutex::new(ProxyState::default()));
+            let (frozen, frozen_receiver) = tokio::sync::watch::channel(false);
+            let accepting_state = state.clone();
+            let accepting = tokio::spawn(async move {
+                loop {
+                    let Ok((inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let mut state = accepting_state.lock().unwrap();
+                    let held = state.cut || *frozen_receiver.borrow();
+                    let frozen = frozen_receiver.clone();
+                    let task = tokio::spawn(async move {
+                        if held {
+                            // Hold the socket and say nothing.
+                            let _inbound = inbound;
+                            std::future::pending::<()>().await;
+                            return;
+                        }
+                        let Ok(outbound) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let (inbound_read, inbound_write) = inbound.into_split();
+                        let (outbound_read, outbound_write) = outbound.into_split();
+                        tokio::select! {
+                            () = forward(inbound_read, outbound_write, frozen.clone()) => {}
+                            () = forward(outbound_read, inbound_write, frozen) => {}
+                        }
+                    });
+                    state.connections.push(task.abort_handle());
+                }
+            })
+            .abort_handle();
+            Self {
+                address,
+                state,
+                frozen,
+                accepting,
+            }
+        }
+
+        /// The network stops delivering: open connections stay open but
+        /// nothing passes, new ones are accepted and never answered — no
+        /// reset anywhere, the hardest outage to notice.
+        pub fn blackhole(&self) {
+            let _ = self.frozen.send(true);
+        }
+
+        pub fn cut(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.cut = true;
+            for connection in state.connections.drain(..) {
+                connection.abort();
+            }
+        }
+
+        /// Forwards again; connections from before the outage are dropped
+        /// (their peers gave up on them).
+        pub fn restore(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.cut = false;
+            for connection in state.connections.drain(..) {
+                connection.abort();
+            }
+            let _ = self.frozen.send(false);
+        }
+    }
+
+    impl Drop for TcpProxy {
+        fn drop(&mut self) {
+            self.accepting.abort();
+            self.cut();
+        }
     }
 }
