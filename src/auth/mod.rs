@@ -126,6 +126,20 @@ impl Principal {
         self.role.reads_everything() || self.user_id == owner
     }
 
+    /// The owner a list or aggregate may be filtered to: staff see everyone's
+    /// (no owner means everyone); others only their own, where no owner means
+    /// "mine" and anyone else's is denied.
+    pub fn visible_owner(&self, owner: Option<Uuid>) -> Result<Option<Uuid>, Error> {
+        if self.role.reads_everything() {
+            return Ok(owner);
+        }
+        match owner {
+            None => Ok(Some(self.user_id)),
+            Some(owner) if owner == self.user_id => Ok(Some(owner)),
+            Some(_) => Err(Error::PermissionDenied),
+        }
+    }
+
     pub fn require_read(&self, owner: Uuid) -> Result<(), Error> {
         if self.can_read(owner) {
             Ok(())

@@ -203,17 +203,6 @@ impl Billing {
         Ok(subscription)
     }
 
-    /// Staff read everyone's; anyone else only their own.
-    fn readable_user(caller: &Principal, user: Option<Uuid>) -> Result<Option<Uuid>> {
-        if caller.role.reads_everything() {
-            return Ok(user);
-        }
-        match user {
-            Some(user) if user != caller.user_id => Err(Error::PermissionDenied),
-            _ => Ok(Some(caller.user_id)),
-        }
-    }
-
     pub async fn list_subscriptions(
         &self,
         caller: &Principal,
@@ -221,7 +210,7 @@ impl Billing {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<Subscription>> {
-        filter.user = Self::readable_user(caller, filter.user)?;
+        filter.user = caller.visible_owner(filter.user)?;
         let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
         let mut items = store::list_subscriptions(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |record| record.id);
@@ -238,7 +227,7 @@ impl Billing {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<Invoice>> {
-        filter.user = Self::readable_user(caller, filter.user)?;
+        filter.user = caller.visible_owner(filter.user)?;
         let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
         let mut items = store::list_invoices(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |record| record.id);

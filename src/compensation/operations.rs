@@ -280,17 +280,6 @@ impl Compensations {
         }
     }
 
-    /// Staff read everyone's; anyone else only their own.
-    fn readable_founder(caller: &Principal, founder: Option<Uuid>) -> Result<Option<Uuid>> {
-        if caller.role.reads_everything() {
-            return Ok(founder);
-        }
-        match founder {
-            Some(founder) if founder != caller.user_id => Err(Error::PermissionDenied),
-            _ => Ok(Some(caller.user_id)),
-        }
-    }
-
     pub async fn list(
         &self,
         caller: &Principal,
@@ -298,7 +287,7 @@ impl Compensations {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<Compensation>> {
-        filter.founder = Self::readable_founder(caller, filter.founder)?;
+        filter.founder = caller.visible_owner(filter.founder)?;
         let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
         let mut items = store::list(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |record| record.id);
@@ -315,7 +304,7 @@ impl Compensations {
         start: Option<Month>,
         end: Option<Month>,
     ) -> Result<Summary> {
-        let founder = Self::readable_founder(caller, founder)?;
+        let founder = caller.visible_owner(founder)?;
         if let (Some(start), Some(end)) = (&start, &end)
             && start > end
         {

@@ -241,7 +241,7 @@ impl Identity {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<Wallet>> {
-        let owner = self.visible_owner(caller, owner)?;
+        let owner = caller.visible_owner(owner)?;
         let page = PageRequest::parse(page_size, page_token, &format!("wallets|{owner:?}"))?;
         let mut wallets = store::list_wallets(&self.db, owner, &page).await?;
         let next_page_token = page.finish(&mut wallets, |wallet| wallet.id);
@@ -276,7 +276,7 @@ impl Identity {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<ApiKey>> {
-        let user = self.visible_owner(caller, user)?;
+        let user = caller.visible_owner(user)?;
         let page = PageRequest::parse(page_size, page_token, &format!("api_keys|{user:?}"))?;
         let mut keys = store::list_api_keys(&self.db, user, &page).await?;
         let next_page_token = page.finish(&mut keys, |key| key.id);
@@ -392,19 +392,6 @@ impl Identity {
             .commit(&Principal::command_line("azora keys create"), change)
             .await?;
         Ok(issued)
-    }
-
-    /// Members and service keys see only their own resources: an empty owner
-    /// filter means "mine", and anyone else's is denied.
-    fn visible_owner(&self, caller: &Principal, owner: Option<Uuid>) -> Result<Option<Uuid>> {
-        if caller.role.reads_everything() {
-            return Ok(owner);
-        }
-        match owner {
-            None => Ok(Some(caller.user_id)),
-            Some(owner) if owner == caller.user_id => Ok(Some(owner)),
-            Some(_) => Err(Error::PermissionDenied),
-        }
     }
 }
 

@@ -241,12 +241,7 @@ impl Mining {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<Session>> {
-        if !caller.role.reads_everything() {
-            match filter.miner {
-                Some(miner) if miner != caller.user_id => return Err(Error::PermissionDenied),
-                _ => filter.miner = Some(caller.user_id),
-            }
-        }
+        filter.miner = caller.visible_owner(filter.miner)?;
         let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
         let mut sessions = store::list_sessions(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut sessions, |session| session.id);
@@ -263,14 +258,7 @@ impl Mining {
         end: DateTime<Utc>,
         miner: Option<Uuid>,
     ) -> Result<(Vec<Performance>, Vec<Performance>)> {
-        let miner = if caller.role.reads_everything() {
-            miner
-        } else {
-            match miner {
-                Some(miner) if miner != caller.user_id => return Err(Error::PermissionDenied),
-                _ => Some(caller.user_id),
-            }
-        };
+        let miner = caller.visible_owner(miner)?;
         let entry = Entry::MiningPerformance { miner, start, end };
         self.cache
             .get_or_load(entry, || async {

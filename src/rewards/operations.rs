@@ -229,15 +229,6 @@ impl Rewards {
         }
     }
 
-    /// Staff read every student's; anyone else only their own.
-    fn readable_student(caller: &Principal, student: Option<Uuid>) -> Result<Uuid> {
-        match student {
-            Some(student) if caller.can_read(student) => Ok(student),
-            Some(_) => Err(Error::PermissionDenied),
-            None => Ok(caller.user_id),
-        }
-    }
-
     pub async fn list_proofs(
         &self,
         caller: &Principal,
@@ -245,9 +236,7 @@ impl Rewards {
         page_size: i32,
         page_token: &str,
     ) -> Result<Page<Proof>> {
-        if !caller.role.reads_everything() {
-            filter.student = Some(Self::readable_student(caller, filter.student)?);
-        }
+        filter.student = caller.visible_owner(filter.student)?;
         let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
         let mut items = store::list_proofs(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |proof| proof.id);
@@ -264,7 +253,8 @@ impl Rewards {
         page_size: i32,
         page_token: &str,
     ) -> Result<Earnings> {
-        let student = Self::readable_student(caller, student)?;
+        // Staff name a student; without one, everyone reads their own.
+        let student = caller.visible_owner(student)?.unwrap_or(caller.user_id);
         let page = PageRequest::parse(
             page_size,
             page_token,
