@@ -140,6 +140,23 @@ impl Principal {
         }
     }
 
+    /// A looked-up resource the caller may read. Callers who may not see
+    /// everything learn nothing about others' resources, not even whether
+    /// an id exists: for them a missing one is PERMISSION_DENIED too; staff
+    /// get `missing()`.
+    pub fn readable<T>(
+        &self,
+        found: Option<T>,
+        owner: impl FnOnce(&T) -> Uuid,
+        missing: impl FnOnce() -> Error,
+    ) -> Result<T, Error> {
+        match found {
+            Some(value) if self.can_read(owner(&value)) => Ok(value),
+            None if self.role.reads_everything() => Err(missing()),
+            _ => Err(Error::PermissionDenied),
+        }
+    }
+
     pub fn require_read(&self, owner: Uuid) -> Result<(), Error> {
         if self.can_read(owner) {
             Ok(())

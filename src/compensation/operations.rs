@@ -271,13 +271,11 @@ impl Compensations {
     }
 
     pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Compensation> {
-        match store::find(&self.db, id).await? {
-            Some(record) if caller.can_read(record.founder) => Ok(record),
-            None if caller.role.reads_everything() => {
-                Err(Error::not_found("founder compensation", id))
-            }
-            _ => Err(Error::PermissionDenied),
-        }
+        caller.readable(
+            store::find(&self.db, id).await?,
+            |record| record.founder,
+            || Error::not_found("founder compensation", id),
+        )
     }
 
     pub async fn list(

@@ -225,13 +225,11 @@ impl Identity {
             .cache
             .get_or_load(Entry::Wallet(id), || store::find_wallet(&self.db, id))
             .await?;
-        match found {
-            Some(wallet) if caller.can_read(wallet.owner_id) => Ok(wallet),
-            None if caller.role.reads_everything() => Err(Error::not_found("wallet", id)),
-            // Callers who may not see every wallet learn nothing, not even
-            // whether the id exists.
-            _ => Err(Error::PermissionDenied),
-        }
+        caller.readable(
+            found,
+            |wallet| wallet.owner_id,
+            || Error::not_found("wallet", id),
+        )
     }
 
     pub async fn list_wallets(

@@ -227,11 +227,11 @@ impl Mining {
     }
 
     pub async fn get_session(&self, caller: &Principal, id: Uuid) -> Result<Session> {
-        match store::find_session(&self.db, id).await? {
-            Some(session) if caller.can_read(session.miner) => Ok(session),
-            None if caller.role.reads_everything() => Err(Error::not_found("mining session", id)),
-            _ => Err(Error::PermissionDenied),
-        }
+        caller.readable(
+            store::find_session(&self.db, id).await?,
+            |session| session.miner,
+            || Error::not_found("mining session", id),
+        )
     }
 
     pub async fn list_sessions(

@@ -220,13 +220,11 @@ impl Rewards {
     }
 
     pub async fn get_by_source(&self, caller: &Principal, source: &str) -> Result<Proof> {
-        match store::find_by_source(&self.db, source).await? {
-            Some(proof) if caller.can_read(proof.student) => Ok(proof),
-            None if caller.role.reads_everything() => {
-                Err(Error::not_found("knowledge reward", source))
-            }
-            _ => Err(Error::PermissionDenied),
-        }
+        caller.readable(
+            store::find_by_source(&self.db, source).await?,
+            |proof| proof.student,
+            || Error::not_found("knowledge reward", source),
+        )
     }
 
     pub async fn list_proofs(

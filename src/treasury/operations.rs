@@ -138,15 +138,12 @@ impl Treasury {
                     }))
             })
             .await?;
-        match found {
-            Some(WalletBalance {
-                owner,
-                balance,
-                created_at,
-            }) if caller.can_read(owner) => Ok((balance, created_at)),
-            None if caller.role.reads_everything() => Err(Error::not_found("wallet", wallet)),
-            _ => Err(Error::PermissionDenied),
-        }
+        let readable = caller.readable(
+            found,
+            |found| found.owner,
+            || Error::not_found("wallet", wallet),
+        )?;
+        Ok((readable.balance, readable.created_at))
     }
 
     async fn owns(&self, caller: &Principal, wallet: Option<Uuid>) -> Result<bool> {
