@@ -164,6 +164,12 @@ pub struct Settings {
     )]
     pub knowledge_reward_max: String,
 
+    /// Mining earnings up to this many AZR per session are minted at once
+    /// (trusted rigs); larger ones, and all of them when unset (the default),
+    /// wait as a pending claim until a treasurer confirms the USD inflow.
+    #[arg(long, env = "AZORA_MINING_AUTO_CONFIRM_LIMIT", global = true)]
+    pub mining_auto_confirm_limit: Option<String>,
+
     /// How often the invoice issuer looks for subscriptions whose next
     /// billing period has begun, in milliseconds. Every replica runs it.
     #[arg(
@@ -237,6 +243,7 @@ impl Settings {
             auth_cache_ms: 1000,
             kyc_transfer_threshold: "10000".into(),
             knowledge_reward_max: "1000".into(),
+            mining_auto_confirm_limit: None,
             billing_interval_ms: 60_000,
             cache_ttl_ms: 60_000,
             rate_limit: DEFAULT_RATE_LIMIT.into(),

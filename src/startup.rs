@@ -169,8 +169,16 @@ impl Application {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let stop_serving = CancellationToken::new();
+        let auto_confirm_limit = settings
+            .mining_auto_confirm_limit
+            .as_deref()
+            .map(|limit| crate::treasury::domain::Amount::parse("mining_auto_confirm_limit", limit))
+            .transpose()
+            .map_err(|violation| {
+                anyhow::anyhow!("AZORA_MINING_AUTO_CONFIRM_LIMIT {}", violation.description)
+            })?;
         let mining = MiningServiceServer::new(MiningApi::new(
-            Mining::new(db.clone(), policy, cache.clone()),
+            Mining::new(db.clone(), policy, cache.clone(), auto_confirm_limit),
             stop_serving.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

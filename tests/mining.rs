@@ -20,7 +20,217 @@ on_both_backends!(
     a_watcher_sees_samples_recorded_by_another_client_until_the_session_ends,
     miners_touch_only_their_own_sessions,
     performance_is_reported_per_algorithm_and_per_pool,
+    a_mining_claim_is_confirmed_once_with_its_backing_by_someone_else,
+    a_rejected_claim_mints_nothing_and_stays_rejected,
+    earnings_within_the_auto_confirm_limit_are_minted_at_once,
+    totals_that_would_overflow_are_refused_and_the_session_still_ends,
 );
+
+async fn confirm_claim(
+    app: &TestApp,
+    key: &str,
+    transaction_id: &str,
+    reference: &str,
+) -> Result<tpb::Transaction, tonic::Status> {
+    app.treasury()
+        .await
+        .confirm_transaction(authed(
+            key,
+            tpb::ConfirmTransactionRequest {
+                request_id: format!("confirm-{transaction_id}-{reference}"),
+                transaction_id: transaction_id.into(),
+                backing_reference: reference.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map(|response| response.into_inner().transaction.unwrap())
+}
+
+/// A member's session with `earnings` streamed in one sample, ended: its
+/// (pending, unless auto-confirmed) mint.
+async fn ended_claim(app: &TestApp, miner: &str, wallet: &str, earnings: &str) -> pb::Session {
+    let session = start(app, miner, wallet, "sha256", "alpha").await;
+    record(
+        app,
+        miner,
+        batches(
+            &session.id,
+            vec![sample(chrono::Utc::now(), 1.0, earnings)],
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    mining(app)
+        .await
+        .end_session(authed(
+            miner,
+            pb::EndSessionRequest {
+                session_id: session.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap()
+}
+
+async fn a_mining_claim_is_confirmed_once_with_its_backing_by_someone_else(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, miner, wallet) = app.member_with_wallet("miner").await;
+    let claimed = ended_claim(&app, &miner, &wallet, "1000000").await;
+    assert_eq!(
+        app.available(&wallet).await,
+        "0.000000",
+        "a rig's claim of 1,000,000 USD mints nothing by itself"
+    );
+    let id = claimed.mint_transaction_id.clone();
+
+    let by_member = confirm_claim(&app, &miner, &id, "payout-a")
+        .await
+        .unwrap_err();
+    assert_eq!(by_member.code(), Code::PermissionDenied, "{by_member:?}");
+    let without = confirm_claim(&app, &app.admin_key, &id, "")
+        .await
+        .unwrap_err();
+    assert_eq!(without.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&without), ["backing_reference"]);
+
+    // A treasurer who mines cannot confirm their own claim (four eyes).
+    let (treasurer_id, treasurer) = app.user_with_role("treasurer", ipb::Role::Treasurer).await;
+    let treasurer_wallet = app.wallet_for(&treasurer_id).await;
+    let own = ended_claim(&app, &treasurer, &treasurer_wallet, "5").await;
+    let refused = confirm_claim(&app, &treasurer, &own.mint_transaction_id, "payout-t")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let confirmed = confirm_claim(&app, &treasurer, &id, "payout-a")
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, tpb::TransactionStatus::Confirmed as i32);
+    assert_eq!(app.available(&wallet).await, "140000.000000", "14 % of it");
+    let again = confirm_claim(&app, &treasurer, &id, "payout-b")
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "confirmed once");
+
+    // One payout backs one mint.
+    let reused = confirm_claim(&app, &app.admin_key, &own.mint_transaction_id, "payout-a")
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    assert_eq!(app.available(&treasurer_wallet).await, "0.000000");
+    common::money::assert_books_balance(&app).await;
+}
+
+async fn a_rejected_claim_mints_nothing_and_stays_rejected(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, miner, wallet) = app.member_with_wallet("miner").await;
+    let claimed = ended_claim(&app, &miner, &wallet, "250").await;
+    let failed = app
+        .treasury()
+        .await
+        .fail_transaction(authed(
+            &app.admin_key,
+            tpb::FailTransactionRequest {
+                request_id: "reject-1".into(),
+                transaction_id: claimed.mint_transaction_id.clone(),
+                reason: "the pool paid nothing".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .transaction
+        .unwrap();
+    assert_eq!(failed.status, tpb::TransactionStatus::Failed as i32);
+    let late = confirm_claim(&app, &app.admin_key, &claimed.mint_transaction_id, "payout")
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert_eq!(app.available(&wallet).await, "0.000000");
+    let summary = app.summary().await;
+    assert_eq!(summary.total_minted.unwrap().value, "0.000000");
+    common::money::assert_books_balance(&app).await;
+}
+
+async fn earnings_within_the_auto_confirm_limit_are_minted_at_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |settings| {
+        settings.mining_auto_confirm_limit = Some("10".into());
+    })
+    .await;
+    let (_, miner, wallet) = app.member_with_wallet("miner").await;
+    let small = ended_claim(&app, &miner, &wallet, "10").await;
+    let large = ended_claim(&app, &miner, &wallet, "10.000001").await;
+    let treasury = app.treasury().await;
+    let get = |id: String| {
+        let mut treasury = treasury.clone();
+        let key = app.admin_key.clone();
+        async move {
+            treasury
+                .get_transaction(authed(
+                    &key,
+                    tpb::GetTransactionRequest { transaction_id: id },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .transaction
+                .unwrap()
+        }
+    };
+    let small = get(small.mint_transaction_id).await;
+    assert_eq!(small.status, tpb::TransactionStatus::Confirmed as i32);
+    assert!(small.backing_reference.starts_with("auto-confirm:"));
+    let large = get(large.mint_transaction_id).await;
+    assert_eq!(large.status, tpb::TransactionStatus::Pending as i32);
+    assert_eq!(app.available(&wallet).await, "1.400000");
+}
+
+async fn totals_that_would_overflow_are_refused_and_the_session_still_ends(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, miner, wallet) = app.member_with_wallet("miner").await;
+    let session = start(&app, &miner, &wallet, "sha256", "alpha").await;
+    let mut huge = sample(chrono::Utc::now(), 1.0, "1");
+    huge.shares_accepted = i64::MAX;
+    record(&app, &miner, batches(&session.id, vec![huge.clone()], 1))
+        .await
+        .unwrap();
+    let overflow = record(&app, &miner, batches(&session.id, vec![huge], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(overflow.code(), Code::InvalidArgument, "{overflow:?}");
+    assert_eq!(violated_fields(&overflow), ["samples[0].shares_accepted"]);
+    // Earnings may not pass the largest single mint, so ending always works.
+    let rich: Vec<_> = (0..2)
+        .map(|_| pb::Sample {
+            shares_accepted: 0,
+            ..sample(chrono::Utc::now(), 1.0, "600000000")
+        })
+        .collect();
+    let too_rich = record(&app, &miner, batches(&session.id, rich, 2))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&too_rich), ["samples[1].earnings_usd"]);
+    let ended = mining(&app)
+        .await
+        .end_session(authed(
+            &miner,
+            pb::EndSessionRequest {
+                session_id: session.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    assert_eq!(ended.status, pb::SessionStatus::Ended as i32);
+    assert_eq!(ended.total_earnings_usd.unwrap().value, "1.000000");
+}
 
 fn sample(at: chrono::DateTime<chrono::Utc>, hashrate: f64, earnings: &str) -> pb::Sample {
     pb::Sample {
@@ -166,7 +376,37 @@ async fn a_session_streams_thousands_of_samples_and_ending_it_mints_its_earnings
     assert_eq!(mint.amount_azr.unwrap().value, "6.170000");
     assert_eq!(mint.amount_usd.unwrap().value, "6.170000");
     assert_eq!(mint.to_wallet_id, wallet);
-    let circulation = mint.allocation.unwrap().circulation.unwrap().value;
+    assert_eq!(
+        mint.status,
+        tpb::TransactionStatus::Pending as i32,
+        "earnings are a claim until the USD arrives"
+    );
+    assert_eq!(
+        micros(&app.available(&wallet).await),
+        before,
+        "a pending claim is not spendable"
+    );
+    let pending = app.summary().await;
+    assert_eq!(pending.total_minted.unwrap().value, "0.000000");
+    let mints = pending
+        .by_type
+        .iter()
+        .find(|totals| totals.r#type == tpb::TransactionType::Mint as i32)
+        .unwrap();
+    assert_eq!(
+        (
+            mints.pending_count,
+            mints.pending_volume.clone().unwrap().value
+        ),
+        (1, "6.170000".into()),
+        "the summary counts the claim as pending"
+    );
+    let confirmed = confirm_claim(&app, &app.admin_key, &mint.id, "payout-1")
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, tpb::TransactionStatus::Confirmed as i32);
+    assert_eq!(confirmed.backing_reference, "payout-1");
+    let circulation = confirmed.allocation.unwrap().circulation.unwrap().value;
     assert_eq!(
         micros(&app.available(&wallet).await) - before,
         micros(&circulation)

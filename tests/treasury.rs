@@ -502,6 +502,7 @@ async fn withdrawals_hold_then_post_or_release_and_resolve_once(backend: Backend
                 gas_used: 21_000,
                 gas_price_wei: "30000000000".into(),
                 confirm_time: None,
+                ..Default::default()
             },
         )
     };

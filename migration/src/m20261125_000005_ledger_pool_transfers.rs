@@ -48,7 +48,7 @@ const POSTGRES_DOWN: &[&str] = &[
 
 /// Rewrites the transfer clause of the stored `ledger_transactions` SQL in
 /// one transaction and checks that the rewrite happened.
-async fn rewrite_sqlite_shape(
+pub(crate) async fn rewrite_sqlite_shape(
     manager: &SchemaManager<'_>,
     from: &str,
     to: &str,

@@ -14,7 +14,7 @@ use sea_orm::DatabaseConnection;
 use tower::{Layer, Service};
 
 use super::keys::{hash_secret, looks_like_secret};
-use super::{Principal, RequestContext};
+use super::{Principal, RequestContext, Role};
 use crate::audit;
 use crate::error::Error;
 use crate::identity::domain::ApiKey;
@@ -39,7 +39,7 @@ pub fn is_public(path: &str) -> bool {
 /// revoked key stops working immediately and on other replicas within `ttl`.
 pub struct KeyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (ApiKey, Instant)>>,
+    entries: Mutex<HashMap<String, (KeyHolder, Instant)>>,
 }
 
 /// More distinct live keys than this and the cache starts over.
@@ -61,7 +61,7 @@ impl KeyCache {
             .clear();
     }
 
-    fn get(&self, hash: &str) -> Option<ApiKey> {
+    fn get(&self, hash: &str) -> Option<KeyHolder> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -75,7 +75,7 @@ impl KeyCache {
             .map(|(key, _)| key.clone())
     }
 
-    fn put(&self, hash: String, key: ApiKey) {
+    fn put(&self, hash: String, key: KeyHolder) {
         if self.ttl.is_zero() {
             return;
         }
@@ -88,6 +88,14 @@ impl KeyCache {
         }
         entries.insert(hash, (key, Instant::now()));
     }
+}
+
+/// A key and its user's role when it was looked up: a service key's
+/// authority is bounded by the user's current role, not the one at issue.
+#[derive(Clone)]
+struct KeyHolder {
+    key: ApiKey,
+    user_role: Role,
 }
 
 /// Turns an `authorization: Bearer <secret>` header into a [`Principal`].
@@ -121,23 +129,31 @@ impl Authenticator {
             .filter(|secret| looks_like_secret(secret))
             .ok_or(Error::Unauthenticated)?;
         let hash = hash_secret(secret);
-        let key = match self.cache.get(&hash) {
-            Some(key) => key,
+        let KeyHolder { key, user_role } = match self.cache.get(&hash) {
+            Some(holder) => holder,
             None => {
                 let key = store::find_api_key_by_hash(&self.db, &hash)
                     .await?
                     .ok_or(Error::Unauthenticated)?;
-                self.cache.put(hash, key.clone());
-                key
+                let user_role = store::find_user_role(&self.db, key.user_id)
+                    .await?
+                    .ok_or(Error::Unauthenticated)?;
+                let holder = KeyHolder { key, user_role };
+                self.cache.put(hash, holder.clone());
+                holder
             }
         };
         let principal = Principal {
             user_id: key.user_id,
             api_key_id: key.id,
             role: key.role,
+            user_role,
             context,
         };
-        if !key.is_active(Utc::now()) {
+        // A key of a role its user no longer has (role changes revoke them,
+        // this is the belt to those braces) authenticates nothing.
+        let role_current = key.role == user_role || key.role == Role::Service;
+        if !key.is_active(Utc::now()) || !role_current {
             if let Err(error) =
                 audit::record_denied(&self.db, &principal, audit::Outcome::Unauthenticated).await
             {

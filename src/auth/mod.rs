@@ -85,11 +85,23 @@ impl<'de> serde::Deserialize<'de> for Role {
 
 /// The authenticated caller: the user, the key they used and its role, and
 /// where the call came from.
+///
+/// **A key never does more than its user.** A key's role is its user's own
+/// or `Service`. A service key (a machine such as a mining rig acting for its
+/// user) narrows: it may do only what both the service role *and* the user's
+/// current role may do ([`Principal::require_role`]), it never reads
+/// everything and is never an admin, and it cannot manage identities or
+/// keys. So a member's service key can mine and pay from the member's own
+/// wallets, but cannot verify rewards, mint or confirm anything the member
+/// could not.
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub user_id: Uuid,
     pub api_key_id: Uuid,
+    /// The key's role: `user_role`, or `Service`.
     pub role: Role,
+    /// The user's role when the key was authenticated.
+    pub user_role: Role,
     pub context: RequestContext,
 }
 
@@ -100,6 +112,7 @@ impl Principal {
             user_id: Uuid::nil(),
             api_key_id: Uuid::nil(),
             role: Role::Admin,
+            user_role: Role::Admin,
             context: RequestContext {
                 method: action.to_owned(),
                 user_agent: "azora-cli".into(),
@@ -108,13 +121,24 @@ impl Principal {
         }
     }
 
+    /// The key's role and its user's role are both among `roles`.
+    pub fn has_role(&self, roles: &[Role]) -> bool {
+        roles.contains(&self.role) && roles.contains(&self.user_role)
+    }
+
+    /// A service key acting for its user.
+    pub fn is_service_key(&self) -> bool {
+        self.role == Role::Service
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
 
-    /// Succeeds when the caller's role is one of `roles`.
+    /// Succeeds when the caller's role is one of `roles` — for a service
+    /// key, when its user's role is one of them too.
     pub fn require_role(&self, roles: &[Role]) -> Result<(), Error> {
-        if roles.contains(&self.role) {
+        if self.has_role(roles) {
             Ok(())
         } else {
             Err(Error::PermissionDenied)

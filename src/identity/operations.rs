@@ -111,7 +111,7 @@ impl Identity {
     ) -> Result<User> {
         let allowed = caller.is_admin()
             || (caller.user_id == id
-                && caller.role != Role::Service
+                && !caller.is_service_key()
                 && !changes.touches_admin_fields());
         if !allowed {
             return Err(Error::PermissionDenied);
@@ -201,7 +201,7 @@ impl Identity {
 
     pub async fn create_wallet(&self, caller: &Principal, new: NewWallet) -> Result<Wallet> {
         let allowed =
-            caller.is_admin() || (caller.user_id == new.owner_id && caller.role != Role::Service);
+            caller.is_admin() || (caller.user_id == new.owner_id && !caller.is_service_key());
         if !allowed {
             return Err(Error::PermissionDenied);
         }
@@ -251,7 +251,7 @@ impl Identity {
 
     pub async fn create_api_key(&self, caller: &Principal, new: NewApiKey) -> Result<IssuedApiKey> {
         let allowed =
-            caller.is_admin() || (caller.user_id == new.user_id && caller.role != Role::Service);
+            caller.is_admin() || (caller.user_id == new.user_id && !caller.is_service_key());
         if !allowed {
             return Err(Error::PermissionDenied);
         }
@@ -287,7 +287,7 @@ impl Identity {
     pub async fn revoke_api_key(&self, caller: &Principal, id: Uuid) -> Result<ApiKey> {
         let key = store::find_api_key(&self.db, id).await?;
         let allowed = |key: &ApiKey| {
-            caller.is_admin() || (caller.user_id == key.user_id && caller.role != Role::Service)
+            caller.is_admin() || (caller.user_id == key.user_id && !caller.is_service_key())
         };
         match key {
             Some(key) if allowed(&key) => {

@@ -354,6 +354,19 @@ pub async fn find_api_key_by_hash(db: &impl ConnectionTrait, hash: &str) -> Resu
         .transpose()
 }
 
+/// The role a user has now, for bounding what their keys may do.
+pub async fn find_user_role(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Role>> {
+    let role: Option<String> = user::Entity::find_by_id(id)
+        .select_only()
+        .column(user::Column::Role)
+        .into_tuple()
+        .one(db)
+        .await
+        .map_err(classify)?;
+    role.map(|role| Role::parse(&role).ok_or_else(|| corrupt("role", &role)))
+        .transpose()
+}
+
 pub async fn list_api_keys(
     db: &impl ConnectionTrait,
     user: Option<Uuid>,

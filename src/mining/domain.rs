@@ -232,20 +232,51 @@ impl Session {
         self.average_power() * hours / 1000.0
     }
 
-    /// Adds a stream's samples to the running totals.
-    pub fn absorb(&mut self, samples: &[Sample]) {
-        for sample in samples {
-            self.sample_count += 1;
-            self.hashrate_sum += sample.hashrate_mhs;
-            self.power_sum += sample.power_watts;
-            self.shares_accepted += sample.shares_accepted;
-            self.shares_rejected += sample.shares_rejected;
-            self.earnings_micros += sample.earnings_micros;
-            self.last_sample_at = Some(
-                self.last_sample_at
+    /// Adds a stream's samples to the running totals, or names the first
+    /// sample that would take a total out of range: counts must fit an i64,
+    /// and the session's earnings must fit one mint (at most
+    /// [`MAX_AMOUNT_MICROS`]) so that the session can always be ended.
+    pub fn absorb(&mut self, samples: &[Sample]) -> Result<(), FieldViolation> {
+        let mut totals = self.clone();
+        for (index, sample) in samples.iter().enumerate() {
+            let overflow = |field: &str| {
+                FieldViolation::new(
+                    format!("samples[{index}].{field}"),
+                    "takes the session's total out of range",
+                )
+            };
+            totals.sample_count = totals
+                .sample_count
+                .checked_add(1)
+                .ok_or_else(|| overflow("sample_time"))?;
+            totals.shares_accepted = totals
+                .shares_accepted
+                .checked_add(sample.shares_accepted)
+                .ok_or_else(|| overflow("shares_accepted"))?;
+            totals.shares_rejected = totals
+                .shares_rejected
+                .checked_add(sample.shares_rejected)
+                .ok_or_else(|| overflow("shares_rejected"))?;
+            totals.earnings_micros = totals
+                .earnings_micros
+                .checked_add(sample.earnings_micros)
+                .filter(|total| *total <= MAX_AMOUNT_MICROS)
+                .ok_or_else(|| {
+                    FieldViolation::new(
+                        format!("samples[{index}].earnings_usd"),
+                        "takes the session's earnings above the largest single mint (1000000000)",
+                    )
+                })?;
+            totals.hashrate_sum += sample.hashrate_mhs;
+            totals.power_sum += sample.power_watts;
+            totals.last_sample_at = Some(
+                totals
+                    .last_sample_at
                     .map_or(sample.at, |last| last.max(sample.at)),
             );
         }
+        *self = totals;
+        Ok(())
     }
 }
 

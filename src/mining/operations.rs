@@ -30,6 +30,9 @@ pub struct Mining {
     db: DatabaseConnection,
     policy: AllocationPolicy,
     cache: Cache,
+    /// Earnings up to this are minted at once; above it, or always when
+    /// `None`, they wait as a pending claim for a treasurer.
+    auto_confirm_limit: Option<Amount>,
 }
 
 /// The cached performance figures a session's samples feed.
@@ -38,8 +41,18 @@ fn performance_changed(miner: Uuid) -> Invalidation {
 }
 
 impl Mining {
-    pub fn new(db: DatabaseConnection, policy: AllocationPolicy, cache: Cache) -> Self {
-        Self { db, policy, cache }
+    pub fn new(
+        db: DatabaseConnection,
+        policy: AllocationPolicy,
+        cache: Cache,
+        auto_confirm_limit: Option<Amount>,
+    ) -> Self {
+        Self {
+            db,
+            policy,
+            cache,
+            auto_confirm_limit,
+        }
     }
 
     pub fn database(&self) -> &DatabaseConnection {
@@ -134,8 +147,10 @@ impl Mining {
             return Err(Error::InvalidArgument(outside));
         }
         let before = serde_json::json!({ "sample_count": session.sample_count, "earnings_micros": session.earnings_micros });
+        session
+            .absorb(&samples)
+            .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
         store::insert_samples(&*transaction, id, &samples).await?;
-        session.absorb(&samples);
         store::update_session(&*transaction, &session).await?;
         // The totals, not every sample: the samples themselves are the record.
         let after = serde_json::json!({
@@ -157,8 +172,15 @@ impl Mining {
         Ok((session, samples.len() as i64))
     }
 
-    /// Closes the session and mints its earnings in one database
-    /// transaction; an ended session is returned as it is.
+    /// Closes the session and records the claim to its earnings in one
+    /// database transaction; an ended session is returned as it is.
+    ///
+    /// A rig's figures are its own word: nothing backs that AZR with USD
+    /// until the pool pays out. So the mint is created *pending* (no
+    /// entries, not spendable) and a treasurer confirms it with the payout's
+    /// reference or rejects it (`ConfirmTransaction` / `FailTransaction`).
+    /// Only earnings within the operator's auto-confirm limit are minted at
+    /// once.
     pub async fn end_session(&self, caller: &Principal, id: Uuid) -> Result<Session> {
         caller.require_role(MINERS)?;
         let transaction = Audited::begin(&self.db).await?;
@@ -188,6 +210,7 @@ impl Mining {
                 "mining_session_id".into(),
                 serde_json::Value::String(id.to_string()),
             );
+            let trusted = self.auto_confirm_limit.is_some_and(|limit| amount <= limit);
             let command = Command::Mint {
                 amount,
                 to_wallet: Some(session.wallet),
@@ -196,6 +219,8 @@ impl Mining {
                     metadata,
                 },
                 mining_session: Some(id),
+                pending: !trusted,
+                backing_reference: trusted.then(|| format!("auto-confirm:{id}")),
             };
             let request_id = RequestId::parse("request_id", &format!("azora:mining-session:{id}"))?;
             let miner = Principal {

@@ -197,6 +197,22 @@ pub struct Note {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The reference of an inflow backing a mint: 1 to 200 printable
+/// characters, no control characters.
+pub fn backing_reference(field: &str, text: &str) -> Result<String, FieldViolation> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 {
+        return Err(FieldViolation::new(field, "must be 1 to 200 characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// Everything that changes the ledger.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -206,6 +222,11 @@ pub enum Command {
         note: Note,
         /// Set when ending a mining session mints its earnings.
         mining_session: Option<Uuid>,
+        /// A claim awaiting its backing: created `pending`, with no entries,
+        /// until a treasurer confirms it. Only mining claims may be pending.
+        pending: bool,
+        /// The inflow that backs the AZR (auto-confirmed mining claims).
+        backing_reference: Option<String>,
     },
     Burn {
         amount: Amount,
@@ -254,6 +275,9 @@ pub enum Command {
         gas_used: i64,
         gas_price_wei: i64,
         confirmed_at: Option<DateTime<Utc>>,
+        /// Required to confirm a pending mint: the reference of the USD
+        /// inflow (the pool payout) that backs it; refused on anything else.
+        backing_reference: Option<String>,
     },
     Fail {
         transaction_id: Uuid,
@@ -309,6 +333,8 @@ pub struct Transaction {
     pub processed_at: Option<DateTime<Utc>>,
     /// The mining session whose earnings this mint paid.
     pub mining_session: Option<Uuid>,
+    /// What backs a mining mint: the confirmed inflow's reference.
+    pub backing_reference: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -340,6 +366,10 @@ pub struct KindTotals {
     pub confirmed_count: i64,
     pub confirmed_micros: i64,
     pub pending_count: i64,
+    /// Pending volume: holds of withdrawals, unconfirmed deposits and
+    /// mining claims awaiting their backing (not spendable).
+    #[serde(default)]
+    pub pending_micros: i64,
     pub failed_count: i64,
 }
 

@@ -72,6 +72,7 @@ pub mod ledger_transaction {
         pub confirmed_at: Option<DateTimeUtc>,
         pub processed_at: Option<DateTimeUtc>,
         pub mining_session_id: Option<Uuid>,
+        pub backing_reference: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -40,8 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::domain::{
-    Account, AllocationPolicy, Amount, Balance, Bucket, BurnSource, Command, Leg, Note, RequestId,
-    SystemAccount, Transaction, TransactionKind, TransactionStatus,
+    Account, Allocation, AllocationPolicy, Amount, Balance, Bucket, BurnSource, Command, Leg, Note,
+    RequestId, SystemAccount, Transaction, TransactionKind, TransactionStatus,
 };
 use super::store::{self, LockedWallet, NewIdempotencyKey};
 use crate::audit::{self, Change};
@@ -365,6 +365,7 @@ fn new_transaction(
         confirmed_at: Some(now),
         processed_at: Some(now),
         mining_session: None,
+        backing_reference: None,
     }
 }
 
@@ -416,34 +417,16 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             to_wallet,
             note,
             mining_session,
+            pending,
+            backing_reference,
         } => {
             if let Some(wallet) = to_wallet.filter(|wallet| !exists(wallet)) {
                 return Err(Error::not_found("wallet", wallet));
             }
+            if *pending && mining_session.is_none() {
+                return Err(Error::internal("only a mining claim may mint pending"));
+            }
             let split = context.policy.split(*amount);
-            let issuance = available(Account::System(SystemAccount::Issuance));
-            let recipient = match to_wallet {
-                Some(wallet) => Account::Wallet(*wallet),
-                None => Account::System(SystemAccount::CirculationPool),
-            };
-            let legs = [
-                leg(
-                    issuance,
-                    available(Account::System(SystemAccount::TreasuryReserve)),
-                    split.treasury,
-                ),
-                leg(
-                    issuance,
-                    available(Account::System(SystemAccount::FounderPool)),
-                    split.founder,
-                ),
-                leg(
-                    issuance,
-                    available(Account::System(SystemAccount::Burned)),
-                    split.burn,
-                ),
-                leg(issuance, available(recipient), split.circulation),
-            ];
             let mut transaction = new_transaction(
                 caller,
                 request_id,
@@ -455,9 +438,19 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             transaction.allocation = Some(split);
             transaction.mining_session = *mining_session;
             transaction.to_wallet = *to_wallet;
+            transaction.backing_reference = backing_reference.clone();
+            let legs = if *pending {
+                // A claim: recorded with its allocation, posted on confirmation.
+                transaction.status = TransactionStatus::Pending;
+                transaction.confirmed_at = None;
+                transaction.processed_at = None;
+                Vec::new()
+            } else {
+                mint_legs(&split, *to_wallet)
+            };
             Ok(Plan {
                 transaction,
-                legs: legs.into_iter().flatten().collect(),
+                legs,
                 resolves: false,
             })
         }
@@ -632,8 +625,26 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             gas_used,
             gas_price_wei,
             confirmed_at,
+            backing_reference,
         } => {
             let mut transaction = pending_transaction(context, *transaction_id)?;
+            check_claim_resolver(context, caller, &transaction)?;
+            match (transaction.kind, backing_reference) {
+                (TransactionKind::Mint, None) => {
+                    return Err(Error::invalid(
+                        "backing_reference",
+                        "is required to confirm a mint: the reference of the inflow that backs it",
+                    ));
+                }
+                (TransactionKind::Mint, Some(_)) => {}
+                (_, Some(_)) => {
+                    return Err(Error::invalid(
+                        "backing_reference",
+                        "only a pending mint is confirmed with a backing reference",
+                    ));
+                }
+                (_, None) => {}
+            }
             let confirmed_at = confirmed_at.map_or(now, |at| at.trunc_subsecs(6));
             if confirmed_at < transaction.created_at {
                 return Err(Error::invalid(
@@ -650,10 +661,22 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             ) {
                 (TransactionKind::Deposit, _, Some(to)) => {
                     leg(external, available(Account::Wallet(to)), micros)
+                        .into_iter()
+                        .collect()
                 }
                 (TransactionKind::Withdrawal, Some(from), _) => {
                     leg((Account::Wallet(from), Bucket::Pending), external, micros)
+                        .into_iter()
+                        .collect()
                 }
+                (TransactionKind::Mint, _, to) => match &transaction.allocation {
+                    Some(split) => mint_legs(split, to),
+                    None => {
+                        return Err(Error::internal(format!(
+                            "pending mint {transaction_id} has no allocation"
+                        )));
+                    }
+                },
                 _ => {
                     return Err(Error::internal(format!(
                         "pending transaction {transaction_id} has an impossible shape"
@@ -665,9 +688,12 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             transaction.gas_price_wei = Some(*gas_price_wei);
             transaction.confirmed_at = Some(confirmed_at);
             transaction.processed_at = Some(now);
+            if transaction.kind == TransactionKind::Mint {
+                transaction.backing_reference = backing_reference.clone();
+            }
             Ok(Plan {
                 transaction,
-                legs: legs.into_iter().collect(),
+                legs,
                 resolves: true,
             })
         }
@@ -676,6 +702,7 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             reason,
         } => {
             let mut transaction = pending_transaction(context, *transaction_id)?;
+            check_claim_resolver(context, caller, &transaction)?;
             let legs = match (transaction.kind, transaction.from_wallet) {
                 (TransactionKind::Withdrawal, Some(from)) => {
                     let wallet = Account::Wallet(from);
@@ -697,6 +724,55 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             })
         }
     }
+}
+
+/// The entries of a mint: the allocation from issuance to the treasury
+/// reserve, the founder pool, burned, and the circulation share to the
+/// recipient wallet (or the circulation pool).
+fn mint_legs(split: &Allocation, to_wallet: Option<Uuid>) -> Vec<Leg> {
+    let issuance = available(Account::System(SystemAccount::Issuance));
+    let recipient = match to_wallet {
+        Some(wallet) => Account::Wallet(wallet),
+        None => Account::System(SystemAccount::CirculationPool),
+    };
+    [
+        leg(
+            issuance,
+            available(Account::System(SystemAccount::TreasuryReserve)),
+            split.treasury,
+        ),
+        leg(
+            issuance,
+            available(Account::System(SystemAccount::FounderPool)),
+            split.founder,
+        ),
+        leg(
+            issuance,
+            available(Account::System(SystemAccount::Burned)),
+            split.burn,
+        ),
+        leg(issuance, available(recipient), split.circulation),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Four eyes on new money: nobody confirms or rejects a mining claim paid
+/// to their own wallet.
+fn check_claim_resolver(
+    context: &Context<'_>,
+    caller: &Principal,
+    transaction: &Transaction,
+) -> Result<(), Error> {
+    let paid_to_caller = transaction
+        .to_wallet
+        .and_then(|wallet| context.books.wallets.get(&wallet))
+        .is_some_and(|wallet| wallet.owner == caller.user_id);
+    if transaction.kind == TransactionKind::Mint && paid_to_caller {
+        return Err(Error::PermissionDenied);
+    }
+    Ok(())
 }
 
 fn pending_transaction(context: &Context<'_>, id: Uuid) -> Result<Transaction, Error> {

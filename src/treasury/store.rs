@@ -79,6 +79,7 @@ pub fn transaction_from_row(row: ledger_transaction::Model) -> Result<Transactio
         confirmed_at: row.confirmed_at,
         processed_at: row.processed_at,
         mining_session: row.mining_session_id,
+        backing_reference: row.backing_reference,
     })
 }
 
@@ -116,6 +117,7 @@ fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::ActiveMo
         confirmed_at: Set(transaction.confirmed_at),
         processed_at: Set(transaction.processed_at),
         mining_session_id: Set(transaction.mining_session),
+        backing_reference: Set(transaction.backing_reference.clone()),
     }
 }
 
@@ -425,6 +427,10 @@ pub async fn update_resolution(db: &impl ConnectionTrait, transaction: &Transact
             ledger_transaction::Column::ProcessedAt,
             Expr::value(transaction.processed_at),
         )
+        .col_expr(
+            ledger_transaction::Column::BackingReference,
+            Expr::value(transaction.backing_reference.clone()),
+        )
         .filter(ledger_transaction::Column::Id.eq(transaction.id))
         .filter(ledger_transaction::Column::Status.eq(TransactionStatus::Pending.as_str()))
         .exec(db)
@@ -646,7 +652,10 @@ pub async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> Result<S
                 totals.confirmed_count = count;
                 totals.confirmed_micros = volume;
             }
-            TransactionStatus::Pending => totals.pending_count = count,
+            TransactionStatus::Pending => {
+                totals.pending_count = count;
+                totals.pending_micros = volume;
+            }
             TransactionStatus::Failed => totals.failed_count = count,
         }
     }

@@ -154,6 +154,7 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         confirmed_at,
         processed_at,
         mining_session,
+        backing_reference,
     } = transaction;
     pb::Transaction {
         id: id.to_string(),
@@ -189,6 +190,7 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         confirm_time: confirmed_at.map(timestamp),
         process_time: processed_at.map(timestamp),
         mining_session_id: mining_session.map(|id| id.to_string()).unwrap_or_default(),
+        backing_reference: backing_reference.unwrap_or_default(),
     }
 }
 
@@ -241,6 +243,7 @@ fn summary_to_proto(summary: Summary) -> pb::GetTreasurySummaryResponse {
                 confirmed_count: totals.confirmed_count,
                 confirmed_volume: decimal(totals.confirmed_micros),
                 pending_count: totals.pending_count,
+                pending_volume: decimal(totals.pending_micros),
                 failed_count: totals.failed_count,
             })
             .collect(),
@@ -315,6 +318,8 @@ impl TreasuryService for TreasuryApi {
                     to_wallet: to_wallet?,
                     note: note?,
                     mining_session: None,
+                    pending: false,
+                    backing_reference: None,
                 },
             ))
         })?;
@@ -502,6 +507,7 @@ impl TreasuryService for TreasuryApi {
             gas_used,
             gas_price_wei,
             confirm_time,
+            backing_reference,
         } = request_message.into_inner();
         let mut v = Violations::default();
         let id = request(&mut v, &request_id);
@@ -525,6 +531,9 @@ impl TreasuryService for TreasuryApi {
                 "must not be in the future",
             ));
         }
+        let backing_reference = v.check(optional(&backing_reference, |text| {
+            crate::treasury::domain::backing_reference("backing_reference", text)
+        }));
         let (id, command) = v.finish(|| {
             Some((
                 id?,
@@ -533,6 +542,7 @@ impl TreasuryService for TreasuryApi {
                     gas_used,
                     gas_price_wei: price?,
                     confirmed_at: confirmed_at?,
+                    backing_reference: backing_reference?,
                 },
             ))
         })?;
