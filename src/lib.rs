@@ -54,6 +54,7 @@ pub mod db;
 pub mod error;
 pub mod fixed;
 pub mod health;
+pub mod idempotency;
 pub mod identity;
 pub mod limits;
 pub mod mining;

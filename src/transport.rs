@@ -6,6 +6,15 @@ use prost_types::Timestamp;
 
 use crate::error::{Error, FieldViolation};
 
+/// The retry key of a unary request from its optional `request_id` field
+/// (see [`crate::idempotency`]).
+pub fn request_key(
+    message: &impl prost::Message,
+    request_id: &str,
+) -> Result<Option<crate::idempotency::RequestKey>, Error> {
+    crate::idempotency::RequestKey::of("request_id", request_id, message).map_err(Error::from)
+}
+
 /// Collects field violations so a request reports all of them at once.
 #[derive(Default)]
 pub struct Violations(pub Vec<FieldViolation>);

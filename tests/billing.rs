@@ -76,6 +76,7 @@ async fn pay(
             pb::PayInvoiceRequest {
                 invoice_id: invoice.into(),
                 wallet_id: wallet.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -319,6 +320,7 @@ async fn ten_concurrent_payments_of_one_invoice_pay_once(backend: Backend) {
                     pb::PayInvoiceRequest {
                         invoice_id: invoice,
                         wallet_id: wallet,
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -367,6 +369,7 @@ async fn the_issuer_invoices_a_period_when_it_begins_and_not_after_cancelling(ba
             pb::CancelSubscriptionRequest {
                 subscription_id: theirs.subscription.unwrap().id,
                 reason: "too expensive".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -575,6 +578,7 @@ async fn members_bill_only_themselves_and_pay_only_from_their_own_wallets(backen
                     pb::CancelSubscriptionRequest {
                         subscription_id: id,
                         reason: String::new(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -683,6 +687,7 @@ async fn a_mixed_workload_of_every_money_moving_service_conserves_supply(backend
                 &app.admin_key,
                 pb::ApproveFounderCompensationRequest {
                     compensation_id: record.id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -700,6 +705,7 @@ async fn a_mixed_workload_of_every_money_moving_service_conserves_supply(backend
                         &key,
                         pb::PayFounderCompensationRequest {
                             compensation_id: id,
+                            ..Default::default()
                         },
                     ))
                     .await
@@ -739,6 +745,7 @@ async fn a_mixed_workload_of_every_money_moving_service_conserves_supply(backend
                     pb::PayInvoiceRequest {
                         invoice_id: invoice,
                         wallet_id: wallet,
+                        ..Default::default()
                     },
                 ))
                 .await

@@ -81,6 +81,7 @@ async fn approve(
             key,
             pb::ApproveFounderCompensationRequest {
                 compensation_id: id.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -94,6 +95,7 @@ async fn pay(app: &TestApp, key: &str, id: &str) -> Result<pb::FounderCompensati
             key,
             pb::PayFounderCompensationRequest {
                 compensation_id: id.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -112,6 +114,7 @@ async fn cancel(
             pb::CancelFounderCompensationRequest {
                 compensation_id: id.into(),
                 reason: "agreed otherwise".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -697,6 +700,7 @@ async fn ten_concurrent_payments_of_one_record_pay_once(backend: Backend) {
                     &key,
                     pb::PayFounderCompensationRequest {
                         compensation_id: id,
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -951,6 +955,7 @@ async fn bad_input_names_every_field_and_writes_nothing(backend: Backend) {
             pb::CancelFounderCompensationRequest {
                 compensation_id: "x".into(),
                 reason: " ".into(),
+                ..Default::default()
             },
         ))
         .await

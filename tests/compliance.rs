@@ -99,6 +99,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["email".into()],
                 }),
+                ..Default::default()
             },
         ))
         .await
@@ -110,6 +111,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
                 user_id: member_id.clone(),
                 kyc_status: ipb::KycStatus::Verified as i32,
                 reason: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -121,6 +123,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
                 owner_id: member_id.clone(),
                 address: common::money::address(),
                 label: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -215,6 +218,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
             tokio_stream::iter(vec![mpb::RecordStatisticsRequest {
                 session_id: session.id.clone(),
                 samples: vec![sample],
+                ..Default::default()
             }]),
         ))
         .await
@@ -224,6 +228,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
             &member,
             mpb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -245,6 +250,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
             &member,
             ipb::RevokeApiKeyRequest {
                 api_key_id: service_key.api_key.unwrap().id,
+                ..Default::default()
             },
         ))
         .await
@@ -678,6 +684,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
             &app.admin_key,
             pb::AcknowledgeAlertRequest {
                 alert_id: streamed[0].id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -691,6 +698,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
             &app.admin_key,
             pb::AcknowledgeAlertRequest {
                 alert_id: streamed[0].id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -744,6 +752,7 @@ async fn only_auditors_and_admins_oversee_and_members_see_their_own_events(backe
                 update_mask: Some(prost_types::FieldMask {
                     paths: vec!["language".into()],
                 }),
+                ..Default::default()
             },
         ))
         .await

@@ -51,6 +51,7 @@ async fn an_admin_creates_a_user_and_reads_it_back_in_canonical_form(backend: Ba
                 country: "PT".into(),
                 language: "pt-BR".into(),
                 metadata: Some(metadata.clone()),
+                ..Default::default()
             },
         ))
         .await
@@ -174,6 +175,7 @@ async fn invalid_create_requests_name_every_bad_field_and_write_nothing(backend:
                 country: "Germany".into(),
                 language: "en_US".into(),
                 metadata: Some(big),
+                ..Default::default()
             },
         ))
         .await
@@ -272,6 +274,7 @@ async fn missing_malformed_unknown_revoked_and_expired_keys_are_unauthenticated(
             &app.admin_key,
             pb::RevokeApiKeyRequest {
                 api_key_id: keys[0].id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -327,6 +330,7 @@ async fn each_role_sees_only_what_it_may(backend: Backend) {
                 owner_id: other_id.clone(),
                 address: ADDRESS.into(),
                 label: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -466,6 +470,7 @@ async fn each_role_sees_only_what_it_may(backend: Backend) {
                 pb::SetUserRoleRequest {
                     user_id: member_id.clone(),
                     role: pb::Role::Admin as i32,
+                    ..Default::default()
                 },
             ))
             .await
@@ -655,6 +660,7 @@ async fn update_user_changes_only_the_masked_fields(backend: Backend) {
                     ..Default::default()
                 }),
                 update_mask: mask(&["email", "language"]),
+                ..Default::default()
             },
         ))
         .await
@@ -683,6 +689,7 @@ async fn update_user_changes_only_the_masked_fields(backend: Backend) {
                     ..Default::default()
                 }),
                 update_mask: mask(&["reputation_score"]),
+                ..Default::default()
             },
         ))
         .await
@@ -702,6 +709,7 @@ async fn update_user_changes_only_the_masked_fields(backend: Backend) {
                     ..Default::default()
                 }),
                 update_mask: mask(&["reputation_score", "email"]),
+                ..Default::default()
             },
         ))
         .await
@@ -738,6 +746,7 @@ async fn update_user_changes_only_the_masked_fields(backend: Backend) {
                         ..Default::default()
                     }),
                     update_mask: mask(&paths),
+                    ..Default::default()
                 },
             ))
             .await
@@ -781,6 +790,7 @@ async fn changing_a_role_revokes_keys_of_the_old_role_and_keeps_the_last_admin(b
             pb::SetUserRoleRequest {
                 user_id: app.admin_id.clone(),
                 role: pb::Role::Member as i32,
+                ..Default::default()
             },
         ))
         .await
@@ -793,6 +803,7 @@ async fn changing_a_role_revokes_keys_of_the_old_role_and_keeps_the_last_admin(b
             pb::SetUserRoleRequest {
                 user_id: frank_id.clone(),
                 role: pb::Role::Admin as i32,
+                ..Default::default()
             },
         ))
         .await
@@ -832,6 +843,7 @@ async fn changing_a_role_revokes_keys_of_the_old_role_and_keeps_the_last_admin(b
             pb::SetUserRoleRequest {
                 user_id: app.admin_id.clone(),
                 role: pb::Role::Auditor as i32,
+                ..Default::default()
             },
         ))
         .await
@@ -842,6 +854,7 @@ async fn changing_a_role_revokes_keys_of_the_old_role_and_keeps_the_last_admin(b
             pb::SetUserRoleRequest {
                 user_id: frank_id,
                 role: pb::Role::Member as i32,
+                ..Default::default()
             },
         ))
         .await
@@ -857,6 +870,7 @@ async fn changing_a_role_revokes_keys_of_the_old_role_and_keeps_the_last_admin(b
             pb::SetUserRoleRequest {
                 user_id: "x".into(),
                 role: 0,
+                ..Default::default()
             },
         ))
         .await
@@ -876,6 +890,7 @@ async fn kyc_status_is_set_by_admins_and_auditors_with_a_reason_for_rejection(ba
                 user_id: grace_id.clone(),
                 kyc_status: status as i32,
                 reason: reason.into(),
+                ..Default::default()
             },
         )
     };
@@ -931,6 +946,7 @@ async fn kyc_status_is_set_by_admins_and_auditors_with_a_reason_for_rejection(ba
                 user_id: uuid::Uuid::now_v7().to_string(),
                 kyc_status: pb::KycStatus::Verified as i32,
                 reason: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -949,6 +965,7 @@ async fn wallets_are_created_listed_and_validated(backend: Backend) {
                 owner_id: owner_id.clone(),
                 address: ADDRESS.to_uppercase().replace("0X", "0x"),
                 label: "savings".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -972,6 +989,7 @@ async fn wallets_are_created_listed_and_validated(backend: Backend) {
                 owner_id: owner_id.clone(),
                 address: "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359".into(),
                 label: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -997,6 +1015,7 @@ async fn wallets_are_created_listed_and_validated(backend: Backend) {
                 owner_id: app.admin_id.clone(),
                 address: ADDRESS.to_lowercase(),
                 label: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -1009,6 +1028,7 @@ async fn wallets_are_created_listed_and_validated(backend: Backend) {
                 owner_id: uuid::Uuid::now_v7().to_string(),
                 address: "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB".into(),
                 label: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -1021,6 +1041,7 @@ async fn wallets_are_created_listed_and_validated(backend: Backend) {
                 owner_id: owner_id.clone(),
                 address: "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6Fb".into(),
                 label: "x".repeat(65),
+                ..Default::default()
             },
         ))
         .await
@@ -1033,6 +1054,7 @@ async fn wallets_are_created_listed_and_validated(backend: Backend) {
                 owner_id: app.admin_id.clone(),
                 address: "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB".into(),
                 label: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -1056,6 +1078,7 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revocable(backend: B
                     seconds: expiry.timestamp(),
                     nanos: 0,
                 }),
+                ..Default::default()
             },
         ))
         .await
@@ -1126,6 +1149,7 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revocable(backend: B
             &ivan,
             pb::RevokeApiKeyRequest {
                 api_key_id: key.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1138,6 +1162,7 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revocable(backend: B
             &ivan,
             pb::RevokeApiKeyRequest {
                 api_key_id: key.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1167,6 +1192,7 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revocable(backend: B
             &ivan,
             pb::RevokeApiKeyRequest {
                 api_key_id: admin_keys[0].id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1177,6 +1203,7 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revocable(backend: B
             &ivan,
             pb::RevokeApiKeyRequest {
                 api_key_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
             },
         ))
         .await

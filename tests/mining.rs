@@ -68,6 +68,7 @@ async fn ended_claim(app: &TestApp, miner: &str, wallet: &str, earnings: &str) -
             miner,
             pb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -221,6 +222,7 @@ async fn totals_that_would_overflow_are_refused_and_the_session_still_ends(backe
             &miner,
             pb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -248,6 +250,7 @@ fn sample(at: chrono::DateTime<chrono::Utc>, hashrate: f64, earnings: &str) -> p
         earnings_usd: Some(Decimal {
             value: earnings.into(),
         }),
+        ..Default::default()
     }
 }
 
@@ -298,6 +301,7 @@ fn batches(
         .map(|chunk| pb::RecordStatisticsRequest {
             session_id: session.into(),
             samples: chunk.to_vec(),
+            ..Default::default()
         })
         .collect()
 }
@@ -343,6 +347,7 @@ async fn a_session_streams_thousands_of_samples_and_ending_it_mints_its_earnings
             &miner,
             pb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -419,6 +424,7 @@ async fn a_session_streams_thousands_of_samples_and_ending_it_mints_its_earnings
             &app.admin_key,
             pb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -544,10 +550,12 @@ async fn one_invalid_sample_rejects_the_whole_stream_and_names_it(backend: Backe
             pb::RecordStatisticsRequest {
                 session_id: session.id.clone(),
                 samples: vec![good(0)],
+                ..Default::default()
             },
             pb::RecordStatisticsRequest {
                 session_id: uuid::Uuid::now_v7().to_string(),
                 samples: vec![good(1)],
+                ..Default::default()
             },
         ],
     )
@@ -560,6 +568,7 @@ async fn one_invalid_sample_rejects_the_whole_stream_and_names_it(backend: Backe
         vec![pb::RecordStatisticsRequest {
             session_id: session.id.clone(),
             samples: vec![],
+            ..Default::default()
         }],
     )
     .await
@@ -621,6 +630,7 @@ async fn a_watcher_sees_samples_recorded_by_another_client_until_the_session_end
             &miner,
             pb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -709,6 +719,7 @@ async fn miners_touch_only_their_own_sessions(backend: Backend) {
             &other,
             pb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -719,6 +730,7 @@ async fn miners_touch_only_their_own_sessions(backend: Backend) {
             &auditor,
             pb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
             },
         ))
         .await

@@ -117,6 +117,7 @@ async fn set_kyc(app: &TestApp, user: &str, kyc_status: ipb::KycStatus) {
                 user_id: user.into(),
                 kyc_status: kyc_status as i32,
                 reason: "checked by the test".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -802,6 +803,7 @@ async fn mining_performance_and_minted_earnings_are_fresh_after_each_write(backe
                 tokio_stream::iter([mpb::RecordStatisticsRequest {
                     session_id: session.id.clone(),
                     samples,
+                    ..Default::default()
                 }]),
             ))
             .await
@@ -816,11 +818,34 @@ async fn mining_performance_and_minted_earnings_are_fresh_after_each_write(backe
         micros(&balance_via(channel.clone(), &miner, &wallet).await.unwrap()),
         0
     );
-    mining
+    let ended = mining
         .end_session(authed(
             &miner,
             mpb::EndSessionRequest {
                 session_id: session.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    // The earnings are a pending claim until a treasurer confirms them
+    // (ledger::apply_in again, from the treasury's writer).
+    assert_eq!(
+        micros(&balance_via(channel.clone(), &miner, &wallet).await.unwrap()),
+        0
+    );
+    app.treasury()
+        .await
+        .confirm_transaction(authed(
+            &app.admin_key,
+            tpb::ConfirmTransactionRequest {
+                request_id: "confirm-claim".into(),
+                transaction_id: ended.mint_transaction_id,
+                backing_reference: "payout-1".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -995,6 +1020,7 @@ async fn founder_pay_rewards_and_invoice_payments_are_fresh_in_cached_reads(back
             &app.admin_key,
             tpb::ApproveFounderCompensationRequest {
                 compensation_id: record.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1004,6 +1030,7 @@ async fn founder_pay_rewards_and_invoice_payments_are_fresh_in_cached_reads(back
             &app.admin_key,
             tpb::PayFounderCompensationRequest {
                 compensation_id: record.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1065,6 +1092,7 @@ async fn founder_pay_rewards_and_invoice_payments_are_fresh_in_cached_reads(back
             tpb::PayInvoiceRequest {
                 invoice_id: invoice,
                 wallet_id: member_wallet.clone(),
+                ..Default::default()
             },
         ))
         .await

@@ -19,6 +19,8 @@ mod m20261125_000006_founder_compensation;
 mod m20261125_000007_knowledge_rewards;
 mod m20261125_000008_billing;
 mod m20261201_000009_backed_mining_mints;
+mod m20261201_000010_request_keys;
+mod m20261201_000011_mining_rig_sequences;
 mod sql;
 
 pub struct Migrator;
@@ -36,6 +38,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_knowledge_rewards::Migration),
             Box::new(m20261125_000008_billing::Migration),
             Box::new(m20261201_000009_backed_mining_mints::Migration),
+            Box::new(m20261201_000010_request_keys::Migration),
+            Box::new(m20261201_000011_mining_rig_sequences::Migration),
         ]
     }
 }

@@ -35,6 +35,7 @@ use self::entities::{audit_event, chain, chain_head, pending};
 use crate::auth::Principal;
 use crate::db::{begin_write, classify};
 use crate::error::Error;
+use crate::idempotency::{self, Claim, RequestKey};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -98,9 +99,56 @@ impl Change {
     }
 }
 
-/// A write transaction that can only commit together with its audit event.
+/// A write transaction that can only commit together with its audit event
+/// (and, for a call with a request id, with that id's key).
 pub struct Audited {
     transaction: DatabaseTransaction,
+    key: Option<(Uuid, RequestKey)>,
+}
+
+/// How a retry-safe call begins ([`Audited::begin_once`]).
+pub enum Begun {
+    /// First use of the request id (or none was sent): do the work.
+    Fresh(Audited),
+    /// A retry: answer with what the first call produced.
+    Replay(Replay),
+}
+
+/// A retry of a call that already succeeded: the resource it produced, and
+/// a transaction to audit this call in (every call is audited once).
+pub struct Replay {
+    transaction: Audited,
+    resource_id: String,
+}
+
+impl Replay {
+    /// The id of the resource the first call produced.
+    pub fn resource_id(&self) -> Result<Uuid> {
+        Uuid::parse_str(&self.resource_id).map_err(|_| {
+            Error::internal(format!(
+                "request key names resource {:?}, not an id",
+                self.resource_id
+            ))
+        })
+    }
+
+    pub fn transaction(&self) -> &DatabaseTransaction {
+        &self.transaction
+    }
+
+    /// Audits this call as a replay of `resource` (unchanged) and returns it.
+    pub async fn answer<T: serde::Serialize>(
+        self,
+        caller: &Principal,
+        resource_type: &'static str,
+        resource: T,
+    ) -> Result<T> {
+        let change = Change::new(resource_type, &self.resource_id)
+            .old(&resource)
+            .new_values(&resource);
+        self.transaction.commit(caller, change).await?;
+        Ok(resource)
+    }
 }
 
 impl std::ops::Deref for Audited {
@@ -114,11 +162,52 @@ impl Audited {
     pub async fn begin(db: &DatabaseConnection) -> Result<Self> {
         Ok(Self {
             transaction: begin_write(db).await?,
+            key: None,
         })
     }
 
-    /// Writes the event for `change`, then commits both.
-    pub async fn commit(self, caller: &Principal, change: Change) -> Result<()> {
+    /// Begins a call that is safe to retry: with a request key, claims it
+    /// first (see [`crate::idempotency`]); a retry of a call that succeeded
+    /// gets [`Begun::Replay`], a reuse for another request INVALID_ARGUMENT.
+    pub async fn begin_once(
+        db: &DatabaseConnection,
+        caller: &Principal,
+        key: Option<&RequestKey>,
+    ) -> Result<Begun> {
+        let mut transaction = Self::begin(db).await?;
+        let Some(key) = key else {
+            return Ok(Begun::Fresh(transaction));
+        };
+        let claimed =
+            idempotency::claim(&*transaction, caller.user_id, &caller.context.method, key).await?;
+        Ok(match claimed {
+            Claim::Fresh => {
+                transaction.key = Some((caller.user_id, key.clone()));
+                Begun::Fresh(transaction)
+            }
+            Claim::Replay { resource_id } => Begun::Replay(Replay {
+                transaction,
+                resource_id,
+            }),
+        })
+    }
+
+    /// Writes the event for `change` (and settles the request key on what
+    /// it produced), then commits both.
+    pub async fn commit(self, caller: &Principal, mut change: Change) -> Result<()> {
+        if let Some((user, key)) = &self.key {
+            idempotency::settle(
+                &self.transaction,
+                *user,
+                key,
+                change.resource_type,
+                &change.resource_id,
+            )
+            .await?;
+            change
+                .request_id
+                .get_or_insert_with(|| key.request_id().to_owned());
+        }
         record(&self.transaction, caller, change, Outcome::Ok).await?;
         self.transaction.commit().await.map_err(classify)?;
         caller.context.audited.fetch_add(1, Ordering::SeqCst);

@@ -13,11 +13,12 @@ use super::domain::{
     Subscription, SubscriptionFilter, SubscriptionStatus, UserBalances, period, periods_begun,
 };
 use super::store;
-use crate::audit::{Audited, Change};
+use crate::audit::{Audited, Begun, Change};
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Invalidation};
 use crate::db::begin_write;
 use crate::error::Error;
+use crate::idempotency::RequestKey;
 use crate::identity::operations::Page;
 use crate::identity::store as identity_store;
 use crate::pagination::PageRequest;
@@ -174,11 +175,21 @@ impl Billing {
     pub async fn cancel_subscription(
         &self,
         caller: &Principal,
+        key: Option<RequestKey>,
         id: Uuid,
         reason: String,
     ) -> Result<Subscription> {
         caller.require_role(SUBSCRIBERS)?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => {
+                let subscription =
+                    store::lock_subscription(replay.transaction(), replay.resource_id()?)
+                        .await?
+                        .ok_or_else(|| Error::internal("a replayed subscription is gone"))?;
+                return replay.answer(caller, "subscription", subscription).await;
+            }
+        };
         let mut subscription = match store::lock_subscription(&*transaction, id).await? {
             Some(found) if found.user == caller.user_id || BILLING_STAFF.contains(&caller.role) => {
                 found
@@ -240,9 +251,23 @@ impl Billing {
     /// Pays an open invoice from a wallet of its user: the ledger transfer
     /// into the treasury reserve and the status change commit together, or
     /// neither does. A paid invoice is returned as it is.
-    pub async fn pay_invoice(&self, caller: &Principal, id: Uuid, wallet: Uuid) -> Result<Invoice> {
+    pub async fn pay_invoice(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        id: Uuid,
+        wallet: Uuid,
+    ) -> Result<Invoice> {
         caller.require_role(SUBSCRIBERS)?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => {
+                let invoice = store::find_invoice(replay.transaction(), replay.resource_id()?)
+                    .await?
+                    .ok_or_else(|| Error::internal("a replayed invoice is gone"))?;
+                return replay.answer(caller, "invoice", invoice).await;
+            }
+        };
         let mut invoice = match store::lock_invoice(&*transaction, id).await? {
             Some(found) if found.user == caller.user_id => found,
             None if caller.role.reads_everything() => {

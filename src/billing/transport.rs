@@ -12,7 +12,9 @@ use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::treasury::{self as pb, billing_service_server::BillingService};
-use crate::transport::{Violations, azr_decimal as decimal, datetime_from, optional, timestamp};
+use crate::transport::{
+    Violations, azr_decimal as decimal, datetime_from, optional, request_key, timestamp,
+};
 use crate::treasury::transport::{reason, request};
 
 pub struct BillingApi {
@@ -222,15 +224,21 @@ impl BillingService for BillingApi {
         request_message: Request<pb::CancelSubscriptionRequest>,
     ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
         let caller = principal(&request_message)?;
+        let message = request_message.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::CancelSubscriptionRequest {
             subscription_id,
             reason: why,
-        } = request_message.into_inner();
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let id = v.check(parse_id("subscription_id", &subscription_id));
         let why = v.check(reason("reason", why));
         let (id, why) = v.finish(|| Some((id?, why?)))?;
-        let subscription = self.billing.cancel_subscription(&caller, id, why).await?;
+        let subscription = self
+            .billing
+            .cancel_subscription(&caller, key, id, why)
+            .await?;
         Ok(Response::new(pb::CancelSubscriptionResponse {
             subscription: Some(subscription_to_proto(subscription)),
         }))
@@ -306,15 +314,18 @@ impl BillingService for BillingApi {
         request_message: Request<pb::PayInvoiceRequest>,
     ) -> Result<Response<pb::PayInvoiceResponse>, Status> {
         let caller = principal(&request_message)?;
+        let message = request_message.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::PayInvoiceRequest {
             invoice_id,
             wallet_id,
-        } = request_message.into_inner();
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let id = v.check(parse_id("invoice_id", &invoice_id));
         let wallet = v.check(parse_id("wallet_id", &wallet_id));
         let (id, wallet) = v.finish(|| Some((id?, wallet?)))?;
-        let invoice = self.billing.pay_invoice(&caller, id, wallet).await?;
+        let invoice = self.billing.pay_invoice(&caller, key, id, wallet).await?;
         Ok(Response::new(pb::PayInvoiceResponse {
             invoice: Some(invoice_to_proto(invoice)),
         }))

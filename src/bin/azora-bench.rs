@@ -285,6 +285,7 @@ async fn create_holder(
                 owner_id: user.id,
                 address: format!("0x{:040x}", index + 1),
                 label: String::new(),
+                ..Default::default()
             },
         ))
         .await?
@@ -413,8 +414,10 @@ async fn samples(
                                 earnings_usd: Some(Decimal {
                                     value: "0.000125".into(),
                                 }),
+                                ..Default::default()
                             })
                             .collect(),
+                        ..Default::default()
                     })
                     .collect();
                 let sent = Instant::now();

@@ -9,10 +9,11 @@ use super::domain::{
     Compensation, CompensationFilter, CompensationStatus, Month, NewCompensation, Summary,
 };
 use super::store;
-use crate::audit::{Audited, Change};
+use crate::audit::{Audited, Begun, Change};
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Invalidation};
 use crate::error::Error;
+use crate::idempotency::RequestKey;
 use crate::identity::domain::UserType;
 use crate::identity::operations::Page;
 use crate::identity::store as identity_store;
@@ -151,11 +152,20 @@ impl Compensations {
     async fn transition(
         &self,
         caller: &Principal,
+        key: Option<RequestKey>,
         id: Uuid,
         step: impl AsyncFnOnce(&Audited, &mut Compensation) -> Result<Option<Invalidation>>,
     ) -> Result<Compensation> {
         caller.require_role(PAYROLL)?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => {
+                let record = store::find(replay.transaction(), replay.resource_id()?)
+                    .await?
+                    .ok_or_else(|| Error::internal("a replayed compensation is gone"))?;
+                return replay.answer(caller, RESOURCE, record).await;
+            }
+        };
         let mut record = store::lock(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("founder compensation", id))?;
@@ -172,8 +182,13 @@ impl Compensations {
         Ok(record)
     }
 
-    pub async fn approve(&self, caller: &Principal, id: Uuid) -> Result<Compensation> {
-        self.transition(caller, id, async |_, record| {
+    pub async fn approve(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        id: Uuid,
+    ) -> Result<Compensation> {
+        self.transition(caller, key, id, async |_, record| {
             not_the_founder(caller, record)?;
             match record.status {
                 CompensationStatus::Approved => Ok(None),
@@ -193,9 +208,14 @@ impl Compensations {
 
     /// Pays an approved record: the ledger transfer from the founder pool
     /// and the status change commit together, or neither does.
-    pub async fn pay(&self, caller: &Principal, id: Uuid) -> Result<Compensation> {
+    pub async fn pay(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        id: Uuid,
+    ) -> Result<Compensation> {
         let policy = self.policy;
-        self.transition(caller, id, async |transaction, record| {
+        self.transition(caller, key, id, async |transaction, record| {
             not_the_founder(caller, record)?;
             match record.status {
                 CompensationStatus::Paid => return Ok(None),
@@ -253,10 +273,11 @@ impl Compensations {
     pub async fn cancel(
         &self,
         caller: &Principal,
+        key: Option<RequestKey>,
         id: Uuid,
         reason: String,
     ) -> Result<Compensation> {
-        self.transition(caller, id, async |_, record| match record.status {
+        self.transition(caller, key, id, async |_, record| match record.status {
             CompensationStatus::Cancelled => Ok(None),
             CompensationStatus::Pending | CompensationStatus::Approved => {
                 record.status = CompensationStatus::Cancelled;

@@ -13,7 +13,7 @@ use crate::identity::domain::parse_id;
 use crate::proto::treasury::{
     self as pb, founder_compensation_service_server::FounderCompensationService,
 };
-use crate::transport::{Violations, azr_decimal as decimal, optional, timestamp};
+use crate::transport::{Violations, azr_decimal as decimal, optional, request_key, timestamp};
 use crate::treasury::transport::{amount, reason, request};
 
 pub struct FounderCompensationApi {
@@ -198,12 +198,15 @@ impl FounderCompensationService for FounderCompensationApi {
         request_message: Request<pb::ApproveFounderCompensationRequest>,
     ) -> Result<Response<pb::ApproveFounderCompensationResponse>, Status> {
         let caller = principal(&request_message)?;
+        let message = request_message.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::ApproveFounderCompensationRequest {
             compensation_id: id,
-        } = request_message.into_inner();
+            request_id: _,
+        } = message;
         let record = self
             .compensations
-            .approve(&caller, compensation_id(&id)?)
+            .approve(&caller, key, compensation_id(&id)?)
             .await?;
         Ok(Response::new(pb::ApproveFounderCompensationResponse {
             compensation: Some(to_proto(record)),
@@ -215,12 +218,15 @@ impl FounderCompensationService for FounderCompensationApi {
         request_message: Request<pb::PayFounderCompensationRequest>,
     ) -> Result<Response<pb::PayFounderCompensationResponse>, Status> {
         let caller = principal(&request_message)?;
+        let message = request_message.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::PayFounderCompensationRequest {
             compensation_id: id,
-        } = request_message.into_inner();
+            request_id: _,
+        } = message;
         let record = self
             .compensations
-            .pay(&caller, compensation_id(&id)?)
+            .pay(&caller, key, compensation_id(&id)?)
             .await?;
         Ok(Response::new(pb::PayFounderCompensationResponse {
             compensation: Some(to_proto(record)),
@@ -232,10 +238,13 @@ impl FounderCompensationService for FounderCompensationApi {
         request_message: Request<pb::CancelFounderCompensationRequest>,
     ) -> Result<Response<pb::CancelFounderCompensationResponse>, Status> {
         let caller = principal(&request_message)?;
+        let message = request_message.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::CancelFounderCompensationRequest {
             compensation_id: id,
             reason: why,
-        } = request_message.into_inner();
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let id = v.check(parse_id("compensation_id", &id));
         let why = v.check(reason("reason", why).and_then(|why| {
@@ -246,7 +255,7 @@ impl FounderCompensationService for FounderCompensationApi {
             }
         }));
         let (id, why) = v.finish(|| Some((id?, why?)))?;
-        let record = self.compensations.cancel(&caller, id, why).await?;
+        let record = self.compensations.cancel(&caller, key, id, why).await?;
         Ok(Response::new(pb::CancelFounderCompensationResponse {
             compensation: Some(to_proto(record)),
         }))

@@ -8,9 +8,10 @@ use uuid::Uuid;
 use super::entities::{alert, report};
 use super::store::{self, AuditFilter, Severity};
 use crate::audit::entities::audit_event;
-use crate::audit::{self, Audited, Change, Verification};
+use crate::audit::{self, Audited, Begun, Change, Verification};
 use crate::auth::{Principal, Role};
 use crate::error::Error;
+use crate::idempotency::RequestKey;
 use crate::identity::operations::Page;
 use crate::pagination::PageRequest;
 use crate::treasury::domain::format_azr;
@@ -399,9 +400,24 @@ impl Compliance {
         })
     }
 
-    pub async fn acknowledge_alert(&self, caller: &Principal, id: Uuid) -> Result<alert::Model> {
+    pub async fn acknowledge_alert(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        id: Uuid,
+    ) -> Result<alert::Model> {
         caller.require_role(OVERSEERS)?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => {
+                let alert = store::find_alert(replay.transaction(), replay.resource_id()?)
+                    .await?
+                    .ok_or_else(|| Error::internal("a replayed alert is gone"))?;
+                let acknowledged = serde_json::json!({ "acknowledged_by": alert.acknowledged_by, "acknowledged_at": alert.acknowledged_at });
+                replay.answer(caller, "alert", acknowledged).await?;
+                return Ok(alert);
+            }
+        };
         let before = store::find_alert(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("alert", id))?;

@@ -16,7 +16,8 @@ use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
 use crate::transport::{
-    Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream, timestamp,
+    Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream,
+    request_key, timestamp,
 };
 
 /// How often a WatchAlerts stream looks for new alerts.
@@ -391,9 +392,14 @@ impl ComplianceService for ComplianceApi {
         request: Request<pb::AcknowledgeAlertRequest>,
     ) -> Result<Response<pb::AcknowledgeAlertResponse>, Status> {
         let caller = principal(&request)?;
-        let pb::AcknowledgeAlertRequest { alert_id } = request.into_inner();
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let pb::AcknowledgeAlertRequest {
+            alert_id,
+            request_id: _,
+        } = message;
         let id = parse_id("alert_id", &alert_id).map_err(Error::from)?;
-        let alert = self.compliance.acknowledge_alert(&caller, id).await?;
+        let alert = self.compliance.acknowledge_alert(&caller, key, id).await?;
         Ok(Response::new(pb::AcknowledgeAlertResponse {
             alert: Some(alert_to_proto(alert)),
         }))

@@ -341,7 +341,10 @@ impl ApiKey {
 #[derive(Clone, Debug)]
 pub struct IssuedApiKey {
     pub key: ApiKey,
+    /// Empty when `replayed`: only the hash was stored.
     pub secret: String,
+    /// This answers a retry of an earlier call with the same request id.
+    pub replayed: bool,
 }
 
 /// Names and labels: at most 64 characters, no control characters.

@@ -12,10 +12,11 @@ use super::domain::{
 use super::store;
 use std::sync::Arc;
 
-use crate::audit::{Audited, Change};
+use crate::audit::{Audited, Begun, Change, Replay};
 use crate::auth::{self, KeyCache, Principal, Role};
 use crate::cache::{Cache, Entry, Generation, Invalidation};
 use crate::error::Error;
+use crate::idempotency::RequestKey;
 use crate::pagination::PageRequest;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -66,9 +67,17 @@ impl Identity {
         }
     }
 
-    pub async fn create_user(&self, caller: &Principal, new: NewUser) -> Result<User> {
+    pub async fn create_user(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        new: NewUser,
+    ) -> Result<User> {
         caller.require_role(&[Role::Admin])?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => return replay_user(replay, caller).await,
+        };
         let user = store::insert_user(&*transaction, new, Role::Member).await?;
         transaction
             .commit(caller, Change::new("user", user.id).new_values(&user))
@@ -106,6 +115,7 @@ impl Identity {
     pub async fn update_user(
         &self,
         caller: &Principal,
+        key: Option<RequestKey>,
         id: Uuid,
         changes: UserChanges,
     ) -> Result<User> {
@@ -116,7 +126,10 @@ impl Identity {
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => return replay_user(replay, caller).await,
+        };
         let before = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
@@ -133,9 +146,18 @@ impl Identity {
         Ok(after)
     }
 
-    pub async fn set_user_role(&self, caller: &Principal, id: Uuid, role: Role) -> Result<User> {
+    pub async fn set_user_role(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        id: Uuid,
+        role: Role,
+    ) -> Result<User> {
         caller.require_role(&[Role::Admin])?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => return replay_user(replay, caller).await,
+        };
         let admins = store::lock_admin_ids(&*transaction).await?;
         let before = store::find_user(&*transaction, id)
             .await?
@@ -177,11 +199,15 @@ impl Identity {
     pub async fn set_kyc_status(
         &self,
         caller: &Principal,
+        key: Option<RequestKey>,
         id: Uuid,
         change: KycChange,
     ) -> Result<User> {
         caller.require_role(&[Role::Admin, Role::Auditor])?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => return replay_user(replay, caller).await,
+        };
         let before = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
@@ -199,13 +225,26 @@ impl Identity {
         Ok(user)
     }
 
-    pub async fn create_wallet(&self, caller: &Principal, new: NewWallet) -> Result<Wallet> {
+    pub async fn create_wallet(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        new: NewWallet,
+    ) -> Result<Wallet> {
         let allowed =
             caller.is_admin() || (caller.user_id == new.owner_id && !caller.is_service_key());
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => {
+                let wallet = store::find_wallet(replay.transaction(), replay.resource_id()?)
+                    .await?
+                    .ok_or_else(|| Error::internal("a replayed wallet is gone"))?;
+                return replay.answer(caller, "wallet", wallet).await;
+            }
+        };
         if store::find_user(&*transaction, new.owner_id)
             .await?
             .is_none()
@@ -249,13 +288,30 @@ impl Identity {
         })
     }
 
-    pub async fn create_api_key(&self, caller: &Principal, new: NewApiKey) -> Result<IssuedApiKey> {
+    /// Issues a key. The secret exists only in this answer, so a retry with
+    /// the same request id gets the key's record without it (`replayed`).
+    pub async fn create_api_key(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        new: NewApiKey,
+    ) -> Result<IssuedApiKey> {
         let allowed =
             caller.is_admin() || (caller.user_id == new.user_id && !caller.is_service_key());
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => {
+                let key = replay_api_key(replay, caller).await?;
+                return Ok(IssuedApiKey {
+                    key,
+                    secret: String::new(),
+                    replayed: true,
+                });
+            }
+        };
         let issued = issue_api_key(&transaction, new, Utc::now()).await?;
         // The record only: the secret never reaches the audit trail.
         transaction
@@ -284,14 +340,23 @@ impl Identity {
         })
     }
 
-    pub async fn revoke_api_key(&self, caller: &Principal, id: Uuid) -> Result<ApiKey> {
+    pub async fn revoke_api_key(
+        &self,
+        caller: &Principal,
+        request_key: Option<RequestKey>,
+        id: Uuid,
+    ) -> Result<ApiKey> {
         let key = store::find_api_key(&self.db, id).await?;
         let allowed = |key: &ApiKey| {
             caller.is_admin() || (caller.user_id == key.user_id && !caller.is_service_key())
         };
         match key {
             Some(key) if allowed(&key) => {
-                let transaction = Audited::begin(&self.db).await?;
+                let begun = Audited::begin_once(&self.db, caller, request_key.as_ref()).await?;
+                let transaction = match begun {
+                    Begun::Fresh(transaction) => transaction,
+                    Begun::Replay(replay) => return replay_api_key(replay, caller).await,
+                };
                 store::revoke_api_key(&*transaction, id, Utc::now()).await?;
                 let revoked = store::find_api_key(&*transaction, id)
                     .await?
@@ -421,5 +486,23 @@ async fn issue_api_key(
         auth::hash_secret(&secret),
     )
     .await?;
-    Ok(IssuedApiKey { key, secret })
+    Ok(IssuedApiKey {
+        key,
+        secret,
+        replayed: false,
+    })
+}
+
+async fn replay_user(replay: Replay, caller: &Principal) -> Result<User> {
+    let user = store::find_user(replay.transaction(), replay.resource_id()?)
+        .await?
+        .ok_or_else(|| Error::internal("a replayed user is gone"))?;
+    replay.answer(caller, "user", user).await
+}
+
+async fn replay_api_key(replay: Replay, caller: &Principal) -> Result<ApiKey> {
+    let key = store::find_api_key(replay.transaction(), replay.resource_id()?)
+        .await?
+        .ok_or_else(|| Error::internal("a replayed api key is gone"))?;
+    replay.answer(caller, "api_key", key).await
 }

@@ -15,7 +15,7 @@ use crate::fixed::format_units;
 use crate::proto::identity::{self as pb, identity_service_server::IdentityService};
 use crate::proto::types::Decimal;
 use crate::transport::{
-    Violations, datetime_from, json_object, json_to_struct, optional, timestamp,
+    Violations, datetime_from, json_object, json_to_struct, optional, request_key, timestamp,
 };
 
 /// Scale of AZR amounts: 6 fractional digits (micro-AZR), as USDC.
@@ -235,6 +235,7 @@ impl TryFrom<pb::CreateUserRequest> for NewUser {
             country,
             language,
             metadata,
+            request_id: _,
         } = request;
         let mut v = Violations::default();
         let username = v.check(Username::parse("username", &username));
@@ -271,7 +272,11 @@ impl TryFrom<pb::CreateUserRequest> for NewUser {
 /// Parses an UpdateUser request into the user's id and the changes its mask
 /// names; unknown and read-only paths are rejected.
 fn parse_update(request: pb::UpdateUserRequest) -> Result<(uuid::Uuid, UserChanges), Error> {
-    let pb::UpdateUserRequest { user, update_mask } = request;
+    let pb::UpdateUserRequest {
+        user,
+        update_mask,
+        request_id: _,
+    } = request;
     let Some(user) = user else {
         return Err(Error::invalid("user", "is required"));
     };
@@ -341,8 +346,10 @@ impl IdentityService for IdentityApi {
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let caller = principal(&request)?;
-        let new = NewUser::try_from(request.into_inner())?;
-        let user = self.identity.create_user(&caller, new).await?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let new = NewUser::try_from(message)?;
+        let user = self.identity.create_user(&caller, key, new).await?;
         Ok(Response::new(pb::CreateUserResponse {
             user: Some(user_to_proto(user)),
         }))
@@ -402,8 +409,10 @@ impl IdentityService for IdentityApi {
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
         let caller = principal(&request)?;
-        let (id, changes) = parse_update(request.into_inner())?;
-        let user = self.identity.update_user(&caller, id, changes).await?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let (id, changes) = parse_update(message)?;
+        let user = self.identity.update_user(&caller, key, id, changes).await?;
         Ok(Response::new(pb::UpdateUserResponse {
             user: Some(user_to_proto(user)),
         }))
@@ -414,12 +423,18 @@ impl IdentityService for IdentityApi {
         request: Request<pb::SetUserRoleRequest>,
     ) -> Result<Response<pb::SetUserRoleResponse>, Status> {
         let caller = principal(&request)?;
-        let pb::SetUserRoleRequest { user_id, role } = request.into_inner();
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let pb::SetUserRoleRequest {
+            user_id,
+            role,
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let id = v.check(parse_id("user_id", &user_id));
         let role = v.check(role_from("role", role));
         let (id, role) = v.finish(|| Some((id?, role?)))?;
-        let user = self.identity.set_user_role(&caller, id, role).await?;
+        let user = self.identity.set_user_role(&caller, key, id, role).await?;
         Ok(Response::new(pb::SetUserRoleResponse {
             user: Some(user_to_proto(user)),
         }))
@@ -430,11 +445,14 @@ impl IdentityService for IdentityApi {
         request: Request<pb::SetKycStatusRequest>,
     ) -> Result<Response<pb::SetKycStatusResponse>, Status> {
         let caller = principal(&request)?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::SetKycStatusRequest {
             user_id,
             kyc_status,
             reason,
-        } = request.into_inner();
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let id = v.check(parse_id("user_id", &user_id));
         let status = v.check(kyc_from("kyc_status", kyc_status));
@@ -457,7 +475,10 @@ impl IdentityService for IdentityApi {
                 },
             ))
         })?;
-        let user = self.identity.set_kyc_status(&caller, id, change).await?;
+        let user = self
+            .identity
+            .set_kyc_status(&caller, key, id, change)
+            .await?;
         Ok(Response::new(pb::SetKycStatusResponse {
             user: Some(user_to_proto(user)),
         }))
@@ -468,11 +489,14 @@ impl IdentityService for IdentityApi {
         request: Request<pb::CreateWalletRequest>,
     ) -> Result<Response<pb::CreateWalletResponse>, Status> {
         let caller = principal(&request)?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::CreateWalletRequest {
             owner_id,
             address,
             label,
-        } = request.into_inner();
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let owner_id = v.check(parse_id("owner_id", &owner_id));
         let address = v.check(Address::parse("address", &address));
@@ -484,7 +508,7 @@ impl IdentityService for IdentityApi {
                 label: label?,
             })
         })?;
-        let wallet = self.identity.create_wallet(&caller, new).await?;
+        let wallet = self.identity.create_wallet(&caller, key, new).await?;
         Ok(Response::new(pb::CreateWalletResponse {
             wallet: Some(wallet_to_proto(wallet)),
         }))
@@ -529,12 +553,15 @@ impl IdentityService for IdentityApi {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let caller = principal(&request)?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::CreateApiKeyRequest {
             user_id,
             name,
             role,
             expire_time,
-        } = request.into_inner();
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let user_id = v.check(parse_id("user_id", &user_id));
         let name = v.check(parse_label("name", &name));
@@ -553,10 +580,11 @@ impl IdentityService for IdentityApi {
                 expires_at: expires_at?,
             })
         })?;
-        let issued = self.identity.create_api_key(&caller, new).await?;
+        let issued = self.identity.create_api_key(&caller, key, new).await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_proto(issued.key)),
             secret: issued.secret,
+            replayed: issued.replayed,
         }))
     }
 
@@ -586,9 +614,17 @@ impl IdentityService for IdentityApi {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let caller = principal(&request)?;
-        let pb::RevokeApiKeyRequest { api_key_id } = request.into_inner();
+        let message = request.into_inner();
+        let request_key = request_key(&message, &message.request_id)?;
+        let pb::RevokeApiKeyRequest {
+            api_key_id,
+            request_id: _,
+        } = message;
         let id = parse_id("api_key_id", &api_key_id).map_err(Error::from)?;
-        let key = self.identity.revoke_api_key(&caller, id).await?;
+        let key = self
+            .identity
+            .revoke_api_key(&caller, request_key, id)
+            .await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_proto(key)),
         }))

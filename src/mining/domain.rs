@@ -98,6 +98,8 @@ pub struct Sample {
     pub difficulty: f64,
     pub network_hashrate_mhs: f64,
     pub earnings_micros: i64,
+    /// The rig's own number for the sample, if it numbers them.
+    pub rig_sequence: Option<i64>,
 }
 
 pub struct RawSample<'a> {
@@ -110,6 +112,8 @@ pub struct RawSample<'a> {
     pub difficulty: f64,
     pub network_hashrate_mhs: f64,
     pub earnings_usd: &'a str,
+    /// 0 when the rig does not number its samples.
+    pub rig_sequence: i64,
 }
 
 impl Sample {
@@ -138,6 +142,7 @@ impl Sample {
         for (name, value) in [
             ("shares_accepted", raw.shares_accepted),
             ("shares_rejected", raw.shares_rejected),
+            ("rig_sequence", raw.rig_sequence),
         ] {
             if value < 0 {
                 violations.push(FieldViolation::new(
@@ -176,6 +181,7 @@ impl Sample {
                 difficulty: raw.difficulty,
                 network_hashrate_mhs: raw.network_hashrate_mhs,
                 earnings_micros,
+                rig_sequence: (raw.rig_sequence > 0).then_some(raw.rig_sequence),
             }),
             _ => Err(violations),
         }
@@ -202,9 +208,48 @@ pub struct Session {
     pub shares_rejected: i64,
     pub earnings_micros: i64,
     pub mint_transaction: Option<Uuid>,
+    /// The highest rig sequence number stored (see [`Session::new_samples`]).
+    pub last_rig_sequence: Option<i64>,
 }
 
 impl Session {
+    /// The samples of a stream this session does not hold yet. A rig that
+    /// numbers its samples (all of a stream's, increasing) may resend any:
+    /// those numbered at or below the highest stored are dropped, so a
+    /// retried stream never counts twice. Unnumbered samples are all new.
+    pub fn new_samples(&self, samples: Vec<Sample>) -> Result<Vec<Sample>, FieldViolation> {
+        let numbered = samples.iter().filter(|s| s.rig_sequence.is_some()).count();
+        if numbered == 0 {
+            return Ok(samples);
+        }
+        if numbered != samples.len() {
+            let index = samples
+                .iter()
+                .position(|sample| sample.rig_sequence.is_none())
+                .unwrap_or_default();
+            return Err(FieldViolation::new(
+                format!("samples[{index}].rig_sequence"),
+                "is required when other samples of the stream are numbered",
+            ));
+        }
+        let mut previous = 0;
+        for (index, sample) in samples.iter().enumerate() {
+            let number = sample.rig_sequence.unwrap_or_default();
+            if number <= previous {
+                return Err(FieldViolation::new(
+                    format!("samples[{index}].rig_sequence"),
+                    "must increase within a stream",
+                ));
+            }
+            previous = number;
+        }
+        let stored = self.last_rig_sequence.unwrap_or(0);
+        Ok(samples
+            .into_iter()
+            .filter(|sample| sample.rig_sequence.unwrap_or_default() > stored)
+            .collect())
+    }
+
     pub fn average_hashrate(&self) -> f64 {
         if self.sample_count == 0 {
             0.0
@@ -267,6 +312,9 @@ impl Session {
                         "takes the session's earnings above the largest single mint (1000000000)",
                     )
                 })?;
+            if sample.rig_sequence.is_some() {
+                totals.last_rig_sequence = sample.rig_sequence;
+            }
             totals.hashrate_sum += sample.hashrate_mhs;
             totals.power_sum += sample.power_watts;
             totals.last_sample_at = Some(

@@ -25,6 +25,7 @@ pub mod session {
         pub shares_rejected: i64,
         pub earnings_micros: i64,
         pub mint_transaction_id: Option<Uuid>,
+        pub last_rig_sequence: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

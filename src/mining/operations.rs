@@ -10,10 +10,11 @@ use super::domain::{
     SessionStatus,
 };
 use super::store;
-use crate::audit::{Audited, Change};
+use crate::audit::{Audited, Begun, Change, Replay};
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Entry, Generation, Invalidation};
 use crate::error::{Error, FieldViolation};
+use crate::idempotency::RequestKey;
 use crate::identity::operations::Page;
 use crate::identity::store as identity_store;
 use crate::pagination::PageRequest;
@@ -24,6 +25,23 @@ type Result<T> = std::result::Result<T, Error>;
 
 /// Roles that mine (for themselves); auditors only read.
 const MINERS: &[Role] = &[Role::Admin, Role::Treasurer, Role::Member, Role::Service];
+
+/// What a `RecordStatistics` stream did.
+pub struct Recorded {
+    pub session: Session,
+    pub stored: i64,
+    /// Numbered samples the session already held.
+    pub skipped: i64,
+    /// A resent stream: nothing was stored now.
+    pub replayed: bool,
+}
+
+async fn replay_session(replay: Replay, caller: &Principal) -> Result<Session> {
+    let session = store::find_session(replay.transaction(), replay.resource_id()?)
+        .await?
+        .ok_or_else(|| Error::internal("a replayed mining session is gone"))?;
+    replay.answer(caller, "mining_session", session).await
+}
 
 #[derive(Clone)]
 pub struct Mining {
@@ -59,7 +77,12 @@ impl Mining {
         &self.db
     }
 
-    pub async fn start_session(&self, caller: &Principal, new: NewSession) -> Result<Session> {
+    pub async fn start_session(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        new: NewSession,
+    ) -> Result<Session> {
         caller.require_role(MINERS)?;
         let miner = new.miner.unwrap_or(caller.user_id);
         if miner != caller.user_id && !caller.is_admin() {
@@ -85,6 +108,7 @@ impl Mining {
             started_at: Utc::now().trunc_subsecs(6),
             ended_at: None,
             last_sample_at: None,
+            last_rig_sequence: None,
             sample_count: 0,
             hashrate_sum: 0.0,
             power_sum: 0.0,
@@ -93,7 +117,10 @@ impl Mining {
             earnings_micros: 0,
             mint_transaction: None,
         };
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => return replay_session(replay, caller).await,
+        };
         store::insert_session(&*transaction, &session).await?;
         transaction
             .commit(
@@ -117,11 +144,25 @@ impl Mining {
     pub async fn record_statistics(
         &self,
         caller: &Principal,
+        key: Option<RequestKey>,
         id: Uuid,
         samples: Vec<Sample>,
-    ) -> Result<(Session, i64)> {
+    ) -> Result<Recorded> {
         caller.require_role(MINERS)?;
-        let transaction = Audited::begin(&self.db).await?;
+        let sent = samples.len() as i64;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => {
+                // The same stream again: it was stored whole the first time.
+                let session = replay_session(replay, caller).await?;
+                return Ok(Recorded {
+                    session,
+                    stored: sent,
+                    skipped: 0,
+                    replayed: true,
+                });
+            }
+        };
         let mut session =
             Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
         if session.status == SessionStatus::Ended {
@@ -147,9 +188,11 @@ impl Mining {
             return Err(Error::InvalidArgument(outside));
         }
         let before = serde_json::json!({ "sample_count": session.sample_count, "earnings_micros": session.earnings_micros });
-        session
-            .absorb(&samples)
+        let samples = session
+            .new_samples(samples)
+            .and_then(|samples| session.absorb(&samples).map(|()| samples))
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        let skipped = sent - samples.len() as i64;
         store::insert_samples(&*transaction, id, &samples).await?;
         store::update_session(&*transaction, &session).await?;
         // The totals, not every sample: the samples themselves are the record.
@@ -157,6 +200,7 @@ impl Mining {
             "sample_count": session.sample_count,
             "earnings_micros": session.earnings_micros,
             "samples_stored": samples.len(),
+            "samples_skipped": skipped,
         });
         transaction
             .commit(
@@ -169,7 +213,12 @@ impl Mining {
         self.cache
             .invalidate(performance_changed(session.miner))
             .await;
-        Ok((session, samples.len() as i64))
+        Ok(Recorded {
+            session,
+            stored: samples.len() as i64,
+            skipped,
+            replayed: false,
+        })
     }
 
     /// Closes the session and records the claim to its earnings in one
@@ -181,9 +230,17 @@ impl Mining {
     /// reference or rejects it (`ConfirmTransaction` / `FailTransaction`).
     /// Only earnings within the operator's auto-confirm limit are minted at
     /// once.
-    pub async fn end_session(&self, caller: &Principal, id: Uuid) -> Result<Session> {
+    pub async fn end_session(
+        &self,
+        caller: &Principal,
+        key: Option<RequestKey>,
+        id: Uuid,
+    ) -> Result<Session> {
         caller.require_role(MINERS)?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+            Begun::Fresh(transaction) => transaction,
+            Begun::Replay(replay) => return replay_session(replay, caller).await,
+        };
         let mut session =
             Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
         let before = session.clone();

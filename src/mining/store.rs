@@ -42,6 +42,7 @@ fn session_from_row(row: session::Model) -> Result<Session> {
         shares_rejected: row.shares_rejected,
         earnings_micros: row.earnings_micros,
         mint_transaction: row.mint_transaction_id,
+        last_rig_sequence: row.last_rig_sequence,
     })
 }
 
@@ -56,6 +57,7 @@ fn sample_from_row(row: &sample::Model) -> Sample {
         difficulty: row.difficulty,
         network_hashrate_mhs: row.network_hashrate_mhs,
         earnings_micros: row.earnings_micros,
+        rig_sequence: None,
     }
 }
 
@@ -79,6 +81,7 @@ pub async fn insert_session(db: &impl ConnectionTrait, session: &Session) -> Res
         shares_rejected: Set(0),
         earnings_micros: Set(0),
         mint_transaction_id: Set(None),
+        last_rig_sequence: Set(None),
     })
     .exec_without_returning(db)
     .await
@@ -149,6 +152,10 @@ pub async fn update_session(db: &impl ConnectionTrait, session: &Session) -> Res
         .col_expr(
             Column::MintTransactionId,
             Expr::value(session.mint_transaction),
+        )
+        .col_expr(
+            Column::LastRigSequence,
+            Expr::value(session.last_rig_sequence),
         )
         .filter(Column::Id.eq(session.id))
         .exec(db)

@@ -18,10 +18,12 @@ use super::operations::Mining;
 use super::store;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
+use crate::idempotency::Fingerprint;
 use crate::identity::domain::parse_id;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
 use crate::transport::{
-    Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream, timestamp,
+    Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream,
+    request_key, timestamp,
 };
 
 /// How often a WatchSession stream looks for new samples.
@@ -78,6 +80,7 @@ fn session_to_proto(session: Session) -> pb::Session {
         shares_rejected,
         earnings_micros,
         mint_transaction,
+        last_rig_sequence,
     } = session;
     pb::Session {
         id: id.to_string(),
@@ -101,6 +104,7 @@ fn session_to_proto(session: Session) -> pb::Session {
             .map(|id| id.to_string())
             .unwrap_or_default(),
         minted_azr: decimal(minted),
+        last_rig_sequence: last_rig_sequence.unwrap_or_default(),
     }
 }
 
@@ -115,6 +119,7 @@ fn sample_to_proto(sample: Sample) -> pb::Sample {
         difficulty,
         network_hashrate_mhs,
         earnings_micros,
+        rig_sequence,
     } = sample;
     pb::Sample {
         sample_time: Some(timestamp(at)),
@@ -126,6 +131,7 @@ fn sample_to_proto(sample: Sample) -> pb::Sample {
         difficulty,
         network_hashrate_mhs,
         earnings_usd: decimal(earnings_micros),
+        rig_sequence: rig_sequence.unwrap_or_default(),
     }
 }
 
@@ -140,6 +146,7 @@ fn sample_from_proto(index: usize, sample: pb::Sample) -> Result<Sample, Vec<Fie
         difficulty,
         network_hashrate_mhs,
         earnings_usd,
+        rig_sequence,
     } = sample;
     let prefix = format!("samples[{index}]");
     let at = match sample_time
@@ -165,6 +172,7 @@ fn sample_from_proto(index: usize, sample: pb::Sample) -> Result<Sample, Vec<Fie
             difficulty,
             network_hashrate_mhs,
             earnings_usd: &earnings,
+            rig_sequence,
         },
     )
 }
@@ -190,6 +198,8 @@ impl MiningService for MiningApi {
         request: Request<pb::StartSessionRequest>,
     ) -> Result<Response<pb::StartSessionResponse>, Status> {
         let caller = principal(&request)?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
         let pb::StartSessionRequest {
             miner_id,
             wallet_id,
@@ -197,7 +207,8 @@ impl MiningService for MiningApi {
             pool_name,
             pool_url,
             worker_name,
-        } = request.into_inner();
+            request_id: _,
+        } = message;
         let mut v = Violations::default();
         let miner = v.check(optional(&miner_id, |text| parse_id("miner_id", text)));
         let wallet = v.check(parse_id("wallet_id", &wallet_id));
@@ -215,7 +226,7 @@ impl MiningService for MiningApi {
                 worker_name: worker_name?,
             })
         })?;
-        let session = self.mining.start_session(&caller, new).await?;
+        let session = self.mining.start_session(&caller, key, new).await?;
         Ok(Response::new(pb::StartSessionResponse {
             session: Some(session_to_proto(session)),
         }))
@@ -228,6 +239,10 @@ impl MiningService for MiningApi {
         let caller = principal(&request)?;
         let mut stream = request.into_inner();
         let mut session_id: Option<String> = None;
+        let mut request_id = String::new();
+        // A resent stream is recognised by all of its messages.
+        let mut fingerprint = Fingerprint::default();
+        let mut first = true;
         let mut samples = Vec::new();
         let mut violations = Vec::new();
         // Every sample of the stream counts, valid or not, so errors name
@@ -236,9 +251,23 @@ impl MiningService for MiningApi {
         // Read the whole stream first: nothing is stored unless every sample
         // is valid.
         while let Some(message) = stream.message().await? {
+            if !message.request_id.is_empty() {
+                if request_id.is_empty() && first {
+                    request_id = message.request_id.clone();
+                } else if message.request_id != request_id {
+                    return Err(Error::invalid(
+                        "request_id",
+                        "must be set in the first message and the same or empty in later ones",
+                    )
+                    .into());
+                }
+            }
+            first = false;
+            fingerprint.add(&message);
             let pb::RecordStatisticsRequest {
                 session_id: id,
                 samples: batch,
+                request_id: _,
             } = message;
             match &session_id {
                 None => session_id = Some(id),
@@ -279,10 +308,18 @@ impl MiningService for MiningApi {
                 Error::invalid("samples", "a stream must carry at least one sample").into(),
             );
         }
-        let (session, stored) = self.mining.record_statistics(&caller, id, samples).await?;
+        let key = fingerprint
+            .key("request_id", &request_id)
+            .map_err(Error::from)?;
+        let recorded = self
+            .mining
+            .record_statistics(&caller, key, id, samples)
+            .await?;
         Ok(Response::new(pb::RecordStatisticsResponse {
-            session: Some(session_to_proto(session)),
-            samples_stored: stored,
+            session: Some(session_to_proto(recorded.session)),
+            samples_stored: recorded.stored,
+            samples_skipped: recorded.skipped,
+            replayed: recorded.replayed,
         }))
     }
 
@@ -291,9 +328,14 @@ impl MiningService for MiningApi {
         request: Request<pb::EndSessionRequest>,
     ) -> Result<Response<pb::EndSessionResponse>, Status> {
         let caller = principal(&request)?;
-        let pb::EndSessionRequest { session_id } = request.into_inner();
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let pb::EndSessionRequest {
+            session_id,
+            request_id: _,
+        } = message;
         let id = parse_id("session_id", &session_id).map_err(Error::from)?;
-        let session = self.mining.end_session(&caller, id).await?;
+        let session = self.mining.end_session(&caller, key, id).await?;
         Ok(Response::new(pb::EndSessionResponse {
             session: Some(session_to_proto(session)),
         }))

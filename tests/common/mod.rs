@@ -245,6 +245,7 @@ impl TestApp {
                     pb::SetUserRoleRequest {
                         user_id: user.id.clone(),
                         role: role as i32,
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -346,6 +347,7 @@ pub mod money {
                         owner_id: owner_id.into(),
                         address: address(),
                         label: String::new(),
+                        ..Default::default()
                     },
                 ))
                 .await
