@@ -1103,3 +1103,125 @@ async fn founder_pay_rewards_and_invoice_payments_are_fresh_in_cached_reads(back
         "7009.990000"
     );
 }
+
+/// A process killed between a ledger commit and its invalidation reaching
+/// Redis: once a process starts again, no replica serves the old balance.
+/// The killed server is the real binary (SIGKILL); its Redis traffic runs
+/// through a proxy that swallows the invalidation and is then cut, so
+/// nothing of it ever reaches Redis.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_invalidation_leaves_no_stale_read_after_a_restart() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let redis = RedisServer::start();
+    let redis_url = redis.url();
+    let app = TestApp::spawn_with(Backend::Postgres, |settings| {
+        settings.redis_url = Some(secret_for_tests(&redis_url));
+        settings.auth_cache_ms = 0;
+    })
+    .await;
+    let (_, alice, wallet) = app.member_with_wallet("alice").await;
+    let (_, _, bob_wallet) = app.member_with_wallet("bob").await;
+    app.fund(&wallet, "100").await;
+
+    let redis_address: SocketAddr = format!("127.0.0.1:{}", redis.port).parse().unwrap();
+    let proxy = TcpProxy::start(redis_address).await;
+    let port = common::infra::free_port();
+    let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_azora"))
+        .arg("serve")
+        .env("AZORA_DATABASE_URL", &app.database.url)
+        .env("AZORA_REDIS_URL", format!("redis://{}", proxy.address))
+        .env("AZORA_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("AZORA_NO_MIGRATE", "true")
+        .env("AZORA_RATE_LIMIT", "admin=0,member=0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start azora");
+    let mut lines = BufReader::new(doomed.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut said = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("serving") {
+                return;
+            }
+            said.push(line);
+        }
+        panic!("the server exited before serving: {said:#?}");
+    })
+    .await
+    .expect("the binary serves within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let doomed_channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    // Both replicas have the balance cached (once the starting one trusts
+    // its cache: it moves the epoch first).
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            balance_via(doomed_channel.clone(), &alice, &wallet)
+                .await
+                .unwrap(),
+            "100.000000"
+        );
+        assert_eq!(
+            balance_via(app.channel().await, &alice, &wallet)
+                .await
+                .unwrap(),
+            "100.000000"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The doomed replica commits a transfer; its invalidation goes nowhere.
+    proxy.blackhole();
+    let moved = transfer_via(
+        doomed_channel,
+        &alice,
+        "crash-1",
+        &wallet,
+        &bob_wallet,
+        "40",
+    )
+    .await;
+    assert!(moved.is_ok(), "{moved:?}");
+    doomed.start_kill().unwrap();
+    doomed.wait().await.unwrap();
+    proxy.cut();
+
+    // A process starts again (here, a replica in this test process).
+    let restarted = app
+        .replica(|settings| {
+            settings.redis_url = Some(secret_for_tests(&redis_url));
+            settings.auth_cache_ms = 0;
+        })
+        .await;
+    assert_eq!(
+        balance_via(restarted.channel().await, &alice, &wallet)
+            .await
+            .unwrap(),
+        "60.000000",
+        "the restarted process reads fresh"
+    );
+    // It moved the epoch on before trusting the cache, so the replica that
+    // kept running is fresh too.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let seen = balance_via(app.channel().await, &alice, &wallet)
+            .await
+            .unwrap();
+        if seen == "60.000000" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the surviving replica still serves {seen} after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

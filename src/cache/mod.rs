@@ -216,19 +216,37 @@ impl Cache {
         Self { inner: None }
     }
 
+    /// A cache that is distrusted until it has moved the epoch on: a
+    /// process that starts cannot know whether an invalidation was lost (its
+    /// predecessor may have died between a commit and the increment), and
+    /// neither can one that reconnects to Redis (which may have restarted
+    /// from a snapshot holding old generations). Moving the epoch puts every
+    /// replica's entries out of reach, so a read after the restart is fresh
+    /// everywhere. Must be called inside a Tokio runtime.
     pub fn new(redis: Redis, ttl: Duration) -> Self {
-        Self {
-            inner: Some(Arc::new(Inner {
-                redis,
-                ttl,
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
-                bypassed: AtomicU64::new(0),
-                failed_invalidations: AtomicU64::new(0),
-                covered_failures: AtomicU64::new(0),
-                repairing: AtomicBool::new(false),
-            })),
-        }
+        let inner = Arc::new(Inner {
+            redis,
+            ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
+            failed_invalidations: AtomicU64::new(1),
+            covered_failures: AtomicU64::new(0),
+            repairing: AtomicBool::new(false),
+        });
+        Inner::start_repair(inner.clone());
+        let mut reconnects = inner.redis.client().reconnect_rx();
+        let watched = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                let Some(inner) = watched.upgrade() else {
+                    return;
+                };
+                inner.failed_invalidations.fetch_add(1, Ordering::SeqCst);
+                Inner::start_repair(inner);
+            }
+        });
+        Self { inner: Some(inner) }
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -1041,6 +1041,16 @@ pub async fn apply_in(
                     "idempotency key points at missing transaction {transaction_id}"
                 ))
             })?;
+        // The first call may have committed and died before its
+        // invalidation reached Redis: its retry invalidates again.
+        invalidation.merge(Invalidation::of(
+            original
+                .from_wallet
+                .into_iter()
+                .chain(original.to_wallet)
+                .map(Generation::Wallet)
+                .chain([Generation::Ledger]),
+        ));
         outcomes[index] = Some(Ok(original));
     }
     let outcomes = outcomes
