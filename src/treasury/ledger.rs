@@ -861,6 +861,7 @@ pub async fn apply_in(
         .iter()
         .map(|(caller, request_id, _)| (caller.user_id, request_id.as_str().to_owned()))
         .collect();
+    store::lock_idempotency_keys(transaction, &keys).await?;
     let stored_keys = store::find_idempotency_keys(transaction, &keys).await?;
 
     let referenced_ids: Vec<Uuid> = requests

@@ -9,6 +9,7 @@ use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
+use sha2::Digest;
 use uuid::Uuid;
 
 use super::domain::{
@@ -147,6 +148,46 @@ pub async fn insert_policy(db: &impl ConnectionTrait, policy: AllocationPolicy) 
         created_at: Set(Utc::now()),
     })
     .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Serialises batches that carry the same (caller, request id): one
+/// transaction-scoped advisory lock per key, taken in one order by every
+/// batch (so they cannot deadlock), before the keys are looked up. A batch
+/// whose twin is in flight waits for it to commit and then finds its key: a
+/// replay, instead of a unique violation that would fail the whole batch
+/// into one-by-one retries. PostgreSQL only: SQLite write transactions are
+/// serialised already.
+pub async fn lock_idempotency_keys(
+    db: &impl ConnectionTrait,
+    keys: &[(Uuid, String)],
+) -> Result<()> {
+    if keys.is_empty() || db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut locks: Vec<i64> = keys
+        .iter()
+        .map(|(caller, request_id)| {
+            let digest = sha2::Sha256::new()
+                .chain_update(caller.as_bytes())
+                .chain_update(request_id.as_bytes())
+                .finalize();
+            i64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+        })
+        .collect();
+    locks.sort_unstable();
+    locks.dedup();
+    // Left to right in the target list: the locks are taken in this order.
+    let calls: Vec<String> = locks
+        .iter()
+        .map(|lock| format!("pg_advisory_xact_lock({lock})"))
+        .collect();
+    db.execute_raw(Statement::from_string(
+        DbBackend::Postgres,
+        format!("SELECT {}", calls.join(", ")),
+    ))
     .await
     .map_err(classify)?;
     Ok(())
