@@ -1,0 +1,83 @@
+//! Identical concurrent ledger requests replay; they never fail a whole batch
+//! into one-by-one retries. PostgreSQL (SQLite serialises its writers, so
+//! two batches never race there). The writer logs every batch that failed
+//! whole; this test process listens to the server's log to count them.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use azora::proto::treasury as tpb;
+use azora::proto::treasury::treasury_service_client::TreasuryServiceClient;
+use common::money::azr;
+use common::{Backend, TestApp, authed};
+use tokio::task::JoinSet;
+
+/// Everything the server logs in this test process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_concurrent_transfers_replay_without_failing_a_batch() {
+    let log = Captured::default();
+    let writer = log.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("azora=warn")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+    let app = TestApp::spawn_with(Backend::Postgres, |settings| {
+        settings.ledger_writers = 2;
+    })
+    .await;
+    let (_, key, from) = app.member_with_wallet("payer").await;
+    let (_, _, to) = app.member_with_wallet("payee").await;
+    app.fund(&from, "1000").await;
+    let channels = [app.channel().await, app.channel().await];
+    for round in 0..40 {
+        let mut calls = JoinSet::new();
+        for copy in 0..8 {
+            // Four identical requests and four distinct ones per round, on
+            // two connections, so both writers get twins at once.
+            let request_id = if copy % 2 == 0 {
+                format!("twin-{round}")
+            } else {
+                format!("single-{round}-{copy}")
+            };
+            let request = tpb::TransferRequest {
+                request_id,
+                from_wallet_id: from.clone(),
+                to_wallet_id: to.clone(),
+                amount: azr("0.01"),
+                ..Default::default()
+            };
+            let channel = channels[copy % 2].clone();
+            let key = key.clone();
+            calls.spawn(async move {
+                TreasuryServiceClient::new(channel)
+                    .transfer(authed(&key, request))
+                    .await
+                    .map(|response| response.into_inner().transaction.unwrap().id)
+            });
+        }
+        while let Some(result) = calls.join_next().await {
+            result.unwrap().expect("every transfer and replay succeeds");
+        }
+    }
+    // 40 twins and 160 singles: 200 transfers of 0.01.
+    assert_eq!(app.available(&to).await, "2.000000");
+    common::money::assert_books_balance(&app).await;
+    let said = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let failed = said.matches("ledger batch failed").count();
+    assert_eq!(failed, 0, "batches failed whole:\n{said}");
+}
