@@ -253,6 +253,8 @@ impl ComplianceService for ComplianceApi {
         if from_sequence < 0 {
             v.0.push(FieldViolation::new("from_sequence", "must not be negative"));
         }
+        // Reversed is wrong whatever the chain holds: INVALID_ARGUMENT here.
+        // Beyond the head depends on the chain: OUT_OF_RANGE, from the verifier.
         if to_sequence < 0 || (to_sequence > 0 && to_sequence < from_sequence) {
             v.0.push(FieldViolation::new(
                 "to_sequence",
