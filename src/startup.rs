@@ -32,6 +32,7 @@ use crate::proto::treasury::founder_compensation_service_server::FounderCompensa
 use crate::proto::treasury::knowledge_reward_service_server::KnowledgeRewardServiceServer;
 use crate::proto::treasury::treasury_service_server::TreasuryServiceServer;
 use crate::rewards::{KnowledgeRewardApi, Rewards};
+use crate::streams::Watchers;
 use crate::treasury::domain::AllocationPolicy;
 use crate::treasury::operations::ensure_policy;
 use crate::treasury::{Treasury, TreasuryApi};
@@ -169,8 +170,16 @@ impl Application {
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let stop_serving = CancellationToken::new();
+        // One registry for both watch services: the per-key stream cap
+        // counts WatchAlerts and WatchSession streams together.
+        let watchers = Watchers::new(
+            db.clone(),
+            settings.streams_per_key,
+            settings.auth_cache_ttl(),
+        );
         let mining = MiningServiceServer::new(MiningApi::new(
             Mining::new(db.clone(), policy, cache.clone()),
+            watchers.clone(),
             stop_serving.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -184,6 +193,7 @@ impl Application {
         })?;
         let compliance = ComplianceServiceServer::new(ComplianceApi::new(
             Compliance::new(db.clone(), kyc_threshold.micros()),
+            watchers,
             stop_serving.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -631,7 +631,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
 
     // A watcher, then a balance changed behind the ledger's back.
     let mut alerts = client
-        .watch_alerts(authed(&app.admin_key, pb::WatchAlertsRequest {}))
+        .watch_alerts(authed(&app.admin_key, pb::WatchAlertsRequest::default()))
         .await
         .unwrap()
         .into_inner();

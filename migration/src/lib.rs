@@ -18,6 +18,7 @@ mod m20261125_000005_ledger_pool_transfers;
 mod m20261125_000006_founder_compensation;
 mod m20261125_000007_knowledge_rewards;
 mod m20261125_000008_billing;
+mod m20261201_000001_alert_sequence;
 mod sql;
 
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_founder_compensation::Migration),
             Box::new(m20261125_000007_knowledge_rewards::Migration),
             Box::new(m20261125_000008_billing::Migration),
+            Box::new(m20261201_000001_alert_sequence::Migration),
         ]
     }
 }

@@ -44,6 +44,9 @@ pub mod alert {
         pub created_at: DateTimeUtc,
         pub acknowledged_by: Option<Uuid>,
         pub acknowledged_at: Option<DateTimeUtc>,
+        /// Position in commit order (see `store::raise_alert_in`); what
+        /// WatchAlerts resumes from.
+        pub sequence: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -347,7 +347,7 @@ impl Compliance {
                 end.to_rfc3339(),
                 check.findings.first().cloned().unwrap_or_default()
             );
-            store::raise_alert(&*transaction, severity, "compliance", &message).await?;
+            store::raise_alert_in(&transaction, severity, "compliance", &message).await?;
         }
         let change = Change::new("compliance_report", row.id)
             .new_values(serde_json::json!({ "status": status, "report_type": kind.as_str(), "period_start": start, "period_end": end }));

@@ -20,6 +20,7 @@ use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
+use crate::streams::Watchers;
 use crate::transport::{
     Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream, timestamp,
 };
@@ -31,13 +32,19 @@ const WATCH_BATCH: u64 = 500;
 
 pub struct MiningApi {
     mining: Mining,
+    watchers: Watchers,
     shutdown: CancellationToken,
 }
 
 impl MiningApi {
-    /// `shutdown` ends open WatchSession streams when the server drains.
-    pub fn new(mining: Mining, shutdown: CancellationToken) -> Self {
-        Self { mining, shutdown }
+    /// `watchers` bounds and re-checks WatchSession streams; `shutdown` ends
+    /// them when the server drains.
+    pub fn new(mining: Mining, watchers: Watchers, shutdown: CancellationToken) -> Self {
+        Self {
+            mining,
+            watchers,
+            shutdown,
+        }
     }
 }
 
@@ -417,45 +424,66 @@ impl MiningService for MiningApi {
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
         let caller = principal(&request)?;
-        let pb::WatchSessionRequest { session_id } = request.into_inner();
-        let id: Uuid = parse_id("session_id", &session_id).map_err(Error::from)?;
+        let pb::WatchSessionRequest {
+            session_id,
+            after_sequence,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(parse_id("session_id", &session_id));
+        if after_sequence < 0 {
+            v.0.push(FieldViolation::new(
+                "after_sequence",
+                "must not be negative",
+            ));
+        }
+        let id: Uuid = v.finish(|| id)?;
         self.mining.get_session(&caller, id).await?;
+        let permit = self.watchers.open(&caller)?;
         let db = self.mining.database().clone();
         // Polling the database (not an in-process channel) lets a watcher on
-        // one replica see samples recorded through another.
-        let stream = polling_stream(WATCH_POLL, self.shutdown.clone(), 0i64, move |after| {
-            let db = db.clone();
-            async move {
-                let batch = store::samples_after(&db, id, after, WATCH_BATCH).await?;
-                if let Some((last, _)) = batch.last() {
-                    let last = *last;
-                    let message = pb::WatchSessionResponse {
-                        samples: batch
-                            .into_iter()
-                            .map(|(sequence, sample)| pb::RecordedSample {
-                                sequence,
-                                sample: Some(sample_to_proto(sample)),
-                            })
-                            .collect(),
-                    };
-                    return Ok((last, Polled::Messages(vec![message])));
+        // one replica see samples recorded through another. A session's
+        // samples are inserted under its row lock, so their sequence (row id)
+        // order is their commit order and a cursor can skip none.
+        let stream = polling_stream(
+            WATCH_POLL,
+            self.shutdown.clone(),
+            permit,
+            after_sequence,
+            move |after| {
+                let db = db.clone();
+                async move {
+                    let batch = store::samples_after(&db, id, after, WATCH_BATCH).await?;
+                    if let Some((last, _)) = batch.last() {
+                        let last = *last;
+                        let message = pb::WatchSessionResponse {
+                            samples: batch
+                                .into_iter()
+                                .map(|(sequence, sample)| pb::RecordedSample {
+                                    sequence,
+                                    sample: Some(sample_to_proto(sample)),
+                                })
+                                .collect(),
+                        };
+                        return Ok((last, Polled::Messages(vec![message])));
+                    }
+                    // Nothing new: the stream ends once the session has ended
+                    // (its samples were committed before it ended).
+                    let ended = store::find_session(&db, id)
+                        .await?
+                        .is_some_and(|session| session.status == SessionStatus::Ended);
+                    let drained =
+                        ended && store::samples_after(&db, id, after, 1).await?.is_empty();
+                    Ok((
+                        after,
+                        if drained {
+                            Polled::Finished
+                        } else {
+                            Polled::Nothing
+                        },
+                    ))
                 }
-                // Nothing new: the stream ends once the session has ended
-                // (its samples were committed before it ended).
-                let ended = store::find_session(&db, id)
-                    .await?
-                    .is_some_and(|session| session.status == SessionStatus::Ended);
-                let drained = ended && store::samples_after(&db, id, after, 1).await?.is_empty();
-                Ok((
-                    after,
-                    if drained {
-                        Polled::Finished
-                    } else {
-                        Polled::Nothing
-                    },
-                ))
-            }
-        });
+            },
+        );
         Ok(Response::new(stream))
     }
 }
