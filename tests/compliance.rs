@@ -575,6 +575,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
                 report_type: pb::ReportType::AdHoc as i32,
                 period_start: period(start),
                 period_end: period(end),
+                request_id: uuid::Uuid::new_v4().to_string(),
             },
         )
     };
@@ -720,6 +721,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
                 report_type: pb::ReportType::Daily as i32,
                 period_start: period(start),
                 period_end: period(end),
+                request_id: "daily".into(),
             },
         ))
         .await

@@ -19,6 +19,7 @@ mod m20261125_000006_founder_compensation;
 mod m20261125_000007_knowledge_rewards;
 mod m20261125_000008_billing;
 mod m20261201_000001_alert_sequence;
+mod m20261201_000002_compliance_report_request_ids;
 mod sql;
 
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_knowledge_rewards::Migration),
             Box::new(m20261125_000008_billing::Migration),
             Box::new(m20261201_000001_alert_sequence::Migration),
+            Box::new(m20261201_000002_compliance_report_request_ids::Migration),
         ]
     }
 }

@@ -124,6 +124,11 @@ impl Audited {
         caller.context.audited.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+
+    /// Gives up the change: nothing is written, no event recorded.
+    pub async fn rollback(self) -> Result<()> {
+        self.transaction.rollback().await.map_err(classify)
+    }
 }
 
 fn canonical_json(value: &Option<serde_json::Value>) -> Option<String> {

@@ -22,6 +22,9 @@ pub mod report {
         pub recommendations: String,
         pub generated_by: Uuid,
         pub generated_at: DateTimeUtc,
+        /// The caller's idempotency key, unique per `generated_by`; none on
+        /// reports from before request ids.
+        pub request_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

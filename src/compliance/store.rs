@@ -7,7 +7,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -257,8 +257,10 @@ pub async fn find_audit_event(
         .map_err(classify)
 }
 
-pub async fn insert_report(db: &impl ConnectionTrait, row: report::Model) -> Result<()> {
-    report::Entity::insert(report::ActiveModel {
+/// Stores a report. Returns false, storing nothing, when the caller already
+/// has a report under the same request id (a concurrent retry won).
+pub async fn insert_report(db: &impl ConnectionTrait, row: report::Model) -> Result<bool> {
+    let inserted = report::Entity::insert(report::ActiveModel {
         id: Set(row.id),
         report_type: Set(row.report_type),
         period_start: Set(row.period_start),
@@ -272,11 +274,27 @@ pub async fn insert_report(db: &impl ConnectionTrait, row: report::Model) -> Res
         recommendations: Set(row.recommendations),
         generated_by: Set(row.generated_by),
         generated_at: Set(row.generated_at),
+        request_id: Set(row.request_id),
     })
+    .on_conflict_do_nothing_on([report::Column::GeneratedBy, report::Column::RequestId])
     .exec_without_returning(db)
     .await
     .map_err(classify)?;
-    Ok(())
+    Ok(matches!(inserted, TryInsertResult::Inserted(rows) if rows > 0))
+}
+
+/// The report a caller generated under `request_id`, if any.
+pub async fn find_report_by_request(
+    db: &impl ConnectionTrait,
+    caller: Uuid,
+    request_id: &str,
+) -> Result<Option<report::Model>> {
+    report::Entity::find()
+        .filter(report::Column::GeneratedBy.eq(caller))
+        .filter(report::Column::RequestId.eq(request_id))
+        .one(db)
+        .await
+        .map_err(classify)
 }
 
 pub async fn find_report(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<report::Model>> {

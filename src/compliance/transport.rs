@@ -19,6 +19,7 @@ use crate::streams::Watchers;
 use crate::transport::{
     Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream, timestamp,
 };
+use crate::treasury::domain::RequestId;
 
 /// How often a WatchAlerts stream looks for new alerts.
 const WATCH_POLL: Duration = Duration::from_millis(200);
@@ -296,8 +297,10 @@ impl ComplianceService for ComplianceApi {
             report_type,
             period_start,
             period_end,
+            request_id,
         } = request.into_inner();
         let mut v = Violations::default();
+        let request_id = v.check(RequestId::parse("request_id", &request_id));
         let kind = v.check(match pb::ReportType::try_from(report_type) {
             Ok(pb::ReportType::Daily) => Ok(ReportType::Daily),
             Ok(pb::ReportType::Monthly) => Ok(ReportType::Monthly),
@@ -329,10 +332,11 @@ impl ComplianceService for ComplianceApi {
                 ));
             }
         }
-        let (kind, start, end) = v.finish(|| Some((kind?, start?, end?)))?;
+        let (request_id, kind, start, end) =
+            v.finish(|| Some((request_id?, kind?, start?, end?)))?;
         let report = self
             .compliance
-            .generate_report(&caller, kind, start, end)
+            .generate_report(&caller, request_id, kind, start, end)
             .await?;
         Ok(Response::new(pb::GenerateComplianceReportResponse {
             report: Some(report_to_proto(report)?),
