@@ -74,16 +74,6 @@ impl Watchers {
             open: self.open.clone(),
         })
     }
-
-    /// Streams open with `key` right now.
-    pub fn open_for(&self, key: Uuid) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&key)
-            .copied()
-            .unwrap_or_default()
-    }
 }
 
 /// One open stream's slot and its key's periodic re-check; dropping it
