@@ -6,7 +6,8 @@
 //!   hours. So an open stream re-reads its key from the database every half
 //!   key-cache TTL (`AZORA_AUTH_CACHE_MS`; every poll when that is 0) and ends
 //!   with UNAUTHENTICATED once the key is revoked, expired or gone: within the
-//!   same bound in which other calls with that key start failing.
+//!   same bound in which other calls with that key start failing. The end is
+//!   audited like a refused call (outcome `unauthenticated`).
 //! - **A key holds a bounded number of streams.** Each open stream holds a
 //!   [`WatchPermit`] counted against its key (`AZORA_STREAMS_PER_KEY`); one
 //!   over the cap is refused RESOURCE_EXHAUSTED at open. The permit is
@@ -22,6 +23,7 @@ use chrono::Utc;
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
+use crate::audit;
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::identity::store;
@@ -67,6 +69,7 @@ impl Watchers {
         }
         *count += 1;
         Ok(WatchPermit {
+            caller: caller.clone(),
             key,
             db: self.db.clone(),
             recheck_every: self.recheck_every,
@@ -79,6 +82,7 @@ impl Watchers {
 /// One open stream's slot and its key's periodic re-check; dropping it
 /// frees the slot.
 pub struct WatchPermit {
+    caller: Principal,
     key: Uuid,
     db: DatabaseConnection,
     recheck_every: Duration,
@@ -99,7 +103,15 @@ impl WatchPermit {
                 self.last_checked = Instant::now();
                 Ok(())
             }
-            Ok(_) => Err(Error::Unauthenticated),
+            Ok(_) => {
+                if let Err(error) =
+                    audit::record_denied(&self.db, &self.caller, audit::Outcome::Unauthenticated)
+                        .await
+                {
+                    tracing::warn!(%error, "could not audit a stream ended for its key");
+                }
+                Err(Error::Unauthenticated)
+            }
             Err(error) => {
                 tracing::warn!(%error, "a stream could not re-check its key; will retry");
                 Ok(())

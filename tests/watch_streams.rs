@@ -198,6 +198,28 @@ async fn a_revoked_key_ends_open_watch_streams_within_the_key_cache_ttl(backend:
     }
     let reopened = watch_alerts(&app, &auditor, None).await.unwrap_err();
     assert_eq!(reopened.code(), Code::Unauthenticated);
+
+    // Each ended stream is in the audit trail as a refused call.
+    use azora::audit::entities::audit_event;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let mut ended: Vec<String> = audit_event::Entity::find()
+        .filter(audit_event::Column::Outcome.eq("unauthenticated"))
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.action)
+        .collect();
+    ended.sort();
+    assert_eq!(
+        ended,
+        [
+            "/azora.compliance.v1.ComplianceService/WatchAlerts",
+            "/azora.compliance.v1.ComplianceService/WatchAlerts",
+            "/azora.mining.v1.MiningService/WatchSession",
+        ],
+        "two ended streams and the refused reopening"
+    );
 }
 
 async fn an_expired_key_ends_an_open_watch_stream_within_the_key_cache_ttl(backend: Backend) {
