@@ -444,46 +444,40 @@ impl MiningService for MiningApi {
         // one replica see samples recorded through another. A session's
         // samples are inserted under its row lock, so their sequence (row id)
         // order is their commit order and a cursor can skip none.
-        let stream = polling_stream(
-            WATCH_POLL,
-            self.shutdown.clone(),
-            permit,
-            after_sequence,
-            move |after| {
-                let db = db.clone();
-                async move {
-                    let batch = store::samples_after(&db, id, after, WATCH_BATCH).await?;
-                    if let Some((last, _)) = batch.last() {
-                        let last = *last;
-                        let message = pb::WatchSessionResponse {
-                            samples: batch
-                                .into_iter()
-                                .map(|(sequence, sample)| pb::RecordedSample {
-                                    sequence,
-                                    sample: Some(sample_to_proto(sample)),
-                                })
-                                .collect(),
-                        };
-                        return Ok((last, Polled::Messages(vec![message])));
-                    }
-                    // Nothing new: the stream ends once the session has ended
-                    // (its samples were committed before it ended).
-                    let ended = store::find_session(&db, id)
-                        .await?
-                        .is_some_and(|session| session.status == SessionStatus::Ended);
-                    let drained =
-                        ended && store::samples_after(&db, id, after, 1).await?.is_empty();
-                    Ok((
-                        after,
-                        if drained {
-                            Polled::Finished
-                        } else {
-                            Polled::Nothing
-                        },
-                    ))
+        let shutdown = self.shutdown.clone();
+        let stream = polling_stream(WATCH_POLL, shutdown, permit, after_sequence, move |after| {
+            let db = db.clone();
+            async move {
+                let batch = store::samples_after(&db, id, after, WATCH_BATCH).await?;
+                if let Some((last, _)) = batch.last() {
+                    let last = *last;
+                    let message = pb::WatchSessionResponse {
+                        samples: batch
+                            .into_iter()
+                            .map(|(sequence, sample)| pb::RecordedSample {
+                                sequence,
+                                sample: Some(sample_to_proto(sample)),
+                            })
+                            .collect(),
+                    };
+                    return Ok((last, Polled::Messages(vec![message])));
                 }
-            },
-        );
+                // Nothing new: the stream ends once the session has ended
+                // (its samples were committed before it ended).
+                let ended = store::find_session(&db, id)
+                    .await?
+                    .is_some_and(|session| session.status == SessionStatus::Ended);
+                let drained = ended && store::samples_after(&db, id, after, 1).await?.is_empty();
+                Ok((
+                    after,
+                    if drained {
+                        Polled::Finished
+                    } else {
+                        Polled::Nothing
+                    },
+                ))
+            }
+        });
         Ok(Response::new(stream))
     }
 }
