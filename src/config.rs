@@ -145,6 +145,17 @@ pub struct Settings {
     )]
     pub auth_cache_ms: u64,
 
+    /// Open watch streams (WatchAlerts and WatchSession together) one API key
+    /// may hold on this server; one more is refused RESOURCE_EXHAUSTED until
+    /// one ends or its client goes away. 0 is unlimited.
+    #[arg(
+        long,
+        env = "AZORA_STREAMS_PER_KEY",
+        default_value_t = 16,
+        global = true
+    )]
+    pub streams_per_key: usize,
+
     /// Compliance reports flag transfers above this many AZR by senders
     /// whose KYC is not verified.
     #[arg(
@@ -241,6 +252,7 @@ impl Settings {
             allocation_bp: "7000,1100,500,1400".into(),
             ledger_writers: 2,
             auth_cache_ms: 1000,
+            streams_per_key: 16,
             kyc_transfer_threshold: "10000".into(),
             knowledge_reward_max: "1000".into(),
             mining_auto_confirm_limit: None,

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use sea_orm::sqlx;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    RuntimeErr, SqlErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
-    Value,
+    AccessMode, ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, IsolationLevel, RuntimeErr, SqlErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait, Value,
 };
 
 use crate::config::Settings;
@@ -59,6 +59,26 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         sqlite_transaction_mode,
     };
     db.begin_with_options(options).await.map_err(classify)
+}
+
+/// Begins a read-only transaction in which every statement sees the same
+/// snapshot of the database, so that several reads can be compared with one
+/// another (a report's balances against its entries) even while writers
+/// commit. PostgreSQL: REPEATABLE READ, READ ONLY (the snapshot is taken at
+/// the first statement). SQLite in WAL mode: a deferred transaction is
+/// already a snapshot from its first read until it ends, and writers do not
+/// wait for it; SQLite accepts no isolation or access mode, so none is set.
+pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, Error> {
+    let (isolation_level, access_mode) = match db.get_database_backend() {
+        DbBackend::Postgres => (
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        ),
+        _ => (None, None),
+    };
+    db.begin_with_config(isolation_level, access_mode)
+        .await
+        .map_err(classify)
 }
 
 /// A statement written with `?` placeholders, numbered `$1…` for PostgreSQL.

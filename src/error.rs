@@ -55,6 +55,13 @@ pub enum Error {
         reason: &'static str,
         message: String,
     },
+    /// The caller holds too much of something (open streams); retrying once
+    /// it has released some may succeed. `reason` is a stable code.
+    #[error("{message}")]
+    ResourceExhausted {
+        reason: &'static str,
+        message: String,
+    },
     /// A dependency (the database) did not answer in time; retrying later
     /// may succeed.
     #[error("dependency unavailable: {0}")]
@@ -158,6 +165,9 @@ impl From<Error> for Status {
             Error::Unauthenticated => Status::unauthenticated("missing or invalid credentials"),
             Error::FailedPrecondition { reason, message } => {
                 Status::with_error_details(Code::FailedPrecondition, message, info(reason, vec![]))
+            }
+            Error::ResourceExhausted { reason, message } => {
+                Status::with_error_details(Code::ResourceExhausted, message, info(reason, vec![]))
             }
             Error::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");

@@ -63,6 +63,7 @@ pub mod proto;
 pub mod redis;
 pub mod rewards;
 pub mod startup;
+pub mod streams;
 pub mod transport;
 pub mod treasury;
 

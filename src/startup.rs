@@ -32,6 +32,7 @@ use crate::proto::treasury::founder_compensation_service_server::FounderCompensa
 use crate::proto::treasury::knowledge_reward_service_server::KnowledgeRewardServiceServer;
 use crate::proto::treasury::treasury_service_server::TreasuryServiceServer;
 use crate::rewards::{KnowledgeRewardApi, Rewards};
+use crate::streams::Watchers;
 use crate::treasury::domain::AllocationPolicy;
 use crate::treasury::operations::ensure_policy;
 use crate::treasury::{Treasury, TreasuryApi};
@@ -177,8 +178,16 @@ impl Application {
             .map_err(|violation| {
                 anyhow::anyhow!("AZORA_MINING_AUTO_CONFIRM_LIMIT {}", violation.description)
             })?;
+        // One registry for both watch services: the per-key stream cap
+        // counts WatchAlerts and WatchSession streams together.
+        let watchers = Watchers::new(
+            db.clone(),
+            settings.streams_per_key,
+            settings.auth_cache_ttl(),
+        );
         let mining = MiningServiceServer::new(MiningApi::new(
             Mining::new(db.clone(), policy, cache.clone(), auto_confirm_limit),
+            watchers.clone(),
             stop_serving.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -192,6 +201,7 @@ impl Application {
         })?;
         let compliance = ComplianceServiceServer::new(ComplianceApi::new(
             Compliance::new(db.clone(), kyc_threshold.micros()),
+            watchers,
             stop_serving.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -170,10 +170,14 @@ pub enum Polled<T> {
 /// A server stream fed by polling the database, so that it sees what any
 /// replica wrote. `poll` takes the cursor and returns the next one with what
 /// it found. The stream ends when `poll` reports the source finished or fails
-/// (the error is sent), when the client goes away, or when `shutdown` fires.
+/// (the error is sent), when the caller's key is no longer valid
+/// (UNAUTHENTICATED, see [`crate::streams`]), when the client goes away, or
+/// when `shutdown` fires. `permit` is held by the task feeding the stream, so
+/// the key's stream slot is freed whichever way it ends.
 pub fn polling_stream<T, C, F, Fut>(
     interval: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
+    mut permit: crate::streams::WatchPermit,
     mut cursor: C,
     mut poll: F,
 ) -> std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>
@@ -186,6 +190,10 @@ where
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {
         loop {
+            if let Err(error) = permit.check_key().await {
+                let _ = sender.send(Err(tonic::Status::from(error))).await;
+                return;
+            }
             match poll(cursor).await {
                 Ok((next, Polled::Messages(messages))) => {
                     cursor = next;

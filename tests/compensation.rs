@@ -1010,6 +1010,7 @@ async fn a_compliance_report_finds_a_payment_whose_ledger_transfer_was_changed(b
                     report_type: cpb::ReportType::AdHoc as i32,
                     period_start: at(start),
                     period_end: at(end),
+                    request_id: uuid::Uuid::new_v4().to_string(),
                 },
             ))
             .await

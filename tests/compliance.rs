@@ -581,6 +581,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
                 report_type: pb::ReportType::AdHoc as i32,
                 period_start: period(start),
                 period_end: period(end),
+                request_id: uuid::Uuid::new_v4().to_string(),
             },
         )
     };
@@ -637,7 +638,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
 
     // A watcher, then a balance changed behind the ledger's back.
     let mut alerts = client
-        .watch_alerts(authed(&app.admin_key, pb::WatchAlertsRequest {}))
+        .watch_alerts(authed(&app.admin_key, pb::WatchAlertsRequest::default()))
         .await
         .unwrap()
         .into_inner();
@@ -728,6 +729,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
                 report_type: pb::ReportType::Daily as i32,
                 period_start: period(start),
                 period_end: period(end),
+                request_id: "daily".into(),
             },
         ))
         .await

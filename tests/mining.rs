@@ -589,6 +589,7 @@ async fn a_watcher_sees_samples_recorded_by_another_client_until_the_session_end
             &auditor,
             pb::WatchSessionRequest {
                 session_id: session.id.clone(),
+                after_sequence: 0,
             },
         ))
         .await

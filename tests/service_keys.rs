@@ -441,6 +441,7 @@ async fn call(fx: &Fixture, method: &str, key: &str, run: usize) -> Result<(), t
             key,
             mpb::WatchSessionRequest {
                 session_id: fx.sessions[1 - run].clone(),
+                ..Default::default()
             }
         ))),
         // Compliance
@@ -462,6 +463,7 @@ async fn call(fx: &Fixture, method: &str, key: &str, run: usize) -> Result<(), t
                 report_type: cpb::ReportType::AdHoc as i32,
                 period_start: timestamp(chrono::Utc::now() - chrono::Duration::hours(1)),
                 period_end: timestamp(chrono::Utc::now()),
+                ..Default::default()
             }
         ))),
         "GetComplianceReport" => {

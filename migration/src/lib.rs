@@ -21,6 +21,8 @@ mod m20261125_000008_billing;
 mod m20261201_000009_backed_mining_mints;
 mod m20261201_000010_request_keys;
 mod m20261201_000011_mining_rig_sequences;
+mod m20261201_000012_alert_sequence;
+mod m20261201_000013_compliance_report_request_ids;
 mod sql;
 
 pub struct Migrator;
@@ -40,6 +42,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_backed_mining_mints::Migration),
             Box::new(m20261201_000010_request_keys::Migration),
             Box::new(m20261201_000011_mining_rig_sequences::Migration),
+            Box::new(m20261201_000012_alert_sequence::Migration),
+            Box::new(m20261201_000013_compliance_report_request_ids::Migration),
         ]
     }
 }

@@ -213,6 +213,11 @@ impl Audited {
         caller.context.audited.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+
+    /// Gives up the change: nothing is written, no event recorded.
+    pub async fn rollback(self) -> Result<()> {
+        self.transaction.rollback().await.map_err(classify)
+    }
 }
 
 fn canonical_json(value: &Option<serde_json::Value>) -> Option<String> {
@@ -429,17 +434,41 @@ pub struct Verification {
     pub unchained: i64,
 }
 
-/// Recomputes the chain over `[from, to]` (to the head when `to` is None):
-/// a deleted event or link shows as a gap, an edited event as a hash that no
-/// longer matches, a reordered one as a broken link.
+/// Recomputes the chain over `[from, to]` (to the head when `to` is None;
+/// `from` 1 or less is the start): a deleted event or link shows as a gap,
+/// an edited event as a hash that no longer matches, a reordered one as a
+/// broken link.
+///
+/// Only a range that exists is verified, so a break always means tampering:
+/// `to` before `from` is INVALID_ARGUMENT, and `from` or `to` beyond the head
+/// is OUT_OF_RANGE. (Verifying past the head once looked for links that were
+/// never written and reported an intact chain as broken at its head.)
 pub async fn verify(db: &impl ConnectionTrait, from: i64, to: Option<i64>) -> Result<Verification> {
+    if let Some(to) = to.filter(|to| *to < from) {
+        return Err(Error::invalid(
+            "to_sequence",
+            format!("{to} is before from_sequence {from}"),
+        ));
+    }
     let head = chain_head::Entity::find_by_id(1)
         .one(db)
         .await
         .map_err(classify)?
         .ok_or_else(|| Error::internal("the audit chain head is missing"))?;
+    if from > 1 && from > head.sequence {
+        return Err(Error::OutOfRange {
+            field: "from_sequence",
+            message: format!("{from} is beyond the chain head {}", head.sequence),
+        });
+    }
+    if let Some(to) = to.filter(|to| *to > head.sequence) {
+        return Err(Error::OutOfRange {
+            field: "to_sequence",
+            message: format!("{to} is beyond the chain head {}", head.sequence),
+        });
+    }
     let unchained = pending::Entity::find().count(db).await.map_err(classify)? as i64;
-    let last = to.unwrap_or(head.sequence).min(head.sequence);
+    let last = to.unwrap_or(head.sequence);
     let mut previous = if from <= 1 {
         GENESIS_HASH.to_owned()
     } else {

@@ -22,6 +22,9 @@ pub mod report {
         pub recommendations: String,
         pub generated_by: Uuid,
         pub generated_at: DateTimeUtc,
+        /// The caller's idempotency key, unique per `generated_by`; none on
+        /// reports from before request ids.
+        pub request_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -44,6 +47,9 @@ pub mod alert {
         pub created_at: DateTimeUtc,
         pub acknowledged_by: Option<Uuid>,
         pub acknowledged_at: Option<DateTimeUtc>,
+        /// Position in commit order (see `store::raise_alert_in`); what
+        /// WatchAlerts resumes from.
+        pub sequence: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

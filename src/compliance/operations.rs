@@ -2,7 +2,7 @@
 //! alerts and their acknowledgement.
 
 use chrono::{DateTime, Datelike, Duration, SubsecRound, TimeZone, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use uuid::Uuid;
 
 use super::entities::{alert, report};
@@ -10,11 +10,12 @@ use super::store::{self, AuditFilter, Severity};
 use crate::audit::entities::audit_event;
 use crate::audit::{self, Audited, Begun, Change, Verification};
 use crate::auth::{Principal, Role};
+use crate::db::{begin_snapshot, classify};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
 use crate::identity::operations::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::format_azr;
+use crate::treasury::domain::{RequestId, format_azr};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -161,14 +162,30 @@ impl Compliance {
 
     /// Runs every check over the period and stores the report; each failed
     /// check raises an alert.
+    ///
+    /// Every figure comes from one snapshot of the books (a read-only
+    /// transaction, [`begin_snapshot`]): read statement by statement under
+    /// live traffic, balances and the entries they are compared with could
+    /// straddle a commit and report a false critical finding. The report is
+    /// stored and its alerts raised afterwards, in a write transaction.
+    ///
+    /// Safe to retry with a `request_id` (optional, as for every mutating
+    /// RPC outside the ledger): the same id (per caller) with the same type
+    /// and period returns the original report and stores nothing new; with a
+    /// different request it is INVALID_ARGUMENT. A refused request stores
+    /// nothing, so its id stays unused.
     pub async fn generate_report(
         &self,
         caller: &Principal,
+        request_id: Option<RequestId>,
         kind: ReportType,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<report::Model> {
         caller.require_role(OVERSEERS)?;
+        // Stored timestamps keep microseconds: compare retries at that
+        // precision, or a retry with nanoseconds would look different.
+        let (start, end) = (start.trunc_subsecs(6), end.trunc_subsecs(6));
         if !kind.fits(start, end) {
             return Err(Error::invalid(
                 "period_end",
@@ -176,6 +193,92 @@ impl Compliance {
             ));
         }
         let db = &self.db;
+        if let Some(request_id) = &request_id
+            && let Some(original) =
+                store::find_report_by_request(db, caller.user_id, request_id.as_str()).await?
+        {
+            return self
+                .replay(caller, request_id, original, kind, start, end)
+                .await;
+        }
+        let snapshot = begin_snapshot(db).await?;
+        let (row, checks) = self
+            .compute_report(&snapshot, caller, request_id.as_ref(), kind, start, end)
+            .await?;
+        snapshot.commit().await.map_err(classify)?;
+
+        let transaction = Audited::begin(db).await?;
+        if !store::insert_report(&*transaction, row.clone()).await? {
+            // A concurrent call with the same request id stored first.
+            transaction.rollback().await?;
+            let request_id = request_id
+                .ok_or_else(|| Error::internal("a report without a request id conflicted"))?;
+            let original = store::find_report_by_request(db, caller.user_id, request_id.as_str())
+                .await?
+                .ok_or_else(|| Error::internal("a conflicting report request vanished"))?;
+            return self
+                .replay(caller, &request_id, original, kind, start, end)
+                .await;
+        }
+        for check in checks.iter().filter(|check| !check.passed) {
+            let severity = Severity::parse(&check.severity).unwrap_or(Severity::Warning);
+            let message = format!(
+                "compliance check {} failed for {} .. {}: {}",
+                check.name,
+                start.to_rfc3339(),
+                end.to_rfc3339(),
+                check.findings.first().cloned().unwrap_or_default()
+            );
+            store::raise_alert_in(&transaction, severity, "compliance", &message).await?;
+        }
+        let mut change = Change::new("compliance_report", row.id)
+            .new_values(serde_json::json!({ "status": row.status, "report_type": kind.as_str(), "period_start": start, "period_end": end }));
+        if let Some(request_id) = &request_id {
+            change = change.request_id(request_id.as_str());
+        }
+        transaction.commit(caller, change).await?;
+        Ok(row)
+    }
+
+    /// A retried report request: the original when it asked for the same
+    /// report, INVALID_ARGUMENT otherwise. The retry is audited like any
+    /// call, and changes nothing else.
+    async fn replay(
+        &self,
+        caller: &Principal,
+        request_id: &RequestId,
+        original: report::Model,
+        kind: ReportType,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<report::Model> {
+        if original.report_type != kind.as_str()
+            || original.period_start != start
+            || original.period_end != end
+        {
+            return Err(Error::invalid(
+                "request_id",
+                "was already used for a report of another type or period",
+            ));
+        }
+        let transaction = Audited::begin(&self.db).await?;
+        let change = Change::new("compliance_report", original.id)
+            .new_values(serde_json::json!({ "replayed": true }))
+            .request_id(request_id.as_str());
+        transaction.commit(caller, change).await?;
+        Ok(original)
+    }
+
+    /// Every figure and check of a report, read from `db` (one snapshot).
+    async fn compute_report(
+        &self,
+        db: &DatabaseTransaction,
+        caller: &Principal,
+        request_id: Option<&RequestId>,
+        kind: ReportType,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<(report::Model, Vec<CheckResult>)> {
         let (total_transactions, volume_azr, volume_usd) =
             store::period_totals(db, start, end).await?;
 
@@ -336,24 +439,9 @@ impl Compliance {
             recommendations: serde_json::to_string(&recommendations).map_err(Error::internal)?,
             generated_by: caller.user_id,
             generated_at: Utc::now().trunc_subsecs(6),
+            request_id: request_id.map(|id| id.as_str().to_owned()),
         };
-        let transaction = Audited::begin(db).await?;
-        store::insert_report(&*transaction, row.clone()).await?;
-        for check in checks.iter().filter(|check| !check.passed) {
-            let severity = Severity::parse(&check.severity).unwrap_or(Severity::Warning);
-            let message = format!(
-                "compliance check {} failed for {} .. {}: {}",
-                check.name,
-                start.to_rfc3339(),
-                end.to_rfc3339(),
-                check.findings.first().cloned().unwrap_or_default()
-            );
-            store::raise_alert(&*transaction, severity, "compliance", &message).await?;
-        }
-        let change = Change::new("compliance_report", row.id)
-            .new_values(serde_json::json!({ "status": status, "report_type": kind.as_str(), "period_start": start, "period_end": end }));
-        transaction.commit(caller, change).await?;
-        Ok(row)
+        Ok((row, checks))
     }
 
     pub async fn get_report(&self, caller: &Principal, id: Uuid) -> Result<report::Model> {

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Set,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TryInsertResult,
 };
 use uuid::Uuid;
 
 use super::entities::{alert, report, system_health};
 use crate::audit::entities::audit_event;
-use crate::db::{classify, statement};
+use crate::db::{begin_write, classify, statement};
 use crate::error::Error;
 use crate::identity::entities::wallet;
 use crate::pagination::PageRequest;
@@ -47,13 +47,42 @@ impl Severity {
     }
 }
 
-/// Raises an alert; WatchAlerts streams pick it up.
+/// Raises an alert in its own transaction; WatchAlerts streams pick it up.
 pub async fn raise_alert(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     severity: Severity,
     source: &str,
     message: &str,
 ) -> Result<alert::Model> {
+    let transaction = begin_write(db).await?;
+    let raised = raise_alert_in(&transaction, severity, source, message).await?;
+    transaction.commit().await.map_err(classify)?;
+    Ok(raised)
+}
+
+/// Raises an alert inside `transaction`, which commits it with the rest of
+/// its change. The alert takes the next number of `alert_sequence`, whose row
+/// stays locked until `transaction` ends, so alerts become visible in
+/// sequence order and a watcher that has seen sequence n has seen (or will
+/// never see) every alert below n. It takes a transaction, never a bare
+/// connection: numbering and inserting in two autocommits would lose that.
+pub async fn raise_alert_in(
+    transaction: &DatabaseTransaction,
+    severity: Severity,
+    source: &str,
+    message: &str,
+) -> Result<alert::Model> {
+    let sequence: i64 = transaction
+        .query_one_raw(statement(
+            transaction,
+            "UPDATE alert_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+            Vec::new(),
+        ))
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| Error::internal("the alert sequence row is missing"))?
+        .try_get("", "last")
+        .map_err(classify)?;
     let row = alert::Model {
         id: Uuid::now_v7(),
         severity: severity.as_str().to_owned(),
@@ -62,6 +91,7 @@ pub async fn raise_alert(
         created_at: Utc::now().trunc_subsecs(6),
         acknowledged_by: None,
         acknowledged_at: None,
+        sequence,
     };
     alert::Entity::insert(alert::ActiveModel {
         id: Set(row.id),
@@ -71,14 +101,16 @@ pub async fn raise_alert(
         created_at: Set(row.created_at),
         acknowledged_by: Set(None),
         acknowledged_at: Set(None),
+        sequence: Set(sequence),
     })
-    .exec_without_returning(db)
+    .exec_without_returning(transaction)
     .await
     .map_err(classify)?;
     tracing::warn!(
         severity = severity.as_str(),
         source,
         message,
+        sequence,
         "alert raised"
     );
     Ok(row)
@@ -110,31 +142,28 @@ pub async fn list_alerts(
         .map_err(classify)
 }
 
-/// Alerts raised after `after`, oldest first.
-pub async fn alerts_after(
-    db: &impl ConnectionTrait,
-    after: Option<Uuid>,
-) -> Result<Vec<alert::Model>> {
+/// Alerts numbered after `after`, in sequence order, at most 100.
+pub async fn alerts_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<alert::Model>> {
     alert::Entity::find()
-        .apply_if(after, |query, after| {
-            query.filter(alert::Column::Id.gt(after))
-        })
-        .order_by_asc(alert::Column::Id)
+        .filter(alert::Column::Sequence.gt(after))
+        .order_by_asc(alert::Column::Sequence)
         .limit(100)
         .all(db)
         .await
         .map_err(classify)
 }
 
-pub async fn newest_alert_id(db: &impl ConnectionTrait) -> Result<Option<Uuid>> {
-    alert::Entity::find()
+/// The sequence of the newest alert; 0 when there is none.
+pub async fn newest_alert_sequence(db: &impl ConnectionTrait) -> Result<i64> {
+    Ok(alert::Entity::find()
         .select_only()
-        .column(alert::Column::Id)
-        .order_by_desc(alert::Column::Id)
-        .into_tuple::<Uuid>()
+        .column(alert::Column::Sequence)
+        .order_by_desc(alert::Column::Sequence)
+        .into_tuple::<i64>()
         .one(db)
         .await
-        .map_err(classify)
+        .map_err(classify)?
+        .unwrap_or_default())
 }
 
 pub async fn acknowledge_alert(
@@ -228,8 +257,10 @@ pub async fn find_audit_event(
         .map_err(classify)
 }
 
-pub async fn insert_report(db: &impl ConnectionTrait, row: report::Model) -> Result<()> {
-    report::Entity::insert(report::ActiveModel {
+/// Stores a report. Returns false, storing nothing, when the caller already
+/// has a report under the same request id (a concurrent retry won).
+pub async fn insert_report(db: &impl ConnectionTrait, row: report::Model) -> Result<bool> {
+    let inserted = report::Entity::insert(report::ActiveModel {
         id: Set(row.id),
         report_type: Set(row.report_type),
         period_start: Set(row.period_start),
@@ -243,11 +274,27 @@ pub async fn insert_report(db: &impl ConnectionTrait, row: report::Model) -> Res
         recommendations: Set(row.recommendations),
         generated_by: Set(row.generated_by),
         generated_at: Set(row.generated_at),
+        request_id: Set(row.request_id),
     })
+    .on_conflict_do_nothing_on([report::Column::GeneratedBy, report::Column::RequestId])
     .exec_without_returning(db)
     .await
     .map_err(classify)?;
-    Ok(())
+    Ok(matches!(inserted, TryInsertResult::Inserted(rows) if rows > 0))
+}
+
+/// The report a caller generated under `request_id`, if any.
+pub async fn find_report_by_request(
+    db: &impl ConnectionTrait,
+    caller: Uuid,
+    request_id: &str,
+) -> Result<Option<report::Model>> {
+    report::Entity::find()
+        .filter(report::Column::GeneratedBy.eq(caller))
+        .filter(report::Column::RequestId.eq(request_id))
+        .one(db)
+        .await
+        .map_err(classify)
 }
 
 pub async fn find_report(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<report::Model>> {

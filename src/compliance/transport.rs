@@ -15,23 +15,29 @@ use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::identity::domain::parse_id;
 use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
+use crate::streams::Watchers;
 use crate::transport::{
     Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream,
     request_key, timestamp,
 };
+use crate::treasury::domain::RequestId;
 
 /// How often a WatchAlerts stream looks for new alerts.
 const WATCH_POLL: Duration = Duration::from_millis(200);
 
 pub struct ComplianceApi {
     compliance: Compliance,
+    watchers: Watchers,
     shutdown: CancellationToken,
 }
 
 impl ComplianceApi {
-    pub fn new(compliance: Compliance, shutdown: CancellationToken) -> Self {
+    /// `watchers` bounds and re-checks WatchAlerts streams; `shutdown` ends
+    /// them when the server drains.
+    pub fn new(compliance: Compliance, watchers: Watchers, shutdown: CancellationToken) -> Self {
         Self {
             compliance,
+            watchers,
             shutdown,
         }
     }
@@ -137,6 +143,7 @@ fn alert_to_proto(alert: alert::Model) -> pb::Alert {
         created_at,
         acknowledged_by,
         acknowledged_at,
+        sequence,
     } = alert;
     pb::Alert {
         id: id.to_string(),
@@ -146,6 +153,7 @@ fn alert_to_proto(alert: alert::Model) -> pb::Alert {
         create_time: Some(timestamp(created_at)),
         acknowledged_by: acknowledged_by.map(|id| id.to_string()).unwrap_or_default(),
         acknowledge_time: acknowledged_at.map(timestamp),
+        sequence,
     }
 }
 
@@ -254,6 +262,8 @@ impl ComplianceService for ComplianceApi {
         if from_sequence < 0 {
             v.0.push(FieldViolation::new("from_sequence", "must not be negative"));
         }
+        // Reversed is wrong whatever the chain holds: INVALID_ARGUMENT here.
+        // Beyond the head depends on the chain: OUT_OF_RANGE, from the verifier.
         if to_sequence < 0 || (to_sequence > 0 && to_sequence < from_sequence) {
             v.0.push(FieldViolation::new(
                 "to_sequence",
@@ -288,8 +298,12 @@ impl ComplianceService for ComplianceApi {
             report_type,
             period_start,
             period_end,
+            request_id,
         } = request.into_inner();
         let mut v = Violations::default();
+        let request_id = v.check(optional(&request_id, |text| {
+            RequestId::parse("request_id", text)
+        }));
         let kind = v.check(match pb::ReportType::try_from(report_type) {
             Ok(pb::ReportType::Daily) => Ok(ReportType::Daily),
             Ok(pb::ReportType::Monthly) => Ok(ReportType::Monthly),
@@ -321,10 +335,11 @@ impl ComplianceService for ComplianceApi {
                 ));
             }
         }
-        let (kind, start, end) = v.finish(|| Some((kind?, start?, end?)))?;
+        let (request_id, kind, start, end) =
+            v.finish(|| Some((request_id?, kind?, start?, end?)))?;
         let report = self
             .compliance
-            .generate_report(&caller, kind, start, end)
+            .generate_report(&caller, request_id, kind, start, end)
             .await?;
         Ok(Response::new(pb::GenerateComplianceReportResponse {
             report: Some(report_to_proto(report)?),
@@ -412,35 +427,57 @@ impl ComplianceService for ComplianceApi {
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         let caller = principal(&request)?;
-        let pb::WatchAlertsRequest {} = request.into_inner();
+        let pb::WatchAlertsRequest { after_sequence } = request.into_inner();
+        if after_sequence.is_some_and(|after| after < 0) {
+            return Err(Error::invalid("after_sequence", "must not be negative").into());
+        }
         self.compliance.require_overseer(&caller)?;
         let db = self.compliance.database().clone();
-        let newest = store::newest_alert_id(&db).await?;
-        // Polling the table lets a watcher see alerts raised on any replica.
-        let stream = polling_stream(WATCH_POLL, self.shutdown.clone(), newest, move |after| {
-            let db = db.clone();
-            async move {
-                match store::alerts_after(&db, after).await {
-                    Ok(alerts) if !alerts.is_empty() => {
-                        let last = alerts.last().map(|alert| alert.id);
-                        let messages = alerts
-                            .into_iter()
-                            .map(|alert| pb::WatchAlertsResponse {
-                                alert: Some(alert_to_proto(alert)),
-                            })
-                            .collect();
-                        Ok((last, Polled::Messages(messages)))
-                    }
-                    Ok(_) => Ok((after, Polled::Nothing)),
-                    // Alerts matter most when the database struggles: keep
-                    // the stream open and try again.
-                    Err(error) => {
-                        tracing::warn!(%error, "watching alerts: the database did not answer; retrying");
-                        Ok((after, Polled::Nothing))
+        let newest = store::newest_alert_sequence(&db).await?;
+        let after = match after_sequence {
+            None => newest,
+            Some(after) if after > newest => {
+                return Err(Error::OutOfRange {
+                    field: "after_sequence",
+                    message: format!("{after} is beyond the newest alert, {newest}"),
+                }
+                .into());
+            }
+            Some(after) => after,
+        };
+        let permit = self.watchers.open(&caller)?;
+        // Polling the table lets a watcher see alerts raised on any replica;
+        // sequences follow commit order, so the cursor never skips one.
+        let stream = polling_stream(
+            WATCH_POLL,
+            self.shutdown.clone(),
+            permit,
+            after,
+            move |after| {
+                let db = db.clone();
+                async move {
+                    match store::alerts_after(&db, after).await {
+                        Ok(alerts) if !alerts.is_empty() => {
+                            let last = alerts.last().map_or(after, |alert| alert.sequence);
+                            let messages = alerts
+                                .into_iter()
+                                .map(|alert| pb::WatchAlertsResponse {
+                                    alert: Some(alert_to_proto(alert)),
+                                })
+                                .collect();
+                            Ok((last, Polled::Messages(messages)))
+                        }
+                        Ok(_) => Ok((after, Polled::Nothing)),
+                        // Alerts matter most when the database struggles: keep
+                        // the stream open and try again.
+                        Err(error) => {
+                            tracing::warn!(%error, "watching alerts: the database did not answer; retrying");
+                            Ok((after, Polled::Nothing))
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         Ok(Response::new(stream))
     }
 }

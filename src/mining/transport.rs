@@ -21,6 +21,7 @@ use crate::error::{Error, FieldViolation};
 use crate::idempotency::Fingerprint;
 use crate::identity::domain::parse_id;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
+use crate::streams::Watchers;
 use crate::transport::{
     Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream,
     request_key, timestamp,
@@ -33,13 +34,19 @@ const WATCH_BATCH: u64 = 500;
 
 pub struct MiningApi {
     mining: Mining,
+    watchers: Watchers,
     shutdown: CancellationToken,
 }
 
 impl MiningApi {
-    /// `shutdown` ends open WatchSession streams when the server drains.
-    pub fn new(mining: Mining, shutdown: CancellationToken) -> Self {
-        Self { mining, shutdown }
+    /// `watchers` bounds and re-checks WatchSession streams; `shutdown` ends
+    /// them when the server drains.
+    pub fn new(mining: Mining, watchers: Watchers, shutdown: CancellationToken) -> Self {
+        Self {
+            mining,
+            watchers,
+            shutdown,
+        }
     }
 }
 
@@ -459,13 +466,28 @@ impl MiningService for MiningApi {
         request: Request<pb::WatchSessionRequest>,
     ) -> Result<Response<Self::WatchSessionStream>, Status> {
         let caller = principal(&request)?;
-        let pb::WatchSessionRequest { session_id } = request.into_inner();
-        let id: Uuid = parse_id("session_id", &session_id).map_err(Error::from)?;
+        let pb::WatchSessionRequest {
+            session_id,
+            after_sequence,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let id = v.check(parse_id("session_id", &session_id));
+        if after_sequence < 0 {
+            v.0.push(FieldViolation::new(
+                "after_sequence",
+                "must not be negative",
+            ));
+        }
+        let id: Uuid = v.finish(|| id)?;
         self.mining.get_session(&caller, id).await?;
+        let permit = self.watchers.open(&caller)?;
         let db = self.mining.database().clone();
         // Polling the database (not an in-process channel) lets a watcher on
-        // one replica see samples recorded through another.
-        let stream = polling_stream(WATCH_POLL, self.shutdown.clone(), 0i64, move |after| {
+        // one replica see samples recorded through another. A session's
+        // samples are inserted under its row lock, so their sequence (row id)
+        // order is their commit order and a cursor can skip none.
+        let shutdown = self.shutdown.clone();
+        let stream = polling_stream(WATCH_POLL, shutdown, permit, after_sequence, move |after| {
             let db = db.clone();
             async move {
                 let batch = store::samples_after(&db, id, after, WATCH_BATCH).await?;
