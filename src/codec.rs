@@ -156,6 +156,65 @@ fn decode_request_with<U: Message + Default>(
     }
 }
 
+/// Answers a unary (or server-streaming) call whose body carries no
+/// message at all with INVALID_ARGUMENT. tonic refuses it before any codec
+/// runs, with INTERNAL "Missing request message."; only that exact status is
+/// rewritten, so every other answer passes untouched.
+#[derive(Clone, Copy, Default)]
+pub struct MissingMessageLayer;
+
+impl<S> tower::Layer<S> for MissingMessageLayer {
+    type Service = MissingMessage<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MissingMessage { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct MissingMessage<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for MissingMessage<S>
+where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
+    S::Future: Send + 'static,
+    ResponseBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            let missing = Status::from_header_map(response.headers()).is_some_and(|status| {
+                status.code() == tonic::Code::Internal
+                    && status.message() == "Missing request message."
+            });
+            if !missing {
+                return Ok(response);
+            }
+            let refused = Error::invalid(
+                "",
+                "the request carries no message; a unary call sends exactly one",
+            );
+            Ok(Status::from(refused).into_http())
+        })
+    }
+}
+
 /// What the walk needs to know about one message type.
 struct MessagePlan {
     shape: Shape,
