@@ -42,7 +42,41 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-on_both_backends!(every_rpc_refuses_malformed_input_without_internal_errors_or_writes);
+on_both_backends!(
+    every_rpc_refuses_malformed_input_without_internal_errors_or_writes,
+    a_foreign_key_violation_is_classified_not_found_on_both_backends,
+);
+
+/// The service checks that referenced rows exist before it writes, so no
+/// RPC reaches a foreign-key violation on purpose; a concurrent change
+/// could. Here the database itself is asked to break one.
+async fn a_foreign_key_violation_is_classified_not_found_on_both_backends(backend: Backend) {
+    use azora::identity::entities::wallet;
+    use sea_orm::{ActiveModelTrait, Set};
+    let app = TestApp::spawn(backend).await;
+    let missing_owner = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    let refused = wallet::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        owner_id: Set(missing_owner),
+        address: Set(address()),
+        label: Set(String::new()),
+        available_micros: Set(0),
+        pending_micros: Set(0),
+        staked_micros: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&app.db)
+    .await
+    .expect_err("the database refuses a wallet of a user that does not exist");
+    let status = Status::from(azora::db::classify(refused));
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    if backend == Backend::Postgres {
+        // PostgreSQL names the key; SQLite only says a reference failed.
+        assert_eq!(status.message(), format!("user {missing_owner} not found"));
+    }
+}
 
 /// Sends and receives message bodies as they are: the sweep encodes
 /// requests itself.
@@ -688,6 +722,8 @@ impl Fixtures {
                 }),
                 Kind::Float => Value::F32(1.0),
                 Kind::Bool => Value::Bool(false),
+                // A system account is the other way to name a source.
+                Kind::Enum(_) if field.name().contains("system_account") => Value::EnumNumber(0),
                 Kind::Enum(values) => {
                     let preferred = values
                         .values()
