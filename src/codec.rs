@@ -144,12 +144,10 @@ fn decode_request_with<U: Message + Default>(
 ) -> Result<U, FieldViolation> {
     let schema = Schema::get();
     match U::decode(bytes) {
-        // No 0x00 byte: no string holds NUL, and prost took the depth.
+        // No 0x00 byte: no string holds NUL. Metadata that prost decoded is
+        // left to `json_object`'s depth check in the handler.
         Ok(message) if !bytes.contains(&0) => Ok(message),
-        Ok(message) => match schema.walk(plan, bytes) {
-            Ok(()) => Ok(message),
-            Err(violation) => Err(violation),
-        },
+        Ok(message) => schema.walk(plan, bytes).map(|()| message),
         Err(error) => Err(schema.walk(plan, bytes).err().unwrap_or_else(|| {
             FieldViolation::new("", format!("the request body does not decode: {error}"))
         })),
@@ -391,6 +389,10 @@ struct Found {
 
 impl Found {
     fn into_violation(self) -> FieldViolation {
+        if self.path.is_empty() {
+            // Not inside any field: the body as a whole.
+            return FieldViolation::new("", format!("the request body {}", self.description));
+        }
         FieldViolation::new(self.path, self.description)
     }
 }

@@ -854,7 +854,8 @@ enum Shape {
 /// still open (and healthy) when the sweep stopped waiting.
 #[derive(Clone, Debug)]
 enum Outcome {
-    Status(Code, String),
+    /// Code, message, and the fields its BadRequest details name.
+    Status(Code, String, Vec<String>),
     StreamOpen,
     Hung,
 }
@@ -862,14 +863,14 @@ enum Outcome {
 impl Outcome {
     fn label(&self) -> String {
         match self {
-            Outcome::Status(code, _) => format!("{code:?}"),
+            Outcome::Status(code, ..) => format!("{code:?}"),
             Outcome::StreamOpen => "Ok (stream open)".into(),
             Outcome::Hung => "no answer".into(),
         }
     }
 
     fn accepted(&self) -> bool {
-        matches!(self, Outcome::Status(Code::Ok, _) | Outcome::StreamOpen)
+        matches!(self, Outcome::Status(Code::Ok, ..) | Outcome::StreamOpen)
     }
 }
 
@@ -900,8 +901,21 @@ async fn call(
             request.set_timeout(deadline);
         }
         let status = |result: Result<(), Status>| match result {
-            Ok(()) => Outcome::Status(Code::Ok, String::new()),
-            Err(status) => Outcome::Status(status.code(), status.message().to_owned()),
+            Ok(()) => Outcome::Status(Code::Ok, String::new(), Vec::new()),
+            Err(status) => {
+                use tonic_types::StatusExt;
+                let fields = status
+                    .get_details_bad_request()
+                    .map(|bad_request| {
+                        bad_request
+                            .field_violations
+                            .into_iter()
+                            .map(|violation| violation.field)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Outcome::Status(status.code(), status.message().to_owned(), fields)
+            }
         };
         // Not one message: sent as a stream whatever the RPC's shape, as a
         // client that gets the shape wrong (or a hostile one) would.
@@ -937,7 +951,7 @@ async fn call(
                 Ok(response) => {
                     let mut stream = response.into_inner();
                     match tokio::time::timeout(Duration::from_millis(250), stream.message()).await {
-                        Ok(Ok(_)) => Outcome::Status(Code::Ok, String::new()),
+                        Ok(Ok(_)) => Outcome::Status(Code::Ok, String::new(), Vec::new()),
                         Ok(Err(error)) => status(Err(error)),
                         Err(_) => Outcome::StreamOpen,
                     }
@@ -1055,6 +1069,9 @@ struct Tally {
     wrote: Vec<(Finding, Vec<i64>, Vec<i64>)>,
     /// Accepted calls that moved the snapshot: proof that it sees writes.
     accepted_writes: usize,
+    /// Cases refused with the wrong code, or NUL refused without naming
+    /// its field: (case, what came back).
+    unnamed: Vec<(String, String)>,
     /// Outcomes of the cases about text and nesting limits, which must be
     /// the same on both backends: "rpc field = value" → status.
     limits: BTreeMap<String, String>,
@@ -1119,7 +1136,7 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
         )
         .await;
         tally.calls += 1;
-        let primary_is_admin = !matches!(probe, Outcome::Status(Code::PermissionDenied, _));
+        let primary_is_admin = !matches!(probe, Outcome::Status(Code::PermissionDenied, ..));
         // The probe may have written (it is a plausible request).
         before = snapshot(&app).await;
         let case = |field: &str, value: &str, bodies: Vec<Vec<u8>>| Case {
@@ -1205,6 +1222,38 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
                     .limits
                     .insert(format!("{rpc} {field} = {value}"), outcome.label());
             }
+            // NUL is refused naming the field it is in, wherever that is.
+            let nul_at = match value.as_str() {
+                "NUL inside" | "NUL alone" | "NUL inside, alone" | "NUL alone, alone" => {
+                    Some(field.clone())
+                }
+                "decimal with NUL" => Some(format!("{field}.value")),
+                "NUL in a value" => Some(format!("{field}.note")),
+                "NUL in a key" => Some(field.clone()),
+                _ => None,
+            };
+            // Bodies that are not one well-formed message are refused as such.
+            let allowed: &[Code] = match (field.as_str(), value.as_str()) {
+                ("(whole)", "garbage bytes" | "no message at all") => &[Code::InvalidArgument],
+                ("(whole)", "over 4 MiB") => &[Code::OutOfRange, Code::ResourceExhausted],
+                _ => &[],
+            };
+            if !allowed.is_empty()
+                && !matches!(&outcome, Outcome::Status(code, ..) if allowed.contains(code))
+            {
+                tally.unnamed.push((
+                    format!("{rpc} {field} = {value}"),
+                    format!("expected one of {allowed:?}, got {outcome:?}"),
+                ));
+            }
+            if let Some(expected) = nul_at {
+                let named = matches!(&outcome, Outcome::Status(Code::InvalidArgument, _, fields) if fields.contains(&expected));
+                if !named {
+                    tally
+                        .unnamed
+                        .push((format!("{rpc} {field} = {value}"), format!("{outcome:?}")));
+                }
+            }
             let finding = Finding {
                 rpc: rpc.clone(),
                 field,
@@ -1216,7 +1265,7 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
             let cut_short = deadline.is_some()
                 && matches!(
                     outcome,
-                    Outcome::Status(Code::DeadlineExceeded | Code::Cancelled, _)
+                    Outcome::Status(Code::DeadlineExceeded | Code::Cancelled, ..)
                 );
             if finding.panicked > 0 {
                 tally.broken.push(finding);
@@ -1234,7 +1283,7 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
             match &outcome {
                 // Without a deadline, CANCELLED means the server dropped the
                 // call (a panicking handler's stream is reset).
-                Outcome::Status(Code::Internal | Code::Unknown | Code::Cancelled, _)
+                Outcome::Status(Code::Internal | Code::Unknown | Code::Cancelled, ..)
                 | Outcome::Hung => tally.broken.push(finding),
                 outcome if !outcome.accepted() && after != before => {
                     tally.wrote.push((finding, before.clone(), after.clone()))
@@ -1284,7 +1333,7 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
     let mut failures = Vec::new();
     for finding in &tally.broken {
         let message = match &finding.outcome {
-            Outcome::Status(_, message) => message.clone(),
+            Outcome::Status(_, message, _) => message.clone(),
             _ => String::new(),
         };
         let panicked = if finding.panicked > 0 {
@@ -1331,6 +1380,12 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
         .iter()
         .map(|line| format!("  {}", line.replace('\n', " ")))
         .collect();
+    for (case, outcome) in &tally.unnamed {
+        failures.push(format!(
+            "  {case}: not refused as it must be: {}",
+            outcome.chars().take(300).collect::<String>()
+        ));
+    }
     // PostgreSQL cannot store what SQLite can: the edge refuses it on both.
     static FIRST_BACKEND: Mutex<Option<(Backend, BTreeMap<String, String>)>> = Mutex::new(None);
     let mut first = FIRST_BACKEND.lock().unwrap();
