@@ -11,8 +11,11 @@
 //! amount…) is the baseline each malformed value is put into, so the value
 //! reaches as deep as it can.
 //!
-//! Asserted: no INTERNAL or UNKNOWN status, no panic, no hang, nothing
-//! written by a call that was refused, and the server healthy afterwards.
+//! Asserted: no INTERNAL, UNKNOWN or unexplained CANCELLED status, no
+//! panic, no hang; NUL refused with a violation naming its exact path;
+//! bodies that are not one message refused as such; nothing written by a
+//! call that was refused; the same answer on both backends for the text and
+//! nesting limits; and the server healthy afterwards.
 //! `cargo test --test malformed -- --nocapture` prints the sweep's size.
 
 mod common;
