@@ -37,9 +37,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
+    // `prost::Name` on every message lets the codec find a request's
+    // descriptor by its type; the codec refuses what prost or the databases
+    // cannot take (src/codec.rs) and encodes as tonic-prost does.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_fds(descriptors)?;
+        .codec_path("crate::codec::EdgeCodec")
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }

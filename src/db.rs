@@ -100,17 +100,80 @@ pub fn statement(db: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> St
 }
 
 /// Turns a database error into the service error: connection trouble is
-/// UNAVAILABLE, a unique violation is ALREADY_EXISTS (naming the column),
+/// UNAVAILABLE, a unique violation is ALREADY_EXISTS (naming the column), a
+/// foreign-key violation is NOT_FOUND (the row the request refers to does
+/// not exist) or FAILED_PRECONDITION (a row still referenced cannot go),
 /// everything else is INTERNAL and logged.
+///
+/// CHECK constraints and triggers stay INTERNAL here on purpose: they guard
+/// invariants the service keeps itself, so one that fires is a bug, not the
+/// caller's input; caller input is refused at the edge before it gets there.
 pub fn classify(error: DbErr) -> Error {
-    if let Some(SqlErr::UniqueConstraintViolation(message)) = error.sql_err() {
-        let (entity, field) = unique_violation_target(&message);
-        return Error::AlreadyExists { entity, field };
+    match error.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(message)) => {
+            let (entity, field) = unique_violation_target(&message);
+            return Error::AlreadyExists { entity, field };
+        }
+        Some(SqlErr::ForeignKeyConstraintViolation(message)) => {
+            return foreign_key_violation(&message, postgres_detail(&error).as_deref());
+        }
+        // `SqlErr` is non-exhaustive; anything else is classified below.
+        _ => {}
     }
     if is_unavailable(&error) {
         return Error::Unavailable(error.to_string());
     }
     Error::Internal(error.to_string())
+}
+
+/// PostgreSQL's DETAIL line of a database error, which names the key of a
+/// foreign-key violation (SQLite says only "FOREIGN KEY constraint failed").
+fn postgres_detail(error: &DbErr) -> Option<String> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))) = error
+    else {
+        return None;
+    };
+    let sqlx::Error::Database(database) = sqlx_error.as_ref() else {
+        return None;
+    };
+    database
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|postgres| postgres.detail())
+        .map(str::to_owned)
+}
+
+/// A foreign-key violation as the caller sees it. PostgreSQL says which key
+/// (`Key (owner_id)=(…) is not present in table "users".`, or `… is still
+/// referenced from table "wallets".` when a referenced row would go); SQLite
+/// does not, and azora deletes no referenced rows, so there it is a
+/// reference to a row that does not exist.
+fn foreign_key_violation(message: &str, detail: Option<&str>) -> Error {
+    let detail = detail.unwrap_or_default();
+    if detail.contains("is still referenced") || message.starts_with("update or delete") {
+        return Error::FailedPrecondition {
+            reason: "STILL_REFERENCED",
+            message: "the record is still referenced by other records".into(),
+        };
+    }
+    let quoted = |text: &str| text.split('"').nth(1).map(str::to_owned);
+    let table = detail
+        .split("present in table ")
+        .nth(1)
+        .and_then(quoted)
+        .unwrap_or_default();
+    let id = detail
+        .split(")=(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .map(str::to_owned);
+    match (entity_of(&table), id) {
+        (entity, Some(id)) if entity != "record" => Error::NotFound { entity, id },
+        _ => Error::NotFound {
+            entity: "record",
+            id: "referenced by the request".into(),
+        },
+    }
 }
 
 fn is_unavailable(error: &DbErr) -> bool {
@@ -159,7 +222,12 @@ fn unique_violation_target(message: &str) -> (&'static str, String) {
     } else {
         (String::new(), String::new())
     };
-    let entity = match table.as_str() {
+    (entity_of(&table), column)
+}
+
+/// The entity a table holds, as errors name it.
+fn entity_of(table: &str) -> &'static str {
+    match table {
         "users" => "user",
         "wallets" => "wallet",
         "api_keys" => "api key",
@@ -171,9 +239,12 @@ fn unique_violation_target(message: &str) -> (&'static str, String) {
         "student_earnings" => "student earning",
         "subscriptions" => "subscription",
         "invoices" => "invoice",
+        "alerts" => "alert",
+        "compliance_reports" => "compliance report",
+        "subscription_tiers" => "subscription tier",
+        "system_accounts" => "system account",
         _ => "record",
-    };
-    (entity, column)
+    }
 }
 
 const TABLES: &[&str] = &[
@@ -217,6 +288,47 @@ mod tests {
                 r#"duplicate key value violates unique constraint "ledger_transactions_tx_hash_key""#
             ),
             ("transaction", "tx_hash".to_owned())
+        );
+    }
+
+    #[test]
+    fn foreign_key_violations_name_the_missing_row_and_are_never_internal() {
+        let missing = foreign_key_violation(
+            r#"insert or update on table "wallets" violates foreign key constraint "wallets_owner_id_fkey""#,
+            Some(
+                r#"Key (owner_id)=(0190a5f0-0000-7000-8000-000000000000) is not present in table "users"."#,
+            ),
+        );
+        assert!(
+            matches!(&missing, Error::NotFound { entity: "user", id } if id == "0190a5f0-0000-7000-8000-000000000000"),
+            "{missing:?}"
+        );
+        let sqlite = foreign_key_violation("FOREIGN KEY constraint failed", None);
+        assert!(
+            matches!(
+                sqlite,
+                Error::NotFound {
+                    entity: "record",
+                    ..
+                }
+            ),
+            "{sqlite:?}"
+        );
+        let referenced = foreign_key_violation(
+            r#"update or delete on table "users" violates foreign key constraint "wallets_owner_id_fkey" on table "wallets""#,
+            Some(
+                r#"Key (id)=(0190a5f0-0000-7000-8000-000000000000) is still referenced from table "wallets"."#,
+            ),
+        );
+        assert!(
+            matches!(
+                referenced,
+                Error::FailedPrecondition {
+                    reason: "STILL_REFERENCED",
+                    ..
+                }
+            ),
+            "{referenced:?}"
         );
     }
 }

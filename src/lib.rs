@@ -47,6 +47,7 @@ pub mod auth;
 pub mod billing;
 pub mod cache;
 pub mod cli;
+pub mod codec;
 pub mod compensation;
 pub mod compliance;
 pub mod config;

@@ -233,11 +233,13 @@ impl Application {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
-        // Outside in: refuse at once what the concurrency limit cannot take
+        // Outside in: a call without a request message is INVALID_ARGUMENT
+        // (tonic says INTERNAL), refuse at once what the concurrency limit cannot take
         // (RESOURCE_EXHAUSTED, never queued), authenticate, rate-limit the
         // key. The timeout bounds each call until its response starts, so
         // server streams (WatchSession, WatchAlerts) outlive it.
         let layers = tower::ServiceBuilder::new()
+            .layer(crate::codec::MissingMessageLayer)
             .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_requests))
             .layer(AuthLayer::new(Authenticator::new(db.clone(), key_cache)))
             .layer(RateLimitLayer::new(rate_limiter));

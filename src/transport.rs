@@ -64,16 +64,38 @@ pub fn struct_to_json(
     field: &str,
     object: prost_types::Struct,
 ) -> Result<serde_json::Map<String, serde_json::Value>, FieldViolation> {
-    object
-        .fields
-        .into_iter()
-        .map(|(key, value)| Ok((key, value_to_json(field, value)?)))
-        .collect()
+    object_to_json(field, object, 1)
 }
 
 pub fn value_to_json(
     field: &str,
     value: prost_types::Value,
+) -> Result<serde_json::Value, FieldViolation> {
+    value_at_depth(field, value, 0)
+}
+
+/// `depth` is the number of objects and arrays around `object`, itself
+/// included.
+fn object_to_json(
+    field: &str,
+    object: prost_types::Struct,
+    depth: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, FieldViolation> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(FieldViolation::new(field, too_deep()));
+    }
+    object
+        .fields
+        .into_iter()
+        .map(|(key, value)| Ok((key, value_at_depth(field, value, depth)?)))
+        .collect()
+}
+
+/// `depth` is the number of objects and arrays around `value`.
+fn value_at_depth(
+    field: &str,
+    value: prost_types::Value,
+    depth: usize,
 ) -> Result<serde_json::Value, FieldViolation> {
     use prost_types::value::Kind;
     Ok(match value.kind {
@@ -84,14 +106,19 @@ pub fn value_to_json(
             .map(serde_json::Value::Number)
             .ok_or_else(|| FieldViolation::new(field, "numbers must be finite"))?,
         Some(Kind::StructValue(object)) => {
-            serde_json::Value::Object(struct_to_json(field, object)?)
+            serde_json::Value::Object(object_to_json(field, object, depth + 1)?)
         }
-        Some(Kind::ListValue(list)) => serde_json::Value::Array(
-            list.values
-                .into_iter()
-                .map(|value| value_to_json(field, value))
-                .collect::<Result<_, _>>()?,
-        ),
+        Some(Kind::ListValue(list)) => {
+            if depth + 1 > MAX_JSON_DEPTH {
+                return Err(FieldViolation::new(field, too_deep()));
+            }
+            serde_json::Value::Array(
+                list.values
+                    .into_iter()
+                    .map(|value| value_at_depth(field, value, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
     })
 }
 
@@ -122,7 +149,26 @@ pub fn json_to_struct(object: serde_json::Map<String, serde_json::Value>) -> pro
 /// The largest JSON object (metadata) a request may carry, serialised.
 pub const MAX_JSON_OBJECT_BYTES: usize = 16 * 1024;
 
-/// A JSON object from an optional `Struct`, at most 16 KiB serialised.
+/// The deepest metadata a request may carry: objects and arrays nested at
+/// most this many levels, the metadata object itself being level 1
+/// (`{"a": {"b": [1]}}` has 3). Why so low: every JSON level is three
+/// protobuf messages (`Struct`, its map entry, `Value`), and stock clients
+/// refuse deep responses — prost and Python's protobuf stop at 100 nested
+/// messages (~33 levels), so a deeper request cannot even be decoded and a
+/// response close to that cannot be read back. 8 levels stay far below
+/// every limit, inside whatever message carries the metadata.
+pub const MAX_JSON_DEPTH: usize = 8;
+
+/// The violation's description for metadata nested deeper than
+/// [`MAX_JSON_DEPTH`]; the codec uses the same words.
+pub fn too_deep() -> String {
+    format!(
+        "nests objects and arrays deeper than {MAX_JSON_DEPTH} levels; at most {MAX_JSON_DEPTH} are allowed"
+    )
+}
+
+/// A JSON object from an optional `Struct`, at most 16 KiB serialised and
+/// [`MAX_JSON_DEPTH`] levels deep.
 pub fn json_object(
     field: &str,
     value: Option<prost_types::Struct>,
@@ -219,4 +265,45 @@ where
         }
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize, list_every_other: bool) -> prost_types::Struct {
+        use prost_types::value::Kind;
+        let mut value = prost_types::Value {
+            kind: Some(Kind::StringValue("leaf".into())),
+        };
+        // Innermost first: `levels - 1` containers around the leaf, inside
+        // the top object.
+        for level in 1..levels {
+            value = prost_types::Value {
+                kind: Some(if list_every_other && level % 2 == 0 {
+                    Kind::ListValue(prost_types::ListValue {
+                        values: vec![value],
+                    })
+                } else {
+                    Kind::StructValue(prost_types::Struct {
+                        fields: [("a".to_owned(), value)].into(),
+                    })
+                }),
+            };
+        }
+        prost_types::Struct {
+            fields: [("a".to_owned(), value)].into(),
+        }
+    }
+
+    #[test]
+    fn metadata_may_nest_objects_and_arrays_up_to_the_limit_and_no_deeper() {
+        for lists in [false, true] {
+            assert!(json_object("metadata", Some(nested(MAX_JSON_DEPTH, lists))).is_ok());
+            let violation = json_object("metadata", Some(nested(MAX_JSON_DEPTH + 1, lists)))
+                .expect_err("one level too deep");
+            assert_eq!(violation.field, "metadata");
+            assert_eq!(violation.description, too_deep());
+        }
+    }
 }

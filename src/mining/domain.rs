@@ -14,6 +14,12 @@ pub const MAX_SAMPLES_PER_STREAM: usize = 100_000;
 pub const ALLOWED_CLOCK_SKEW_SECONDS: i64 = 60;
 /// The physical range a rig's temperature can be in, °C.
 pub const TEMPERATURE_RANGE: (f64, f64) = (-50.0, 150.0);
+/// The largest hashrate, power or difficulty a sample may report. Far above
+/// anything physical (all of Bitcoin is ~10^15 MH/s), and low enough that
+/// sums and averages over any number of samples stay finite: PostgreSQL's
+/// `AVG` over values near `f64::MAX` fails with "value out of range:
+/// overflow" where SQLite returns infinity.
+pub const MAX_MEASUREMENT: f64 = 1e18;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SessionStatus {
@@ -121,10 +127,10 @@ impl Sample {
     pub fn parse(prefix: &str, raw: RawSample<'_>) -> Result<Self, Vec<FieldViolation>> {
         let mut violations = Vec::new();
         let mut non_negative = |name: &str, value: f64| {
-            if !value.is_finite() || value < 0.0 {
+            if !(0.0..=MAX_MEASUREMENT).contains(&value) {
                 violations.push(FieldViolation::new(
                     format!("{prefix}.{name}"),
-                    "must be a finite number, not negative",
+                    format!("must be a number from 0 to {MAX_MEASUREMENT:e}"),
                 ));
             }
         };
