@@ -604,6 +604,7 @@ impl Fixtures {
                         seconds: now,
                         nanos: 0,
                     }),
+                    ..Default::default()
                 },
             ))
             .await
