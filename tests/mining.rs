@@ -88,6 +88,45 @@ async fn a_mining_claim_is_confirmed_once_with_its_backing_by_someone_else(backe
         "a rig's claim of 1,000,000 USD mints nothing by itself"
     );
     let id = claimed.mint_transaction_id.clone();
+    let report = |request_id: &'static str| {
+        let channel = app.channel();
+        let key = app.admin_key.clone();
+        async move {
+            let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+            let timestamp = |at: chrono::DateTime<chrono::Utc>| prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: 0,
+            };
+            azora::proto::compliance::compliance_service_client::ComplianceServiceClient::new(
+                channel.await,
+            )
+            .generate_compliance_report(authed(
+                &key,
+                azora::proto::compliance::GenerateComplianceReportRequest {
+                    report_type: azora::proto::compliance::ReportType::AdHoc as i32,
+                    period_start: Some(timestamp(now - chrono::Duration::hours(1))),
+                    period_end: Some(timestamp(now)),
+                    request_id: request_id.into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .report
+            .unwrap()
+        }
+    };
+    let open = report("report-open").await;
+    assert_eq!(
+        (open.pending_claims, open.pending_claims_azr.unwrap().value),
+        (1, "1000000.000000".into()),
+        "a report counts the claim as pending"
+    );
+    assert_eq!(
+        open.volume_azr.unwrap().value,
+        "0.000000",
+        "and not in the confirmed volume"
+    );
 
     let by_member = confirm_claim(&app, &miner, &id, "payout-a")
         .await
@@ -124,6 +163,11 @@ async fn a_mining_claim_is_confirmed_once_with_its_backing_by_someone_else(backe
         .unwrap_err();
     assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
     assert_eq!(app.available(&treasurer_wallet).await, "0.000000");
+    let later = report("report-later").await;
+    assert_eq!(
+        later.pending_claims, 1,
+        "the treasurer's own claim is still open"
+    );
     common::money::assert_books_balance(&app).await;
 }
 

@@ -25,6 +25,9 @@ pub mod report {
         /// The caller's idempotency key, unique per `generated_by`; none on
         /// reports from before request ids.
         pub request_id: Option<String>,
+        /// Mining claims pending at the period's end, and their AZR.
+        pub pending_claims: i64,
+        pub pending_claims_micros: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

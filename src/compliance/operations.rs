@@ -281,6 +281,7 @@ impl Compliance {
     ) -> Result<(report::Model, Vec<CheckResult>)> {
         let (total_transactions, volume_azr, volume_usd) =
             store::period_totals(db, start, end).await?;
+        let (pending_claims, pending_claims_micros) = store::pending_claims_at(db, end).await?;
 
         let peg =
             store::transactions_where(db, "amount_usd_micros <> amount_azr_micros", start, end)
@@ -440,6 +441,8 @@ impl Compliance {
             generated_by: caller.user_id,
             generated_at: Utc::now().trunc_subsecs(6),
             request_id: request_id.map(|id| id.as_str().to_owned()),
+            pending_claims,
+            pending_claims_micros,
         };
         Ok((row, checks))
     }

@@ -275,6 +275,8 @@ pub async fn insert_report(db: &impl ConnectionTrait, row: report::Model) -> Res
         generated_by: Set(row.generated_by),
         generated_at: Set(row.generated_at),
         request_id: Set(row.request_id),
+        pending_claims: Set(row.pending_claims),
+        pending_claims_micros: Set(row.pending_claims_micros),
     })
     .on_conflict_do_nothing_on([report::Column::GeneratedBy, report::Column::RequestId])
     .exec_without_returning(db)
@@ -317,6 +319,29 @@ pub async fn list_reports(
         .all(db)
         .await
         .map_err(classify)
+}
+
+/// Mining claims (pending mints) open at `end`: created before it and not
+/// resolved before it. Count and AZR.
+pub async fn pending_claims_at(
+    db: &impl ConnectionTrait,
+    end: DateTime<Utc>,
+) -> Result<(i64, i64)> {
+    let row = db
+        .query_one_raw(statement(
+            db,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(amount_azr_micros), 0) AS BIGINT) AS azr \
+             FROM ledger_transactions WHERE kind = 'mint' AND mining_session_id IS NOT NULL \
+             AND created_at < ? AND (processed_at IS NULL OR processed_at >= ?)",
+            vec![end.into(), end.into()],
+        ))
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| Error::internal("an aggregate returned no row"))?;
+    Ok((
+        row.try_get("", "n").map_err(classify)?,
+        row.try_get("", "azr").map_err(classify)?,
+    ))
 }
 
 /// Confirmed transactions created in the period: count and volume.

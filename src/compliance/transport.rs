@@ -131,6 +131,8 @@ fn report_to_proto(report: report::Model) -> Result<pb::ComplianceReport, Error>
         recommendations,
         generated_by: report.generated_by.to_string(),
         generate_time: Some(timestamp(report.generated_at)),
+        pending_claims: report.pending_claims,
+        pending_claims_azr: decimal(report.pending_claims_micros),
     })
 }
 
