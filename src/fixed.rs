@@ -72,8 +72,45 @@ pub fn format_units(units: i64, scale: u32) -> String {
     Decimal::new(units, scale).to_string()
 }
 
+/// As [`format_units`], for sums wider than an i64 (aggregates over many
+/// rows): exact integer arithmetic, the same text for values that fit.
+pub fn format_wide_units(units: i128, scale: u32) -> String {
+    let divisor = 10_u128.pow(scale);
+    let magnitude = units.unsigned_abs();
+    let sign = if units < 0 { "-" } else { "" };
+    let (whole, fraction) = (magnitude / divisor, magnitude % divisor);
+    if scale == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction:0width$}", width = scale as usize)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wide_units_format_like_narrow_ones_and_beyond() {
+        for units in [
+            0_i64,
+            1,
+            -1,
+            999_999,
+            1_000_000,
+            -1_234_567,
+            i64::MAX,
+            i64::MIN + 1,
+        ] {
+            assert_eq!(
+                super::format_wide_units(i128::from(units), 6),
+                super::format_units(units, 6)
+            );
+        }
+        assert_eq!(
+            super::format_wide_units(i128::from(i64::MAX) * 3, 6),
+            "27670116110564.327421"
+        );
+    }
+
     use super::*;
 
     const MAX: i64 = 1_000_000_000_000_000;

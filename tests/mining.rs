@@ -276,6 +276,47 @@ async fn totals_that_would_overflow_are_refused_and_the_session_still_ends(backe
         .unwrap();
     assert_eq!(ended.status, pb::SessionStatus::Ended as i32);
     assert_eq!(ended.total_earnings_usd.unwrap().value, "1.000000");
+
+    // Sessions at their limits add up past an i64 across sessions: the
+    // aggregate still answers, exactly.
+    for _ in 0..2 {
+        let full = start(&app, &miner, &wallet, "sha256", "alpha").await;
+        let at_limit = pb::Sample {
+            shares_accepted: i64::MAX,
+            shares_rejected: i64::MAX,
+            ..sample(chrono::Utc::now(), 1.0, "1000000000")
+        };
+        record(&app, &miner, batches(&full.id, vec![at_limit], 1))
+            .await
+            .unwrap();
+    }
+    let now = chrono::Utc::now();
+    let timestamp = |at: chrono::DateTime<chrono::Utc>| prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    };
+    let performance = mining(&app)
+        .await
+        .get_mining_performance(authed(
+            &app.admin_key,
+            pb::GetMiningPerformanceRequest {
+                start_time: Some(timestamp(now - chrono::Duration::hours(1))),
+                end_time: Some(timestamp(now + chrono::Duration::seconds(5))),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("aggregates past an i64 still answer")
+        .into_inner();
+    let sha = &performance.by_algorithm[0];
+    assert_eq!(sha.session_count, 3);
+    assert_eq!(sha.earnings_usd.clone().unwrap().value, "2000000001.000000");
+    // Accepted: 3 × i64::MAX; rejected: 1 + 2 × i64::MAX.
+    assert!(
+        (sha.acceptance_rate - 0.6).abs() < 1e-9,
+        "{}",
+        sha.acceptance_rate
+    );
 }
 
 fn sample(at: chrono::DateTime<chrono::Utc>, hashrate: f64, earnings: &str) -> pb::Sample {

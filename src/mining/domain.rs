@@ -356,9 +356,11 @@ pub struct Performance {
     pub samples: i64,
     pub average_hashrate: f64,
     pub average_power: f64,
-    pub shares_accepted: i64,
-    pub shares_rejected: i64,
-    pub earnings_micros: i64,
+    /// Sums over many sessions, each of which fits an i64: wider, so no
+    /// number of sessions can overflow them.
+    pub shares_accepted: i128,
+    pub shares_rejected: i128,
+    pub earnings_micros: i128,
 }
 
 impl Performance {

@@ -242,14 +242,17 @@ pub async fn performance(
         }
         None => String::new(),
     };
+    // Sums per session, which each fit an i64 (a session's totals are
+    // checked as samples arrive); the sums over sessions are added here in
+    // i128, so no number of sessions can overflow them in SQL.
     let sql = format!(
-        "SELECT s.{group} AS key, CAST(COUNT(DISTINCT s.id) AS BIGINT) AS sessions, CAST(COUNT(*) AS BIGINT) AS samples, \
-         AVG(m.hashrate_mhs) AS average_hashrate, AVG(m.power_watts) AS average_power, \
+        "SELECT s.{group} AS key, CAST(COUNT(*) AS BIGINT) AS samples, \
+         SUM(m.hashrate_mhs) AS hashrate, SUM(m.power_watts) AS power, \
          CAST(SUM(m.shares_accepted) AS BIGINT) AS shares_accepted, CAST(SUM(m.shares_rejected) AS BIGINT) AS shares_rejected, \
          CAST(SUM(m.earnings_micros) AS BIGINT) AS earnings_micros \
          FROM mining_samples m JOIN mining_sessions s ON s.id = m.session_id \
          WHERE m.sampled_at >= {} AND m.sampled_at < {} {miner_clause} \
-         GROUP BY s.{group} ORDER BY s.{group}",
+         GROUP BY s.{group}, s.id ORDER BY s.{group}",
         placeholder(1),
         placeholder(2)
     );
@@ -257,18 +260,50 @@ pub async fn performance(
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await
         .map_err(classify)?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Performance {
-                key: row.try_get("", "key").map_err(classify)?,
-                sessions: row.try_get("", "sessions").map_err(classify)?,
-                samples: row.try_get("", "samples").map_err(classify)?,
-                average_hashrate: row.try_get("", "average_hashrate").map_err(classify)?,
-                average_power: row.try_get("", "average_power").map_err(classify)?,
-                shares_accepted: row.try_get("", "shares_accepted").map_err(classify)?,
-                shares_rejected: row.try_get("", "shares_rejected").map_err(classify)?,
-                earnings_micros: row.try_get("", "earnings_micros").map_err(classify)?,
-            })
+    let mut groups: Vec<(Performance, f64, f64)> = Vec::new();
+    for row in rows {
+        let key: String = row.try_get("", "key").map_err(classify)?;
+        let samples: i64 = row.try_get("", "samples").map_err(classify)?;
+        let hashrate: f64 = row.try_get("", "hashrate").map_err(classify)?;
+        let power: f64 = row.try_get("", "power").map_err(classify)?;
+        let accepted: i64 = row.try_get("", "shares_accepted").map_err(classify)?;
+        let rejected: i64 = row.try_get("", "shares_rejected").map_err(classify)?;
+        let earnings: i64 = row.try_get("", "earnings_micros").map_err(classify)?;
+        if groups.last().is_none_or(|(last, _, _)| last.key != key) {
+            groups.push((
+                Performance {
+                    key,
+                    sessions: 0,
+                    samples: 0,
+                    average_hashrate: 0.0,
+                    average_power: 0.0,
+                    shares_accepted: 0,
+                    shares_rejected: 0,
+                    earnings_micros: 0,
+                },
+                0.0,
+                0.0,
+            ));
+        }
+        let Some((group, hashrate_sum, power_sum)) = groups.last_mut() else {
+            continue;
+        };
+        group.sessions += 1;
+        group.samples += samples;
+        *hashrate_sum += hashrate;
+        *power_sum += power;
+        group.shares_accepted += i128::from(accepted);
+        group.shares_rejected += i128::from(rejected);
+        group.earnings_micros += i128::from(earnings);
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(mut group, hashrate_sum, power_sum)| {
+            if group.samples > 0 {
+                group.average_hashrate = hashrate_sum / group.samples as f64;
+                group.average_power = power_sum / group.samples as f64;
+            }
+            group
         })
-        .collect()
+        .collect())
 }

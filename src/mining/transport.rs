@@ -192,7 +192,12 @@ fn performance_to_proto(performance: Performance) -> pb::Performance {
         session_count: performance.sessions,
         sample_count: performance.samples,
         average_hashrate_mhs: performance.average_hashrate,
-        earnings_usd: decimal(performance.earnings_micros),
+        earnings_usd: Some(crate::proto::types::Decimal {
+            value: crate::fixed::format_wide_units(
+                performance.earnings_micros,
+                crate::treasury::domain::AZR_SCALE,
+            ),
+        }),
     }
 }
 
