@@ -441,9 +441,7 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             transaction.backing_reference = backing_reference.clone();
             let legs = if *pending {
                 // A claim: recorded with its allocation, posted on confirmation.
-                transaction.status = TransactionStatus::Pending;
-                transaction.confirmed_at = None;
-                transaction.processed_at = None;
+                mark_pending(&mut transaction);
                 Vec::new()
             } else {
                 mint_legs(&split, *to_wallet)
@@ -538,9 +536,7 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
                 transaction.tx_hash = hash.clone();
             }
             let legs = if *pending {
-                transaction.status = TransactionStatus::Pending;
-                transaction.confirmed_at = None;
-                transaction.processed_at = None;
+                mark_pending(&mut transaction);
                 Vec::new()
             } else {
                 let external = available(Account::System(SystemAccount::External));
@@ -573,9 +569,7 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
                 note,
                 now,
             );
-            transaction.status = TransactionStatus::Pending;
-            transaction.confirmed_at = None;
-            transaction.processed_at = None;
+            mark_pending(&mut transaction);
             transaction.from_wallet = Some(*from_wallet);
             transaction.destination_address = Some(destination_address.clone());
             let wallet = Account::Wallet(*from_wallet);
@@ -724,6 +718,14 @@ fn plan(context: &Context<'_>, (caller, request_id, command): &Request) -> Resul
             })
         }
     }
+}
+
+/// Awaiting resolution (ConfirmTransaction or FailTransaction): neither
+/// confirmed nor processed yet.
+fn mark_pending(transaction: &mut Transaction) {
+    transaction.status = TransactionStatus::Pending;
+    transaction.confirmed_at = None;
+    transaction.processed_at = None;
 }
 
 /// The entries of a mint: the allocation from issuance to the treasury

@@ -1,5 +1,6 @@
 """A Python gRPC client, generated from proto/ with grpcio-tools, talking to a
-running azora: it creates a user and reads it back.
+running azora: it creates a user and reads it back, retries a create with a
+request id, and sends metadata at and past the nesting limit.
 
 Usage: identity_client.py HOST:PORT ADMIN_KEY PROTO_DIR
 """
@@ -9,6 +10,7 @@ import sys
 import tempfile
 
 import grpc
+from google.protobuf import struct_pb2
 from grpc_tools import protoc
 
 
@@ -48,6 +50,36 @@ def main() -> None:
         assert fetched == created, (fetched, created)
         assert fetched.reputation_score.value == "0.0000", fetched
         assert fetched.role == identity_pb2.ROLE_MEMBER, fetched
+
+        # Metadata nested as deep as the server allows (8 levels of objects)
+        # decodes in this stock client; one level more is INVALID_ARGUMENT.
+        def nested(levels: int) -> dict:
+            value: object = "leaf"
+            for level in range(levels - 1, 0, -1):
+                value = {f"l{level}": value}
+            return {"root": value}
+
+        deep = struct_pb2.Struct()
+        deep.update(nested(8))
+        request = identity_pb2.CreateUserRequest(
+            username="deep", user_type=identity_pb2.USER_TYPE_STUDENT, metadata=deep, request_id="py-deep-1"
+        )
+        first = stub.CreateUser(request, metadata=metadata).user
+        assert first.metadata == deep, first.metadata
+        again = stub.CreateUser(request, metadata=metadata).user
+        assert again == first, (again, first)
+        too_deep = struct_pb2.Struct()
+        too_deep.update(nested(9))
+        try:
+            stub.CreateUser(
+                identity_pb2.CreateUserRequest(
+                    username="deeper", user_type=identity_pb2.USER_TYPE_STUDENT, metadata=too_deep
+                ),
+                metadata=metadata,
+            )
+            raise AssertionError("metadata nested 9 levels was accepted")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error
 
         try:
             stub.GetUser(identity_pb2.GetUserRequest(user_id="nope"), metadata=metadata)
