@@ -47,6 +47,24 @@ async fn confirm_claim(
         .map(|response| response.into_inner().transaction.unwrap())
 }
 
+/// Ends a session, as `key`.
+async fn end(app: &TestApp, key: &str, session: &str) -> pb::Session {
+    mining(app)
+        .await
+        .end_session(authed(
+            key,
+            pb::EndSessionRequest {
+                session_id: session.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap()
+}
+
 /// A member's session with `earnings` streamed in one sample, ended: its
 /// (pending, unless auto-confirmed) mint.
 async fn ended_claim(app: &TestApp, miner: &str, wallet: &str, earnings: &str) -> pb::Session {
@@ -62,20 +80,7 @@ async fn ended_claim(app: &TestApp, miner: &str, wallet: &str, earnings: &str) -
     )
     .await
     .unwrap();
-    mining(app)
-        .await
-        .end_session(authed(
-            miner,
-            pb::EndSessionRequest {
-                session_id: session.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap()
+    end(app, miner, &session.id).await
 }
 
 async fn a_mining_claim_is_confirmed_once_with_its_backing_by_someone_else(backend: Backend) {
@@ -260,20 +265,7 @@ async fn totals_that_would_overflow_are_refused_and_the_session_still_ends(backe
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&too_rich), ["samples[1].earnings_usd"]);
-    let ended = mining(&app)
-        .await
-        .end_session(authed(
-            &miner,
-            pb::EndSessionRequest {
-                session_id: session.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let ended = end(&app, &miner, &session.id).await;
     assert_eq!(ended.status, pb::SessionStatus::Ended as i32);
     assert_eq!(ended.total_earnings_usd.unwrap().value, "1.000000");
 
@@ -426,20 +418,7 @@ async fn a_session_streams_thousands_of_samples_and_ending_it_mints_its_earnings
     assert!((totals.average_hashrate_mhs - 104.5).abs() < 1e-9);
 
     let before = micros(&app.available(&wallet).await);
-    let ended = mining(&app)
-        .await
-        .end_session(authed(
-            &miner,
-            pb::EndSessionRequest {
-                session_id: session.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let ended = end(&app, &miner, &session.id).await;
     assert_eq!(ended.status, pb::SessionStatus::Ended as i32);
     assert!(ended.end_time.is_some());
     assert_eq!(ended.minted_azr.clone().unwrap().value, "6.170000");
@@ -503,20 +482,7 @@ async fn a_session_streams_thousands_of_samples_and_ending_it_mints_its_earnings
     );
 
     // Ending again changes nothing and returns the same session.
-    let again = mining(&app)
-        .await
-        .end_session(authed(
-            &app.admin_key,
-            pb::EndSessionRequest {
-                session_id: session.id.clone(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .session
-        .unwrap();
+    let again = end(&app, &app.admin_key, &session.id).await;
     assert_eq!(again, ended);
     let summary = app.summary().await;
     assert_eq!(
