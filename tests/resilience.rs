@@ -1225,3 +1225,85 @@ async fn a_crash_between_commit_and_invalidation_leaves_no_stale_read_after_a_re
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The retry of a non-ledger write whose invalidation was lost (the first
+/// call committed, then its generation increment never reached Redis)
+/// invalidates again: the replay refreshes every replica's cached read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_invoice_payment_invalidates_what_its_first_call_may_not_have() {
+    use azora::proto::treasury::billing_service_client::BillingServiceClient;
+    let redis = RedisServer::start();
+    let redis_url = redis.url();
+    let app = TestApp::spawn_with(Backend::Postgres, |settings| {
+        settings.redis_url = Some(secret_for_tests(&redis_url));
+    })
+    .await;
+    let (user, key, wallet) = app.member_with_wallet("payer").await;
+    app.fund(&wallet, "100").await;
+    let mut billing = BillingServiceClient::new(app.channel().await);
+    let invoice = billing
+        .create_subscription(authed(
+            &key,
+            tpb::CreateSubscriptionRequest {
+                request_id: "signup".into(),
+                user_id: user,
+                tier: tpb::SubscriptionTier::Basic as i32,
+                currency: tpb::Currency::Azr as i32,
+                start_time: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invoices
+        .remove(0);
+    // Cache the balance (once the starting process trusts its cache).
+    let generation = format!("azora:g:wallet:{wallet}");
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            balance_via(app.channel().await, &key, &wallet)
+                .await
+                .unwrap(),
+            "100.000000"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = redis
+        .cli(&["GET", &generation])
+        .unwrap_or_else(|| "0".into());
+    let pay = tpb::PayInvoiceRequest {
+        invoice_id: invoice.id.clone(),
+        wallet_id: wallet.clone(),
+        request_id: "pay-1".into(),
+    };
+    billing
+        .pay_invoice(authed(&key, pay.clone()))
+        .await
+        .unwrap();
+    // As if the increment had never reached Redis: the old entry is a hit.
+    if before == "0" {
+        redis.cli(&["DEL", &generation]);
+    } else {
+        redis.cli(&["SET", &generation, &before]);
+    }
+    assert_eq!(
+        balance_via(app.channel().await, &key, &wallet)
+            .await
+            .unwrap(),
+        "100.000000",
+        "the lost invalidation leaves the old value (the case this test is about)"
+    );
+    let replayed = billing.pay_invoice(authed(&key, pay)).await.unwrap();
+    assert_eq!(
+        replayed.into_inner().invoice.unwrap().status,
+        tpb::InvoiceStatus::Paid as i32
+    );
+    assert_eq!(
+        balance_via(app.channel().await, &key, &wallet)
+            .await
+            .unwrap(),
+        "90.010000",
+        "the retry invalidated again"
+    );
+}

@@ -15,7 +15,7 @@ use super::domain::{
 use super::store;
 use crate::audit::{Audited, Begun, Change};
 use crate::auth::{Principal, Role};
-use crate::cache::{Cache, Invalidation};
+use crate::cache::{Cache, Generation, Invalidation};
 use crate::db::begin_write;
 use crate::error::Error;
 use crate::idempotency::RequestKey;
@@ -265,7 +265,12 @@ impl Billing {
                 let invoice = store::find_invoice(replay.transaction(), replay.resource_id()?)
                     .await?
                     .ok_or_else(|| Error::internal("a replayed invoice is gone"))?;
-                return replay.answer(caller, "invoice", invoice).await;
+                let invoice = replay.answer(caller, "invoice", invoice).await?;
+                // The first call may have paid and died before invalidating.
+                let mut invalidation = Invalidation::of(invoice.wallet.map(Generation::Wallet));
+                invalidation.add(Generation::Ledger);
+                self.cache.invalidate(invalidation).await;
+                return Ok(invoice);
             }
         };
         let mut invoice = match store::lock_invoice(&*transaction, id).await? {

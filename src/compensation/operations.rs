@@ -11,7 +11,7 @@ use super::domain::{
 use super::store;
 use crate::audit::{Audited, Begun, Change};
 use crate::auth::{Principal, Role};
-use crate::cache::{Cache, Invalidation};
+use crate::cache::{Cache, Generation, Invalidation};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
 use crate::identity::domain::UserType;
@@ -163,7 +163,15 @@ impl Compensations {
                 let record = store::find(replay.transaction(), replay.resource_id()?)
                     .await?
                     .ok_or_else(|| Error::internal("a replayed compensation is gone"))?;
-                return replay.answer(caller, RESOURCE, record).await;
+                let record = replay.answer(caller, RESOURCE, record).await?;
+                // The first call may have paid and died before invalidating.
+                self.cache
+                    .invalidate(Invalidation::of([
+                        Generation::Wallet(record.wallet),
+                        Generation::Ledger,
+                    ]))
+                    .await;
+                return Ok(record);
             }
         };
         let mut record = store::lock(&*transaction, id)

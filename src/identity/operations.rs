@@ -61,6 +61,18 @@ impl Identity {
             .await;
     }
 
+    /// Answers a retry with the user as it is now. The first call may have
+    /// committed and died before its invalidation reached Redis: the retry
+    /// invalidates again.
+    async fn replay_user(&self, replay: Replay, caller: &Principal) -> Result<User> {
+        let user = store::find_user(replay.transaction(), replay.resource_id()?)
+            .await?
+            .ok_or_else(|| Error::internal("a replayed user is gone"))?;
+        let user = replay.answer(caller, "user", user).await?;
+        self.user_changed(user.id).await;
+        Ok(user)
+    }
+
     fn forget_cached_keys(&self) {
         if let Some(cache) = &self.key_cache {
             cache.clear();
@@ -76,7 +88,7 @@ impl Identity {
         caller.require_role(&[Role::Admin])?;
         let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
             Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return replay_user(replay, caller).await,
+            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
         };
         let user = store::insert_user(&*transaction, new, Role::Member).await?;
         transaction
@@ -128,7 +140,7 @@ impl Identity {
         }
         let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
             Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return replay_user(replay, caller).await,
+            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
         };
         let before = store::find_user(&*transaction, id)
             .await?
@@ -156,7 +168,7 @@ impl Identity {
         caller.require_role(&[Role::Admin])?;
         let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
             Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return replay_user(replay, caller).await,
+            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
         };
         let admins = store::lock_admin_ids(&*transaction).await?;
         let before = store::find_user(&*transaction, id)
@@ -206,7 +218,7 @@ impl Identity {
         caller.require_role(&[Role::Admin, Role::Auditor])?;
         let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
             Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return replay_user(replay, caller).await,
+            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
         };
         let before = store::find_user(&*transaction, id)
             .await?
@@ -491,13 +503,6 @@ async fn issue_api_key(
         secret,
         replayed: false,
     })
-}
-
-async fn replay_user(replay: Replay, caller: &Principal) -> Result<User> {
-    let user = store::find_user(replay.transaction(), replay.resource_id()?)
-        .await?
-        .ok_or_else(|| Error::internal("a replayed user is gone"))?;
-    replay.answer(caller, "user", user).await
 }
 
 async fn replay_api_key(replay: Replay, caller: &Principal) -> Result<ApiKey> {

@@ -36,13 +36,6 @@ pub struct Recorded {
     pub replayed: bool,
 }
 
-async fn replay_session(replay: Replay, caller: &Principal) -> Result<Session> {
-    let session = store::find_session(replay.transaction(), replay.resource_id()?)
-        .await?
-        .ok_or_else(|| Error::internal("a replayed mining session is gone"))?;
-    replay.answer(caller, "mining_session", session).await
-}
-
 #[derive(Clone)]
 pub struct Mining {
     db: DatabaseConnection,
@@ -71,6 +64,21 @@ impl Mining {
             cache,
             auto_confirm_limit,
         }
+    }
+
+    /// Answers a retry with the session as it is now, and invalidates what
+    /// the first call may have committed without invalidating (it may have
+    /// died in between): the miner's figures and the session's wallet.
+    async fn replay_session(&self, replay: Replay, caller: &Principal) -> Result<Session> {
+        let session = store::find_session(replay.transaction(), replay.resource_id()?)
+            .await?
+            .ok_or_else(|| Error::internal("a replayed mining session is gone"))?;
+        let session = replay.answer(caller, "mining_session", session).await?;
+        let mut invalidation = performance_changed(session.miner);
+        invalidation.add(Generation::Wallet(session.wallet));
+        invalidation.add(Generation::Ledger);
+        self.cache.invalidate(invalidation).await;
+        Ok(session)
     }
 
     pub fn database(&self) -> &DatabaseConnection {
@@ -119,7 +127,7 @@ impl Mining {
         };
         let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
             Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return replay_session(replay, caller).await,
+            Begun::Replay(replay) => return self.replay_session(replay, caller).await,
         };
         store::insert_session(&*transaction, &session).await?;
         transaction
@@ -154,7 +162,7 @@ impl Mining {
             Begun::Fresh(transaction) => transaction,
             Begun::Replay(replay) => {
                 // The same stream again: it was stored whole the first time.
-                let session = replay_session(replay, caller).await?;
+                let session = self.replay_session(replay, caller).await?;
                 return Ok(Recorded {
                     session,
                     stored: sent,
@@ -239,7 +247,7 @@ impl Mining {
         caller.require_role(MINERS)?;
         let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
             Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return replay_session(replay, caller).await,
+            Begun::Replay(replay) => return self.replay_session(replay, caller).await,
         };
         let mut session =
             Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
