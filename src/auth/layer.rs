@@ -132,10 +132,7 @@ impl Authenticator {
         let KeyHolder { key, user_role } = match self.cache.get(&hash) {
             Some(holder) => holder,
             None => {
-                let key = store::find_api_key_by_hash(&self.db, &hash)
-                    .await?
-                    .ok_or(Error::Unauthenticated)?;
-                let user_role = store::find_user_role(&self.db, key.user_id)
+                let (key, user_role) = store::find_key_holder_by_hash(&self.db, &hash)
                     .await?
                     .ok_or(Error::Unauthenticated)?;
                 let holder = KeyHolder { key, user_role };

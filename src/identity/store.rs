@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
 };
 use uuid::Uuid;
 
@@ -344,27 +344,27 @@ pub async fn find_api_key(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<
         .transpose()
 }
 
-pub async fn find_api_key_by_hash(db: &impl ConnectionTrait, hash: &str) -> Result<Option<ApiKey>> {
-    api_key::Entity::find()
-        .filter(api_key::Column::KeyHash.eq(hash))
-        .one(db)
-        .await
-        .map_err(classify)?
-        .map(api_key_from_row)
-        .transpose()
-}
-
-/// The role a user has now, for bounding what their keys may do.
-pub async fn find_user_role(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Role>> {
-    let role: Option<String> = user::Entity::find_by_id(id)
-        .select_only()
-        .column(user::Column::Role)
-        .into_tuple()
-        .one(db)
+/// A key by its hash, with its user's role now (which bounds what the key
+/// may do), in one query: authentication runs it on every key-cache miss.
+pub async fn find_key_holder_by_hash(
+    db: &impl ConnectionTrait,
+    hash: &str,
+) -> Result<Option<(ApiKey, Role)>> {
+    let row = db
+        .query_one_raw(crate::db::statement(
+            db,
+            "SELECT k.id, k.user_id, k.name, k.role, k.key_prefix, k.key_hash, k.created_at, \
+             k.expires_at, k.revoked_at, u.role AS user_role \
+             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?",
+            vec![hash.into()],
+        ))
         .await
         .map_err(classify)?;
-    role.map(|role| Role::parse(&role).ok_or_else(|| corrupt("role", &role)))
-        .transpose()
+    let Some(row) = row else { return Ok(None) };
+    let key = api_key::Model::from_query_result(&row, "").map_err(classify)?;
+    let user_role: String = row.try_get("", "user_role").map_err(classify)?;
+    let user_role = Role::parse(&user_role).ok_or_else(|| corrupt("role", &user_role))?;
+    Ok(Some((api_key_from_row(key)?, user_role)))
 }
 
 pub async fn list_api_keys(
