@@ -275,7 +275,11 @@ impl MiningService for MiningApi {
                 }
             }
             first = false;
-            fingerprint.add(&message);
+            // Only a stream with an id can be recognised as resent: without
+            // one, re-encoding every sample would be wasted work.
+            if !request_id.is_empty() {
+                fingerprint.add(&message);
+            }
             let pb::RecordStatisticsRequest {
                 session_id: id,
                 samples: batch,
