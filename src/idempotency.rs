@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::db::classify;
 use crate::error::{Error, FieldViolation};
-use crate::treasury::domain::RequestId;
+use crate::money::RequestId;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;

@@ -42,6 +42,7 @@ macro_rules! text_enum {
     };
 }
 
+pub mod address;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -59,6 +60,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod limits;
 pub mod mining;
+pub mod money;
 pub mod pagination;
 pub mod proto;
 pub mod redis;

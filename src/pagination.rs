@@ -17,6 +17,13 @@ pub const DEFAULT_PAGE_SIZE: u64 = 50;
 /// Larger requested page sizes are lowered to this.
 pub const MAX_PAGE_SIZE: u64 = 500;
 
+/// A page of results and the token for the next one.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageRequest {
     pub size: u64,

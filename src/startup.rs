@@ -173,7 +173,7 @@ impl Application {
         let auto_confirm_limit = settings
             .mining_auto_confirm_limit
             .as_deref()
-            .map(|limit| crate::treasury::domain::Amount::parse("mining_auto_confirm_limit", limit))
+            .map(|limit| crate::money::Amount::parse("mining_auto_confirm_limit", limit))
             .transpose()
             .map_err(|violation| {
                 anyhow::anyhow!("AZORA_MINING_AUTO_CONFIRM_LIMIT {}", violation.description)
@@ -192,13 +192,11 @@ impl Application {
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let kyc_threshold = crate::treasury::domain::Amount::parse(
-            "kyc_transfer_threshold",
-            &settings.kyc_transfer_threshold,
-        )
-        .map_err(|violation| {
-            anyhow::anyhow!("AZORA_KYC_TRANSFER_THRESHOLD {}", violation.description)
-        })?;
+        let kyc_threshold =
+            crate::money::Amount::parse("kyc_transfer_threshold", &settings.kyc_transfer_threshold)
+                .map_err(|violation| {
+                    anyhow::anyhow!("AZORA_KYC_TRANSFER_THRESHOLD {}", violation.description)
+                })?;
         let compliance = ComplianceServiceServer::new(ComplianceApi::new(
             Compliance::new(db.clone(), kyc_threshold.micros()),
             watchers,
@@ -214,13 +212,11 @@ impl Application {
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let knowledge_reward_max = crate::treasury::domain::Amount::parse(
-            "knowledge_reward_max",
-            &settings.knowledge_reward_max,
-        )
-        .map_err(|violation| {
-            anyhow::anyhow!("AZORA_KNOWLEDGE_REWARD_MAX {}", violation.description)
-        })?;
+        let knowledge_reward_max =
+            crate::money::Amount::parse("knowledge_reward_max", &settings.knowledge_reward_max)
+                .map_err(|violation| {
+                    anyhow::anyhow!("AZORA_KNOWLEDGE_REWARD_MAX {}", violation.description)
+                })?;
         let rewards = KnowledgeRewardServiceServer::new(KnowledgeRewardApi::new(Rewards::new(
             db.clone(),
             policy,

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::audit;
 use crate::auth::Principal;
 use crate::error::Error;
-use crate::identity::store;
+use crate::identity::directory;
 
 /// Open streams per key, shared by every watcher of this process.
 #[derive(Clone)]
@@ -98,7 +98,7 @@ impl WatchPermit {
         if self.last_checked.elapsed() < self.recheck_every {
             return Ok(());
         }
-        match store::find_api_key(&self.db, self.key).await {
+        match directory::find_api_key(&self.db, self.key).await {
             Ok(Some(key)) if key.is_active(Utc::now()) => {
                 self.last_checked = Instant::now();
                 Ok(())

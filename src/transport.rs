@@ -1,10 +1,14 @@
 //! Conversions every gRPC transport shares: collecting field violations,
-//! optional fields, timestamps and JSON objects carried as `Struct`.
+//! ids, amounts, reasons and request ids, optional fields, timestamps, JSON
+//! objects carried as `Struct`, and database-polled server streams.
 
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
+use uuid::Uuid;
 
 use crate::error::{Error, FieldViolation};
+use crate::money::{Amount, RequestId};
+use crate::proto::types::Decimal;
 
 /// The retry key of a unary request from its optional `request_id` field
 /// (see [`crate::idempotency`]).
@@ -13,6 +17,44 @@ pub fn request_key(
     request_id: &str,
 ) -> Result<Option<crate::idempotency::RequestKey>, Error> {
     crate::idempotency::RequestKey::of("request_id", request_id, message).map_err(Error::from)
+}
+
+/// A required UUID (an empty string is a missing field).
+pub fn parse_id(field: &str, text: &str) -> Result<Uuid, FieldViolation> {
+    if text.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    Uuid::parse_str(text).map_err(|_| FieldViolation::new(field, "must be a UUID"))
+}
+
+/// The longest free-text reason a mutating call may carry.
+pub const MAX_REASON: usize = 500;
+
+/// A positive AZR amount from the wire's exact decimal.
+pub fn amount(field: &str, value: Option<&Decimal>) -> Result<Amount, FieldViolation> {
+    Amount::parse(
+        field,
+        value
+            .map(|decimal| decimal.value.as_str())
+            .unwrap_or_default(),
+    )
+}
+
+pub fn reason(field: &str, text: String) -> Result<String, FieldViolation> {
+    if text.chars().count() > MAX_REASON {
+        Err(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_REASON} characters"),
+        ))
+    } else {
+        Ok(text)
+    }
+}
+
+/// The request id a ledger call must carry (its idempotency key), recorded
+/// as a violation when missing or malformed.
+pub fn request(v: &mut Violations, request_id: &str) -> Option<RequestId> {
+    v.check(RequestId::parse("request_id", request_id))
 }
 
 /// Collects field violations so a request reports all of them at once.
@@ -199,7 +241,7 @@ pub fn struct_from_json(value: serde_json::Value) -> prost_types::Struct {
 /// An amount of micro-AZR (or micro-USD) as the wire's exact decimal.
 pub fn azr_decimal(micros: i64) -> Option<crate::proto::types::Decimal> {
     Some(crate::proto::types::Decimal {
-        value: crate::treasury::domain::format_azr(micros),
+        value: crate::money::format_azr(micros),
     })
 }
 

@@ -17,9 +17,9 @@ use std::time::Duration;
 use azora::codec::decode_request;
 use azora::error::FieldViolation;
 use azora::fixed::{format_units, parse_units};
+use azora::money::{Amount, MAX_AMOUNT_MICROS, RequestId, format_azr};
 use azora::pagination::{MAX_PAGE_SIZE, PageRequest};
 use azora::transport::{MAX_JSON_DEPTH, MAX_JSON_OBJECT_BYTES, json_object, json_to_struct};
-use azora::treasury::domain::{Amount, MAX_AMOUNT_MICROS, RequestId, format_azr};
 use common::{Backend, TestApp, authed};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
@@ -610,12 +610,14 @@ fn the_codec_never_panics_and_refuses_only_what_it_must_for_every_request_type()
 
 #[test]
 fn domain_parse_functions_never_panic_on_arbitrary_text() {
+    use azora::address::Address;
     use azora::compensation::domain::Month;
     use azora::identity::domain::{
-        Address, CountryCode, Email, LanguageTag, ReputationScore, Username, parse_id, parse_label,
+        CountryCode, Email, LanguageTag, ReputationScore, Username, parse_label,
     };
     use azora::mining::domain::{parse_algorithm, parse_text};
     use azora::rewards::domain::{parse_evidence_hash, parse_score, parse_subject};
+    use azora::transport::parse_id;
     check(
         "every domain parse function on arbitrary text",
         text(),

@@ -17,8 +17,8 @@ use super::keys::{hash_secret, looks_like_secret};
 use super::{Principal, RequestContext, Role};
 use crate::audit;
 use crate::error::Error;
+use crate::identity::directory;
 use crate::identity::domain::ApiKey;
-use crate::identity::store;
 
 const PUBLIC_PREFIXES: &[&str] = &[
     "/grpc.health.v1.Health/",
@@ -132,7 +132,7 @@ impl Authenticator {
         let KeyHolder { key, user_role } = match self.cache.get(&hash) {
             Some(holder) => holder,
             None => {
-                let (key, user_role) = store::find_key_holder_by_hash(&self.db, &hash)
+                let (key, user_role) = directory::find_key_holder_by_hash(&self.db, &hash)
                     .await?
                     .ok_or(Error::Unauthenticated)?;
                 let holder = KeyHolder { key, user_role };

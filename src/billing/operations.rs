@@ -19,10 +19,11 @@ use crate::cache::{Cache, Generation, Invalidation};
 use crate::db::begin_write;
 use crate::error::Error;
 use crate::idempotency::RequestKey;
-use crate::identity::operations::Page;
-use crate::identity::store as identity_store;
+use crate::identity::directory;
+use crate::money::{Amount, RequestId};
+use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Amount, Command, Note, RequestId, SystemAccount};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -137,7 +138,7 @@ impl Billing {
             transaction.commit(caller, change).await?;
             return Ok((existing, Vec::new()));
         }
-        identity_store::find_user(&*transaction, new.user)
+        directory::find_user(&*transaction, new.user)
             .await?
             .ok_or_else(|| Error::not_found("user", new.user))?;
         let start_at = new.start.unwrap_or(now);
@@ -299,7 +300,7 @@ impl Billing {
                     reason: format!(
                         "invoice {} ({} {})",
                         invoice.id,
-                        crate::treasury::domain::format_azr(invoice.amount_micros),
+                        crate::money::format_azr(invoice.amount_micros),
                         invoice.currency.as_str()
                     ),
                     metadata,
@@ -343,7 +344,7 @@ impl Billing {
         if !caller.can_read(user) {
             return Err(Error::PermissionDenied);
         }
-        identity_store::find_user(&self.db, user)
+        directory::find_user(&self.db, user)
             .await?
             .ok_or_else(|| Error::not_found("user", user))?;
         Ok((user, store::user_balances(&self.db, user).await?))

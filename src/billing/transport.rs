@@ -10,12 +10,12 @@ use super::domain::{
 use super::operations::Billing;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
-use crate::identity::domain::parse_id;
 use crate::proto::treasury::{self as pb, billing_service_server::BillingService};
+use crate::transport::parse_id;
 use crate::transport::{
     Violations, azr_decimal as decimal, datetime_from, optional, request_key, timestamp,
 };
-use crate::treasury::transport::{reason, request};
+use crate::transport::{reason, request};
 
 pub struct BillingApi {
     billing: Billing,

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::FieldViolation;
-use crate::treasury::domain::Amount;
+use crate::money::Amount;
 
 text_enum!(CompensationType {
     Salary => "salary",

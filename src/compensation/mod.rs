@@ -11,8 +11,8 @@
 pub mod domain;
 pub mod entities;
 pub mod operations;
-pub mod store;
-pub mod transport;
+mod store;
+mod transport;
 
 pub use operations::Compensations;
 pub use transport::FounderCompensationApi;

@@ -14,11 +14,12 @@ use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Generation, Invalidation};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
+use crate::identity::directory;
 use crate::identity::domain::UserType;
-use crate::identity::operations::Page;
-use crate::identity::store as identity_store;
+use crate::money::{Amount, RequestId};
+use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Amount, Command, Note, RequestId, SystemAccount};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -84,7 +85,7 @@ impl Compensations {
             transaction.commit(caller, change).await?;
             return Ok(existing);
         }
-        let founder = identity_store::find_user(&*transaction, new.founder)
+        let founder = directory::find_user(&*transaction, new.founder)
             .await?
             .ok_or_else(|| Error::not_found("user", new.founder))?;
         if founder.user_type != UserType::Founder {
@@ -97,7 +98,7 @@ impl Compensations {
                 ),
             });
         }
-        let wallet = identity_store::find_wallet(&*transaction, new.wallet)
+        let wallet = directory::find_wallet(&*transaction, new.wallet)
             .await?
             .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
         if wallet.owner_id != founder.id {

@@ -9,12 +9,12 @@ use super::domain::{
 use super::operations::Compensations;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
-use crate::identity::domain::parse_id;
 use crate::proto::treasury::{
     self as pb, founder_compensation_service_server::FounderCompensationService,
 };
+use crate::transport::parse_id;
 use crate::transport::{Violations, azr_decimal as decimal, optional, request_key, timestamp};
-use crate::treasury::transport::{amount, reason, request};
+use crate::transport::{amount, reason, request};
 
 pub struct FounderCompensationApi {
     compensations: Compensations,

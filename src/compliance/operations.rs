@@ -13,9 +13,9 @@ use crate::auth::{Principal, Role};
 use crate::db::{begin_snapshot, classify};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
-use crate::identity::operations::Page;
+use crate::money::{RequestId, format_azr};
+use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{RequestId, format_azr};
 
 type Result<T> = std::result::Result<T, Error>;
 

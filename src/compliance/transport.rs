@@ -13,14 +13,14 @@ use super::store::{self, AuditFilter, Severity};
 use crate::audit::entities::{audit_event, chain};
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
-use crate::identity::domain::parse_id;
+use crate::money::RequestId;
 use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
 use crate::streams::Watchers;
+use crate::transport::parse_id;
 use crate::transport::{
     Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream,
     request_key, timestamp,
 };
-use crate::treasury::domain::RequestId;
 
 /// How often a WatchAlerts stream looks for new alerts.
 const WATCH_POLL: Duration = Duration::from_millis(200);

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::validate;
+use crate::address::Address;
 use crate::auth::Role;
 use crate::error::FieldViolation;
 use crate::fixed;
@@ -89,27 +90,6 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// A blockchain address, held in lowercase; shown EIP-55 checksummed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Address(String);
-
-impl Address {
-    pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        validate::canonical_address(text)
-            .map(Self)
-            .map_err(|why| FieldViolation::new(field, why))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The EIP-55 checksummed form of a stored (lowercase) address.
-pub fn display_address(stored: &str) -> String {
-    validate::checksummed(stored.trim_start_matches("0x"))
 }
 
 /// ISO 3166-1 alpha-2, uppercase.
@@ -357,11 +337,4 @@ pub fn parse_label(field: &str, text: &str) -> Result<String, FieldViolation> {
     } else {
         Ok(text.to_owned())
     }
-}
-
-pub fn parse_id(field: &str, text: &str) -> Result<Uuid, FieldViolation> {
-    if text.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    Uuid::parse_str(text).map_err(|_| FieldViolation::new(field, "must be a UUID"))
 }

@@ -5,11 +5,12 @@
 //! is its user's role or `service`; there is always at least one admin once
 //! the first one exists.
 
+pub mod directory;
 pub mod domain;
 pub mod entities;
 pub mod operations;
-pub mod store;
-pub mod transport;
+mod store;
+mod transport;
 mod validate;
 
 pub use operations::Identity;

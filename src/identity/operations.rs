@@ -17,16 +17,9 @@ use crate::auth::{self, KeyCache, Principal, Role};
 use crate::cache::{Cache, Entry, Generation, Invalidation};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
-use crate::pagination::PageRequest;
+use crate::pagination::{Page, PageRequest};
 
 type Result<T> = std::result::Result<T, Error>;
-
-/// A page of results and the token for the next one.
-#[derive(Clone, Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_page_token: String,
-}
 
 #[derive(Clone)]
 pub struct Identity {

@@ -4,16 +4,18 @@
 use tonic::{Request, Response, Status};
 
 use super::domain::{
-    Address, ApiKey, CountryCode, Email, KycChange, KycStatus, LanguageTag, Metadata, NewApiKey,
-    NewUser, NewWallet, ReputationScore, User, UserChanges, UserFilter, UserType, Username, Wallet,
-    display_address, parse_id, parse_label,
+    ApiKey, CountryCode, Email, KycChange, KycStatus, LanguageTag, Metadata, NewApiKey, NewUser,
+    NewWallet, ReputationScore, User, UserChanges, UserFilter, UserType, Username, Wallet,
+    parse_label,
 };
 use super::operations::Identity;
+use crate::address::{Address, display_address};
 use crate::auth::{Role, principal};
 use crate::error::{Error, FieldViolation};
 use crate::fixed::format_units;
 use crate::proto::identity::{self as pb, identity_service_server::IdentityService};
 use crate::proto::types::Decimal;
+use crate::transport::parse_id;
 use crate::transport::{
     Violations, datetime_from, json_object, json_to_struct, optional, request_key, timestamp,
 };

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::FieldViolation;
 use crate::fixed;
-use crate::treasury::domain::{AZR_SCALE, MAX_AMOUNT_MICROS};
+use crate::money::{AZR_SCALE, MAX_AMOUNT_MICROS};
 
 /// Most samples one RecordStatistics stream may carry.
 pub const MAX_SAMPLES_PER_STREAM: usize = 100_000;

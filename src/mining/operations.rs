@@ -15,10 +15,11 @@ use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Entry, Generation, Invalidation};
 use crate::error::{Error, FieldViolation};
 use crate::idempotency::RequestKey;
-use crate::identity::operations::Page;
-use crate::identity::store as identity_store;
+use crate::identity::directory;
+use crate::money::{Amount, RequestId};
+use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Amount, Command, Note, RequestId};
+use crate::treasury::domain::{AllocationPolicy, Command, Note};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -96,7 +97,7 @@ impl Mining {
         if miner != caller.user_id && !caller.is_admin() {
             return Err(Error::PermissionDenied);
         }
-        match identity_store::find_wallet(&self.db, new.wallet).await? {
+        match directory::find_wallet(&self.db, new.wallet).await? {
             Some(wallet) if wallet.owner_id == miner => {}
             Some(_) if caller.is_admin() => {
                 return Err(Error::invalid("wallet_id", "must be a wallet of the miner"));

@@ -19,9 +19,9 @@ use super::store;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::idempotency::Fingerprint;
-use crate::identity::domain::parse_id;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
 use crate::streams::Watchers;
+use crate::transport::parse_id;
 use crate::transport::{
     Polled, Violations, azr_decimal as decimal, datetime_from, optional, polling_stream,
     request_key, timestamp,
@@ -195,7 +195,7 @@ fn performance_to_proto(performance: Performance) -> pb::Performance {
         earnings_usd: Some(crate::proto::types::Decimal {
             value: crate::fixed::format_wide_units(
                 performance.earnings_micros,
-                crate::treasury::domain::AZR_SCALE,
+                crate::money::AZR_SCALE,
             ),
         }),
     }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::error::FieldViolation;
 use crate::fixed;
-use crate::treasury::domain::Amount;
+use crate::money::Amount;
 
 text_enum!(ProofKind {
     Course => "course",

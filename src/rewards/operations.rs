@@ -11,13 +11,12 @@ use crate::audit::{Audited, Change};
 use crate::auth::{Principal, Role};
 use crate::cache::Cache;
 use crate::error::Error;
+use crate::identity::directory;
 use crate::identity::domain::UserType;
-use crate::identity::operations::Page;
-use crate::identity::store as identity_store;
+use crate::money::{Amount, RequestId, format_azr};
+use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{
-    AllocationPolicy, Amount, Command, Note, RequestId, SystemAccount, format_azr,
-};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -68,7 +67,7 @@ impl Rewards {
         if matches!(caller.user_role, Role::Admin | Role::Service) {
             return Ok(());
         }
-        match identity_store::find_user(&self.db, caller.user_id).await? {
+        match directory::find_user(&self.db, caller.user_id).await? {
             Some(user) if user.user_type == UserType::Teacher => Ok(()),
             _ => Err(Error::PermissionDenied),
         }
@@ -127,7 +126,7 @@ impl Rewards {
                 replayed: true,
             });
         }
-        let student = identity_store::find_user(&*transaction, new.student)
+        let student = directory::find_user(&*transaction, new.student)
             .await?
             .ok_or_else(|| Error::not_found("user", new.student))?;
         if student.user_type != UserType::Student {
@@ -140,7 +139,7 @@ impl Rewards {
                 ),
             });
         }
-        let wallet = identity_store::find_wallet(&*transaction, new.wallet)
+        let wallet = directory::find_wallet(&*transaction, new.wallet)
             .await?
             .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
         if wallet.owner_id != student.id {

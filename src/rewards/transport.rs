@@ -9,12 +9,12 @@ use super::domain::{
 use super::operations::Rewards;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
-use crate::identity::domain::parse_id;
+use crate::money::RequestId;
 use crate::proto::treasury::{self as pb, knowledge_reward_service_server::KnowledgeRewardService};
 use crate::proto::types::Decimal;
+use crate::transport::amount;
+use crate::transport::parse_id;
 use crate::transport::{Violations, azr_decimal as decimal, optional, timestamp};
-use crate::treasury::domain::RequestId;
-use crate::treasury::transport::amount;
 
 pub struct KnowledgeRewardApi {
     rewards: Rewards,

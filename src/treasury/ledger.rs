@@ -40,8 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::domain::{
-    Account, Allocation, AllocationPolicy, Amount, Balance, Bucket, BurnSource, Command, Leg, Note,
-    RequestId, SystemAccount, Transaction, TransactionKind, TransactionStatus,
+    Account, Allocation, AllocationPolicy, Balance, Bucket, BurnSource, Command, Leg, Note,
+    SystemAccount, Transaction, TransactionKind, TransactionStatus,
 };
 use super::store::{self, LockedWallet, NewIdempotencyKey};
 use crate::audit::{self, Change};
@@ -49,6 +49,7 @@ use crate::auth::Principal;
 use crate::cache::{Cache, Generation, Invalidation};
 use crate::db::{begin_write, classify};
 use crate::error::Error;
+use crate::money::{Amount, RequestId};
 
 /// Most commands applied in one database transaction.
 pub const MAX_BATCH: usize = 256;
@@ -283,9 +284,9 @@ impl Books {
                     message: format!(
                         "{} has {} AZR {}; {} AZR are needed",
                         describe(account),
-                        super::domain::format_azr(current),
+                        crate::money::format_azr(current),
                         bucket.as_str(),
-                        super::domain::format_azr(-change)
+                        crate::money::format_azr(-change)
                     ),
                 });
             }

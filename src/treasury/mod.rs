@@ -11,8 +11,8 @@ pub mod domain;
 pub mod entities;
 pub mod ledger;
 pub mod operations;
-pub mod store;
-pub mod transport;
+mod store;
+mod transport;
 
 pub use operations::Treasury;
 pub use transport::TreasuryApi;

@@ -5,16 +5,15 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::domain::{
-    AllocationPolicy, Balance, Command, RequestId, Summary, Transaction, TransactionFilter,
-};
+use super::domain::{AllocationPolicy, Balance, Command, Summary, Transaction, TransactionFilter};
 use super::ledger::Ledger;
 use super::store;
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Entry};
 use crate::db::begin_write;
 use crate::error::Error;
-use crate::identity::operations::Page;
+use crate::money::RequestId;
+use crate::pagination::Page;
 use crate::pagination::PageRequest;
 
 type Result<T> = std::result::Result<T, Error>;

@@ -4,18 +4,17 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::domain::{
-    Amount, Balance, BurnSource, Command, Note, RequestId, Summary, SystemAccount, Transaction,
-    TransactionFilter, TransactionKind, TransactionStatus,
+    Balance, BurnSource, Command, Note, Summary, SystemAccount, Transaction, TransactionFilter,
+    TransactionKind, TransactionStatus,
 };
 use super::operations::Treasury;
+use crate::address::Address;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
-use crate::identity::domain::{Address, parse_id};
 use crate::proto::treasury::{self as pb, treasury_service_server::TreasuryService};
-use crate::proto::types::Decimal;
 use crate::transport::{
-    Violations, azr_decimal as decimal, datetime_from, json_object, optional, struct_from_json,
-    timestamp,
+    Violations, amount, azr_decimal as decimal, datetime_from, json_object, optional, parse_id,
+    reason, request, struct_from_json, timestamp,
 };
 
 pub struct TreasuryApi {
@@ -25,28 +24,6 @@ pub struct TreasuryApi {
 impl TreasuryApi {
     pub fn new(treasury: Treasury) -> Self {
         Self { treasury }
-    }
-}
-
-const MAX_REASON: usize = 500;
-
-pub(crate) fn amount(field: &str, value: Option<&Decimal>) -> Result<Amount, FieldViolation> {
-    Amount::parse(
-        field,
-        value
-            .map(|decimal| decimal.value.as_str())
-            .unwrap_or_default(),
-    )
-}
-
-pub(crate) fn reason(field: &str, text: String) -> Result<String, FieldViolation> {
-    if text.chars().count() > MAX_REASON {
-        Err(FieldViolation::new(
-            field,
-            format!("must be at most {MAX_REASON} characters"),
-        ))
-    } else {
-        Ok(text)
     }
 }
 
@@ -178,7 +155,7 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
             as i32,
         destination_address: destination_address
             .as_deref()
-            .map(crate::identity::domain::display_address)
+            .map(crate::address::display_address)
             .unwrap_or_default(),
         gas_used: gas_used.unwrap_or_default(),
         gas_price_wei: gas_price_wei.map(|wei| wei.to_string()).unwrap_or_default(),
@@ -276,10 +253,6 @@ fn gas_price(field: &str, text: &str) -> Result<i64, FieldViolation> {
     }
     text.parse()
         .map_err(|_| FieldViolation::new(field, format!("must be at most {}", i64::MAX)))
-}
-
-pub(crate) fn request(v: &mut Violations, request_id: &str) -> Option<RequestId> {
-    v.check(RequestId::parse("request_id", request_id))
 }
 
 fn respond<T>(
