@@ -42,6 +42,67 @@ macro_rules! text_enum {
     };
 }
 
+/// A [`text_enum!`] that also has a proto enum on the wire, with the same
+/// variant names plus `Unspecified`: `From<Self>` for the proto enum,
+/// `to_wire`, and `from_wire` (UNSPECIFIED is "not given") /
+/// `require_wire` (UNSPECIFIED is a violation) that name the field when the
+/// number is not one the proto knows. A variant missing on either side is a
+/// compile error, so the two lists cannot drift apart.
+macro_rules! wire_enum {
+    ($name:ident as $proto:path, $noun:literal {
+        $($variant:ident => $text:literal),+ $(,)?
+    }) => {
+        text_enum!($name { $($variant => $text),+ });
+
+        impl From<$name> for $proto {
+            fn from(value: $name) -> Self {
+                type Wire = $proto;
+                match value { $($name::$variant => Wire::$variant),+ }
+            }
+        }
+
+        impl $name {
+            /// The number this value has on the wire.
+            pub fn to_wire(self) -> i32 {
+                <$proto>::from(self) as i32
+            }
+
+            /// An optional value: UNSPECIFIED is `None`.
+            pub fn from_wire(
+                field: &str,
+                value: i32,
+            ) -> Result<Option<Self>, crate::error::FieldViolation> {
+                type Wire = $proto;
+                match Wire::try_from(value) {
+                    Ok(Wire::Unspecified) => Ok(None),
+                    $(Ok(Wire::$variant) => Ok(Some($name::$variant)),)+
+                    Err(_) => Err(crate::error::FieldViolation::new(
+                        field,
+                        concat!("is not a known ", $noun),
+                    )),
+                }
+            }
+
+            /// A required value: UNSPECIFIED is a violation too.
+            pub fn require_wire(
+                field: &str,
+                value: i32,
+            ) -> Result<Self, crate::error::FieldViolation> {
+                Self::from_wire(field, value).ok().flatten().ok_or_else(|| {
+                    crate::error::FieldViolation::new(
+                        field,
+                        format!(
+                            "must be a {} other than {}",
+                            $noun,
+                            <$proto>::Unspecified.as_str_name()
+                        ),
+                    )
+                })
+            }
+        }
+    };
+}
+
 pub mod address;
 pub mod audit;
 pub mod auth;

@@ -4,23 +4,23 @@ use chrono::{DateTime, Duration, Months, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-text_enum!(Tier {
+wire_enum!(Tier as crate::proto::treasury::SubscriptionTier, "tier" {
     Basic => "basic",
     Pro => "pro",
     Enterprise => "enterprise",
 });
 
-text_enum!(SubscriptionStatus {
+wire_enum!(SubscriptionStatus as crate::proto::treasury::SubscriptionStatus, "status" {
     Active => "active",
     Cancelled => "cancelled",
 });
 
-text_enum!(InvoiceStatus {
+wire_enum!(InvoiceStatus as crate::proto::treasury::InvoiceStatus, "status" {
     Open => "open",
     Paid => "paid",
 });
 
-text_enum!(Currency {
+wire_enum!(Currency as crate::proto::treasury::Currency, "currency" {
     Azr => "AZR",
     Usd => "USD",
 });

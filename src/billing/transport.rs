@@ -31,75 +31,6 @@ fn required<T>(field: &str, value: Result<Option<T>, FieldViolation>) -> Result<
     value.and_then(|value| value.ok_or_else(|| FieldViolation::new(field, "is required")))
 }
 
-fn tier_from(field: &str, value: i32) -> Result<Option<Tier>, FieldViolation> {
-    match pb::SubscriptionTier::try_from(value) {
-        Ok(pb::SubscriptionTier::Unspecified) => Ok(None),
-        Ok(pb::SubscriptionTier::Basic) => Ok(Some(Tier::Basic)),
-        Ok(pb::SubscriptionTier::Pro) => Ok(Some(Tier::Pro)),
-        Ok(pb::SubscriptionTier::Enterprise) => Ok(Some(Tier::Enterprise)),
-        Err(_) => Err(FieldViolation::new(field, "is not a known tier")),
-    }
-}
-
-fn tier_to(value: Tier) -> pb::SubscriptionTier {
-    match value {
-        Tier::Basic => pb::SubscriptionTier::Basic,
-        Tier::Pro => pb::SubscriptionTier::Pro,
-        Tier::Enterprise => pb::SubscriptionTier::Enterprise,
-    }
-}
-
-fn currency_from(field: &str, value: i32) -> Result<Option<Currency>, FieldViolation> {
-    match pb::Currency::try_from(value) {
-        Ok(pb::Currency::Unspecified) => Ok(None),
-        Ok(pb::Currency::Azr) => Ok(Some(Currency::Azr)),
-        Ok(pb::Currency::Usd) => Ok(Some(Currency::Usd)),
-        Err(_) => Err(FieldViolation::new(field, "is not a known currency")),
-    }
-}
-
-fn currency_to(value: Currency) -> pb::Currency {
-    match value {
-        Currency::Azr => pb::Currency::Azr,
-        Currency::Usd => pb::Currency::Usd,
-    }
-}
-
-fn subscription_status_from(
-    field: &str,
-    value: i32,
-) -> Result<Option<SubscriptionStatus>, FieldViolation> {
-    match pb::SubscriptionStatus::try_from(value) {
-        Ok(pb::SubscriptionStatus::Unspecified) => Ok(None),
-        Ok(pb::SubscriptionStatus::Active) => Ok(Some(SubscriptionStatus::Active)),
-        Ok(pb::SubscriptionStatus::Cancelled) => Ok(Some(SubscriptionStatus::Cancelled)),
-        Err(_) => Err(FieldViolation::new(field, "is not a known status")),
-    }
-}
-
-fn subscription_status_to(value: SubscriptionStatus) -> pb::SubscriptionStatus {
-    match value {
-        SubscriptionStatus::Active => pb::SubscriptionStatus::Active,
-        SubscriptionStatus::Cancelled => pb::SubscriptionStatus::Cancelled,
-    }
-}
-
-fn invoice_status_from(field: &str, value: i32) -> Result<Option<InvoiceStatus>, FieldViolation> {
-    match pb::InvoiceStatus::try_from(value) {
-        Ok(pb::InvoiceStatus::Unspecified) => Ok(None),
-        Ok(pb::InvoiceStatus::Open) => Ok(Some(InvoiceStatus::Open)),
-        Ok(pb::InvoiceStatus::Paid) => Ok(Some(InvoiceStatus::Paid)),
-        Err(_) => Err(FieldViolation::new(field, "is not a known status")),
-    }
-}
-
-fn invoice_status_to(value: InvoiceStatus) -> pb::InvoiceStatus {
-    match value {
-        InvoiceStatus::Open => pb::InvoiceStatus::Open,
-        InvoiceStatus::Paid => pb::InvoiceStatus::Paid,
-    }
-}
-
 fn subscription_to_proto(subscription: Subscription) -> pb::Subscription {
     let current_period_start = subscription.current_period_start();
     let Subscription {
@@ -123,10 +54,10 @@ fn subscription_to_proto(subscription: Subscription) -> pb::Subscription {
     pb::Subscription {
         id: id.to_string(),
         user_id: user.to_string(),
-        tier: tier_to(tier) as i32,
-        status: subscription_status_to(status) as i32,
+        tier: tier.to_wire(),
+        status: status.to_wire(),
         price: decimal(price_micros),
-        currency: currency_to(currency) as i32,
+        currency: currency.to_wire(),
         start_time: Some(timestamp(start_at)),
         current_period_start: Some(timestamp(current_period_start)),
         current_period_end: Some(timestamp(current_period_end)),
@@ -160,8 +91,8 @@ fn invoice_to_proto(invoice: Invoice) -> pb::Invoice {
         subscription_id: subscription.to_string(),
         user_id: user.to_string(),
         amount: decimal(amount_micros),
-        currency: currency_to(currency) as i32,
-        status: invoice_status_to(status) as i32,
+        currency: currency.to_wire(),
+        status: status.to_wire(),
         period_start: Some(timestamp(period_start)),
         period_end: Some(timestamp(period_end)),
         due_time: Some(timestamp(due_at)),
@@ -190,8 +121,8 @@ impl BillingService for BillingApi {
         let mut v = Violations::default();
         let request_id = request(&mut v, &request_id);
         let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
-        let tier = v.check(required("tier", tier_from("tier", tier)));
-        let currency = v.check(required("currency", currency_from("currency", currency)));
+        let tier = v.check(required("tier", Tier::from_wire("tier", tier)));
+        let currency = v.check(required("currency", Currency::from_wire("currency", currency)));
         let start = v.check(
             start_time
                 .as_ref()
@@ -257,7 +188,7 @@ impl BillingService for BillingApi {
         } = request_message.into_inner();
         let mut v = Violations::default();
         let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
-        let status = v.check(subscription_status_from("status", status));
+        let status = v.check(SubscriptionStatus::from_wire("status", status));
         let filter = v.finish(|| {
             Some(SubscriptionFilter {
                 user: user?,
@@ -291,7 +222,7 @@ impl BillingService for BillingApi {
         let subscription = v.check(optional(&subscription_id, |text| {
             parse_id("subscription_id", text)
         }));
-        let status = v.check(invoice_status_from("status", status));
+        let status = v.check(InvoiceStatus::from_wire("status", status));
         let filter = v.finish(|| {
             Some(InvoiceFilter {
                 user: user?,
@@ -341,7 +272,7 @@ impl BillingService for BillingApi {
         let (user, balances) = self.billing.user_balances(&caller, user).await?;
         let total = balances.available_micros + balances.pending_micros + balances.staked_micros;
         let in_currency = |currency: Currency| pb::CurrencyBalance {
-            currency: currency_to(currency) as i32,
+            currency: currency.to_wire(),
             available: decimal(balances.available_micros),
             pending: decimal(balances.pending_micros),
             staked: decimal(balances.staked_micros),
