@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use self::entities::{audit_event, chain, chain_head, pending};
 use crate::auth::Principal;
+use crate::cache::{Cache, Invalidation};
 use crate::db::{begin_write, classify};
 use crate::error::Error;
 use crate::idempotency::{self, Claim, RequestKey};
@@ -99,11 +100,20 @@ impl Change {
     }
 }
 
-/// A write transaction that can only commit together with its audit event
-/// (and, for a call with a request id, with that id's key).
+/// The unit of work of every mutating path: a write transaction that can
+/// only commit together with its audit event (and, for a call with a request
+/// id, with that id's key), and that invalidates the cached reads it changed
+/// once — and only once — the commit has succeeded.
+///
+/// What to invalidate is declared as the work goes ([`Audited::invalidate`];
+/// the ledger's in-transaction path adds its own), so no caller can commit a
+/// change and forget the cache, or invalidate before the commit and let a
+/// reader cache the old value again.
 pub struct Audited {
     transaction: DatabaseTransaction,
     key: Option<(Uuid, RequestKey)>,
+    cache: Cache,
+    invalidation: Invalidation,
 }
 
 /// How a retry-safe call begins ([`Audited::begin_once`]).
@@ -149,6 +159,12 @@ impl Replay {
         self.transaction.commit(caller, change).await?;
         Ok(resource)
     }
+
+    /// What to invalidate after the replay commits: the first call may have
+    /// died between its commit and its own invalidation.
+    pub fn invalidate(&mut self, invalidation: Invalidation) {
+        self.transaction.invalidate(invalidation);
+    }
 }
 
 impl std::ops::Deref for Audited {
@@ -159,11 +175,18 @@ impl std::ops::Deref for Audited {
 }
 
 impl Audited {
-    pub async fn begin(db: &DatabaseConnection) -> Result<Self> {
+    pub async fn begin(db: &DatabaseConnection, cache: &Cache) -> Result<Self> {
         Ok(Self {
             transaction: begin_write(db).await?,
             key: None,
+            cache: cache.clone(),
+            invalidation: Invalidation::default(),
         })
+    }
+
+    /// Cached reads this work changes, invalidated after it commits.
+    pub fn invalidate(&mut self, invalidation: Invalidation) {
+        self.invalidation.merge(invalidation);
     }
 
     /// Begins a call that is safe to retry: with a request key, claims it
@@ -171,10 +194,11 @@ impl Audited {
     /// gets [`Begun::Replay`], a reuse for another request INVALID_ARGUMENT.
     pub async fn begin_once(
         db: &DatabaseConnection,
+        cache: &Cache,
         caller: &Principal,
         key: Option<&RequestKey>,
     ) -> Result<Begun> {
-        let mut transaction = Self::begin(db).await?;
+        let mut transaction = Self::begin(db, cache).await?;
         let Some(key) = key else {
             return Ok(Begun::Fresh(transaction));
         };
@@ -193,7 +217,7 @@ impl Audited {
     }
 
     /// Writes the event for `change` (and settles the request key on what
-    /// it produced), then commits both.
+    /// it produced), commits both, then invalidates what the work changed.
     pub async fn commit(self, caller: &Principal, mut change: Change) -> Result<()> {
         if let Some((user, key)) = &self.key {
             idempotency::settle(
@@ -211,6 +235,25 @@ impl Audited {
         record(&self.transaction, caller, change, Outcome::Ok).await?;
         self.transaction.commit().await.map_err(classify)?;
         caller.context.audited.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate(self.invalidation).await;
+        Ok(())
+    }
+
+    /// Commits a batch of changes made for many callers (the ledger writer's
+    /// group commit): one event each, one commit, one invalidation.
+    pub async fn commit_all(self, events: Vec<(&Principal, Change)>) -> Result<()> {
+        debug_assert!(self.key.is_none(), "a batch settles no single request key");
+        let callers: Vec<&Principal> = events.iter().map(|(caller, _)| *caller).collect();
+        let events = events
+            .into_iter()
+            .map(|(caller, change)| (caller, change, Outcome::Ok))
+            .collect();
+        record_many(&self.transaction, events).await?;
+        self.transaction.commit().await.map_err(classify)?;
+        for caller in callers {
+            caller.context.audited.fetch_add(1, Ordering::SeqCst);
+        }
+        self.cache.invalidate(self.invalidation).await;
         Ok(())
     }
 

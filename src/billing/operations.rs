@@ -16,7 +16,6 @@ use super::store;
 use crate::audit::{Audited, Begun, Change};
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Generation, Invalidation};
-use crate::db::begin_write;
 use crate::error::Error;
 use crate::idempotency::RequestKey;
 use crate::identity::directory;
@@ -120,7 +119,7 @@ impl Billing {
             new.start = Some(start.trunc_subsecs(6));
         }
         let fingerprint = new.fingerprint();
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = Audited::begin(&self.db, &self.cache).await?;
         if let Some(existing) =
             store::find_subscription_by_request(&*transaction, caller.user_id, request_id.as_str())
                 .await?
@@ -181,16 +180,17 @@ impl Billing {
         reason: String,
     ) -> Result<Subscription> {
         caller.require_role(SUBSCRIBERS)?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => {
-                let subscription =
-                    store::lock_subscription(replay.transaction(), replay.resource_id()?)
-                        .await?
-                        .ok_or_else(|| Error::internal("a replayed subscription is gone"))?;
-                return replay.answer(caller, "subscription", subscription).await;
-            }
-        };
+        let transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => {
+                    let subscription =
+                        store::lock_subscription(replay.transaction(), replay.resource_id()?)
+                            .await?
+                            .ok_or_else(|| Error::internal("a replayed subscription is gone"))?;
+                    return replay.answer(caller, "subscription", subscription).await;
+                }
+            };
         let mut subscription = match store::lock_subscription(&*transaction, id).await? {
             Some(found) if found.user == caller.user_id || BILLING_STAFF.contains(&caller.role) => {
                 found
@@ -260,20 +260,20 @@ impl Billing {
         wallet: Uuid,
     ) -> Result<Invoice> {
         caller.require_role(SUBSCRIBERS)?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => {
-                let invoice = store::find_invoice(replay.transaction(), replay.resource_id()?)
-                    .await?
-                    .ok_or_else(|| Error::internal("a replayed invoice is gone"))?;
-                let invoice = replay.answer(caller, "invoice", invoice).await?;
-                // The first call may have paid and died before invalidating.
-                let mut invalidation = Invalidation::of(invoice.wallet.map(Generation::Wallet));
-                invalidation.add(Generation::Ledger);
-                self.cache.invalidate(invalidation).await;
-                return Ok(invoice);
-            }
-        };
+        let mut transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(mut replay) => {
+                    let invoice = store::find_invoice(replay.transaction(), replay.resource_id()?)
+                        .await?
+                        .ok_or_else(|| Error::internal("a replayed invoice is gone"))?;
+                    // The first call may have paid and died before invalidating.
+                    let mut invalidation = Invalidation::of(invoice.wallet.map(Generation::Wallet));
+                    invalidation.add(Generation::Ledger);
+                    replay.invalidate(invalidation);
+                    return replay.answer(caller, "invoice", invoice).await;
+                }
+            };
         let mut invoice = match store::lock_invoice(&*transaction, id).await? {
             Some(found) if found.user == caller.user_id => found,
             None if caller.role.reads_everything() => {
@@ -282,7 +282,6 @@ impl Billing {
             _ => return Err(Error::PermissionDenied),
         };
         let before = invoice.clone();
-        let mut invalidation = Invalidation::default();
         if invoice.status == InvoiceStatus::Open {
             let amount = Amount::from_micros(invoice.amount_micros)
                 .ok_or_else(|| Error::internal("a stored invoice amount is out of range"))?;
@@ -316,7 +315,7 @@ impl Billing {
                 &[(caller.clone(), request_id, command)],
             )
             .await?;
-            invalidation = applied.invalidation;
+            transaction.invalidate(applied.invalidation);
             let paid = applied
                 .outcomes
                 .into_iter()
@@ -331,7 +330,6 @@ impl Billing {
         }
         let change = Change::new("invoice", id).old(&before).new_values(&invoice);
         transaction.commit(caller, change).await?;
-        self.cache.invalidate(invalidation).await;
         Ok(invoice)
     }
 
@@ -359,8 +357,9 @@ impl Billing {
             let round = due.len();
             let issued_before = issued;
             for id in due {
-                let transaction = begin_write(&self.db).await?;
-                let Some(mut subscription) = store::lock_subscription(&transaction, id).await?
+                // Dropped without a commit (nothing to issue) is a rollback.
+                let transaction = Audited::begin(&self.db, &self.cache).await?;
+                let Some(mut subscription) = store::lock_subscription(&*transaction, id).await?
                 else {
                     continue;
                 };
@@ -369,18 +368,17 @@ impl Billing {
                 if invoices.is_empty() {
                     continue;
                 }
-                store::insert_invoices(&transaction, &invoices).await?;
-                store::update_subscription(&transaction, &subscription).await?;
-                crate::audit::record(
-                    &transaction,
-                    &Principal::command_line("azora.billing.InvoiceIssuer"),
-                    Change::new("subscription", id).new_values(serde_json::json!({
-                        "issued_invoices": &invoices,
-                    })),
-                    crate::audit::Outcome::Ok,
-                )
-                .await?;
-                transaction.commit().await.map_err(crate::db::classify)?;
+                store::insert_invoices(&*transaction, &invoices).await?;
+                store::update_subscription(&*transaction, &subscription).await?;
+                let change = Change::new("subscription", id).new_values(serde_json::json!({
+                    "issued_invoices": &invoices,
+                }));
+                transaction
+                    .commit(
+                        &Principal::command_line("azora.billing.InvoiceIssuer"),
+                        change,
+                    )
+                    .await?;
                 issued += invoices.len();
             }
             // A full batch may hide more; a round that issued nothing would

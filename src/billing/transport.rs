@@ -122,7 +122,10 @@ impl BillingService for BillingApi {
         let request_id = request(&mut v, &request_id);
         let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
         let tier = v.check(required("tier", Tier::from_wire("tier", tier)));
-        let currency = v.check(required("currency", Currency::from_wire("currency", currency)));
+        let currency = v.check(required(
+            "currency",
+            Currency::from_wire("currency", currency),
+        ));
         let start = v.check(
             start_time
                 .as_ref()

@@ -67,7 +67,7 @@ impl Compensations {
     ) -> Result<Compensation> {
         caller.require_role(PAYROLL)?;
         let fingerprint = new.fingerprint();
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = Audited::begin(&self.db, &self.cache).await?;
         if let Some(existing) =
             store::find_by_request(&*transaction, caller.user_id, request_id.as_str()).await?
         {
@@ -158,36 +158,32 @@ impl Compensations {
         step: impl AsyncFnOnce(&Audited, &mut Compensation) -> Result<Option<Invalidation>>,
     ) -> Result<Compensation> {
         caller.require_role(PAYROLL)?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => {
-                let record = store::find(replay.transaction(), replay.resource_id()?)
-                    .await?
-                    .ok_or_else(|| Error::internal("a replayed compensation is gone"))?;
-                let record = replay.answer(caller, RESOURCE, record).await?;
-                // The first call may have paid and died before invalidating.
-                self.cache
-                    .invalidate(Invalidation::of([
+        let mut transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(mut replay) => {
+                    let record = store::find(replay.transaction(), replay.resource_id()?)
+                        .await?
+                        .ok_or_else(|| Error::internal("a replayed compensation is gone"))?;
+                    // The first call may have paid and died before invalidating.
+                    replay.invalidate(Invalidation::of([
                         Generation::Wallet(record.wallet),
                         Generation::Ledger,
-                    ]))
-                    .await;
-                return Ok(record);
-            }
-        };
+                    ]));
+                    return replay.answer(caller, RESOURCE, record).await;
+                }
+            };
         let mut record = store::lock(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("founder compensation", id))?;
         let before = record.clone();
         let changed = step(&transaction, &mut record).await?;
-        if changed.is_some() {
+        if let Some(invalidation) = changed {
             store::update(&*transaction, &record).await?;
+            transaction.invalidate(invalidation);
         }
         let change = Change::new(RESOURCE, id).old(&before).new_values(&record);
         transaction.commit(caller, change).await?;
-        if let Some(invalidation) = changed {
-            self.cache.invalidate(invalidation).await;
-        }
         Ok(record)
     }
 

@@ -7,9 +7,11 @@ use uuid::Uuid;
 
 use super::entities::{alert, report};
 use super::store::{self, AuditFilter, Severity};
+// Compliance caches nothing, so its units of work invalidate nothing.
 use crate::audit::entities::audit_event;
 use crate::audit::{self, Audited, Begun, Change, Verification};
 use crate::auth::{Principal, Role};
+use crate::cache::Cache;
 use crate::db::{begin_snapshot, classify};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
@@ -207,7 +209,7 @@ impl Compliance {
             .await?;
         snapshot.commit().await.map_err(classify)?;
 
-        let transaction = Audited::begin(db).await?;
+        let transaction = Audited::begin(db, &Cache::disabled()).await?;
         if !store::insert_report(&*transaction, row.clone()).await? {
             // A concurrent call with the same request id stored first.
             transaction.rollback().await?;
@@ -261,7 +263,7 @@ impl Compliance {
                 "was already used for a report of another type or period",
             ));
         }
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = Audited::begin(&self.db, &Cache::disabled()).await?;
         let change = Change::new("compliance_report", original.id)
             .new_values(serde_json::json!({ "replayed": true }))
             .request_id(request_id.as_str());
@@ -498,7 +500,14 @@ impl Compliance {
         id: Uuid,
     ) -> Result<alert::Model> {
         caller.require_role(OVERSEERS)?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
+        let transaction = match Audited::begin_once(
+            &self.db,
+            &Cache::disabled(),
+            caller,
+            key.as_ref(),
+        )
+        .await?
+        {
             Begun::Fresh(transaction) => transaction,
             Begun::Replay(replay) => {
                 let alert = store::find_alert(replay.transaction(), replay.resource_id()?)

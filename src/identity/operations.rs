@@ -21,6 +21,11 @@ use crate::pagination::{Page, PageRequest};
 
 type Result<T> = std::result::Result<T, Error>;
 
+/// Cached reads of a user that a change to it makes stale.
+fn user_changed(id: Uuid) -> Invalidation {
+    Invalidation::of([Generation::User(id)])
+}
+
 #[derive(Clone)]
 pub struct Identity {
     db: DatabaseConnection,
@@ -48,22 +53,15 @@ impl Identity {
         }
     }
 
-    async fn user_changed(&self, id: Uuid) {
-        self.cache
-            .invalidate(Invalidation::of([Generation::User(id)]))
-            .await;
-    }
-
     /// Answers a retry with the user as it is now. The first call may have
     /// committed and died before its invalidation reached Redis: the retry
     /// invalidates again.
-    async fn replay_user(&self, replay: Replay, caller: &Principal) -> Result<User> {
+    async fn replay_user(&self, mut replay: Replay, caller: &Principal) -> Result<User> {
         let user = store::find_user(replay.transaction(), replay.resource_id()?)
             .await?
             .ok_or_else(|| Error::internal("a replayed user is gone"))?;
-        let user = replay.answer(caller, "user", user).await?;
-        self.user_changed(user.id).await;
-        Ok(user)
+        replay.invalidate(user_changed(user.id));
+        replay.answer(caller, "user", user).await
     }
 
     fn forget_cached_keys(&self) {
@@ -79,10 +77,11 @@ impl Identity {
         new: NewUser,
     ) -> Result<User> {
         caller.require_role(&[Role::Admin])?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
-        };
+        let transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => return self.replay_user(replay, caller).await,
+            };
         let user = store::insert_user(&*transaction, new, Role::Member).await?;
         transaction
             .commit(caller, Change::new("user", user.id).new_values(&user))
@@ -131,23 +130,24 @@ impl Identity {
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
-        };
+        let mut transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => return self.replay_user(replay, caller).await,
+            };
         let before = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
         let after = store::update_user(&*transaction, id, changes)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
+        transaction.invalidate(user_changed(id));
         transaction
             .commit(
                 caller,
                 Change::new("user", id).old(&before).new_values(&after),
             )
             .await?;
-        self.user_changed(id).await;
         Ok(after)
     }
 
@@ -159,10 +159,11 @@ impl Identity {
         role: Role,
     ) -> Result<User> {
         caller.require_role(&[Role::Admin])?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
-        };
+        let mut transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => return self.replay_user(replay, caller).await,
+            };
         let admins = store::lock_admin_ids(&*transaction).await?;
         let before = store::find_user(&*transaction, id)
             .await?
@@ -190,6 +191,7 @@ impl Identity {
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
         let new_values = serde_json::json!({ "user": &user, "revoked_api_keys": revoked });
+        transaction.invalidate(user_changed(id));
         transaction
             .commit(
                 caller,
@@ -197,7 +199,6 @@ impl Identity {
             )
             .await?;
         self.forget_cached_keys();
-        self.user_changed(id).await;
         Ok(user)
     }
 
@@ -209,10 +210,11 @@ impl Identity {
         change: KycChange,
     ) -> Result<User> {
         caller.require_role(&[Role::Admin, Role::Auditor])?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return self.replay_user(replay, caller).await,
-        };
+        let mut transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => return self.replay_user(replay, caller).await,
+            };
         let before = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
@@ -220,13 +222,13 @@ impl Identity {
         let user = store::find_user(&*transaction, id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))?;
+        transaction.invalidate(user_changed(id));
         transaction
             .commit(
                 caller,
                 Change::new("user", id).old(&before).new_values(&user),
             )
             .await?;
-        self.user_changed(id).await;
         Ok(user)
     }
 
@@ -241,15 +243,16 @@ impl Identity {
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => {
-                let wallet = store::find_wallet(replay.transaction(), replay.resource_id()?)
-                    .await?
-                    .ok_or_else(|| Error::internal("a replayed wallet is gone"))?;
-                return replay.answer(caller, "wallet", wallet).await;
-            }
-        };
+        let transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => {
+                    let wallet = store::find_wallet(replay.transaction(), replay.resource_id()?)
+                        .await?
+                        .ok_or_else(|| Error::internal("a replayed wallet is gone"))?;
+                    return replay.answer(caller, "wallet", wallet).await;
+                }
+            };
         if store::find_user(&*transaction, new.owner_id)
             .await?
             .is_none()
@@ -306,17 +309,18 @@ impl Identity {
         if !allowed {
             return Err(Error::PermissionDenied);
         }
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => {
-                let key = replay_api_key(replay, caller).await?;
-                return Ok(IssuedApiKey {
-                    key,
-                    secret: String::new(),
-                    replayed: true,
-                });
-            }
-        };
+        let transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => {
+                    let key = replay_api_key(replay, caller).await?;
+                    return Ok(IssuedApiKey {
+                        key,
+                        secret: String::new(),
+                        replayed: true,
+                    });
+                }
+            };
         let issued = issue_api_key(&transaction, new, Utc::now()).await?;
         // The record only: the secret never reaches the audit trail.
         transaction
@@ -357,7 +361,9 @@ impl Identity {
         };
         match key {
             Some(key) if allowed(&key) => {
-                let begun = Audited::begin_once(&self.db, caller, request_key.as_ref()).await?;
+                let begun =
+                    Audited::begin_once(&self.db, &self.cache, caller, request_key.as_ref())
+                        .await?;
                 let transaction = match begun {
                     Begun::Fresh(transaction) => transaction,
                     Begun::Replay(replay) => return replay_api_key(replay, caller).await,
@@ -388,7 +394,7 @@ impl Identity {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(User, IssuedApiKey)> {
         let username = Username::parse("username", username)?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = Audited::begin(&self.db, &self.cache).await?;
         if store::any_admin_exists(&*transaction).await? {
             return Err(Error::FailedPrecondition {
                 reason: "ADMIN_EXISTS",
@@ -443,7 +449,7 @@ impl Identity {
             Err(_) => store::find_user_by_username(&self.db, user).await?,
         };
         let user = found.ok_or_else(|| Error::not_found("user", user))?;
-        let transaction = Audited::begin(&self.db).await?;
+        let transaction = Audited::begin(&self.db, &self.cache).await?;
         let issued = issue_api_key(
             &transaction,
             NewApiKey {

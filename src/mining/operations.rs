@@ -70,16 +70,15 @@ impl Mining {
     /// Answers a retry with the session as it is now, and invalidates what
     /// the first call may have committed without invalidating (it may have
     /// died in between): the miner's figures and the session's wallet.
-    async fn replay_session(&self, replay: Replay, caller: &Principal) -> Result<Session> {
+    async fn replay_session(&self, mut replay: Replay, caller: &Principal) -> Result<Session> {
         let session = store::find_session(replay.transaction(), replay.resource_id()?)
             .await?
             .ok_or_else(|| Error::internal("a replayed mining session is gone"))?;
-        let session = replay.answer(caller, "mining_session", session).await?;
         let mut invalidation = performance_changed(session.miner);
         invalidation.add(Generation::Wallet(session.wallet));
         invalidation.add(Generation::Ledger);
-        self.cache.invalidate(invalidation).await;
-        Ok(session)
+        replay.invalidate(invalidation);
+        replay.answer(caller, "mining_session", session).await
     }
 
     pub fn database(&self) -> &DatabaseConnection {
@@ -126,10 +125,11 @@ impl Mining {
             earnings_micros: 0,
             mint_transaction: None,
         };
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return self.replay_session(replay, caller).await,
-        };
+        let transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => return self.replay_session(replay, caller).await,
+            };
         store::insert_session(&*transaction, &session).await?;
         transaction
             .commit(
@@ -159,19 +159,20 @@ impl Mining {
     ) -> Result<Recorded> {
         caller.require_role(MINERS)?;
         let sent = samples.len() as i64;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => {
-                // The same stream again: it was stored whole the first time.
-                let session = self.replay_session(replay, caller).await?;
-                return Ok(Recorded {
-                    session,
-                    stored: sent,
-                    skipped: 0,
-                    replayed: true,
-                });
-            }
-        };
+        let mut transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => {
+                    // The same stream again: it was stored whole the first time.
+                    let session = self.replay_session(replay, caller).await?;
+                    return Ok(Recorded {
+                        session,
+                        stored: sent,
+                        skipped: 0,
+                        replayed: true,
+                    });
+                }
+            };
         let mut session =
             Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
         if session.status == SessionStatus::Ended {
@@ -211,6 +212,7 @@ impl Mining {
             "samples_stored": samples.len(),
             "samples_skipped": skipped,
         });
+        transaction.invalidate(performance_changed(session.miner));
         transaction
             .commit(
                 caller,
@@ -219,9 +221,6 @@ impl Mining {
                     .new_values(after),
             )
             .await?;
-        self.cache
-            .invalidate(performance_changed(session.miner))
-            .await;
         Ok(Recorded {
             session,
             stored: samples.len() as i64,
@@ -246,10 +245,11 @@ impl Mining {
         id: Uuid,
     ) -> Result<Session> {
         caller.require_role(MINERS)?;
-        let transaction = match Audited::begin_once(&self.db, caller, key.as_ref()).await? {
-            Begun::Fresh(transaction) => transaction,
-            Begun::Replay(replay) => return self.replay_session(replay, caller).await,
-        };
+        let mut transaction =
+            match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
+                Begun::Fresh(transaction) => transaction,
+                Begun::Replay(replay) => return self.replay_session(replay, caller).await,
+            };
         let mut session =
             Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
         let before = session.clone();
@@ -261,7 +261,7 @@ impl Mining {
             return Ok(session);
         }
         let now = Utc::now().trunc_subsecs(6);
-        let mut invalidation = performance_changed(session.miner);
+        transaction.invalidate(performance_changed(session.miner));
         session.status = SessionStatus::Ended;
         session.ended_at = Some(now);
         if session.earnings_micros > 0 {
@@ -298,7 +298,7 @@ impl Mining {
                 invalidation: minted_changes,
             } = ledger::apply_in(&transaction, &self.policy, &[(miner, request_id, command)])
                 .await?;
-            invalidation.merge(minted_changes);
+            transaction.invalidate(minted_changes);
             let minted = outcomes
                 .pop()
                 .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
@@ -313,7 +313,6 @@ impl Mining {
                     .new_values(&session),
             )
             .await?;
-        self.cache.invalidate(invalidation).await;
         Ok(session)
     }
 

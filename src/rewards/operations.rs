@@ -108,7 +108,7 @@ impl Rewards {
         new: &NewProof,
     ) -> Result<Recorded> {
         let fingerprint = new.fingerprint();
-        let transaction = Audited::begin(&self.db).await?;
+        let mut transaction = Audited::begin(&self.db, &self.cache).await?;
         if let Some(existing) = store::find_by_source(&*transaction, source.as_str()).await? {
             if existing.fingerprint != fingerprint {
                 return Err(Error::AlreadyExists {
@@ -211,8 +211,8 @@ impl Rewards {
         let change = Change::new(RESOURCE, proof.id)
             .new_values(&proof)
             .request_id(source.as_str());
+        transaction.invalidate(invalidation);
         transaction.commit(caller, change).await?;
-        self.cache.invalidate(invalidation).await;
         Ok(Recorded {
             proof,
             replayed: false,
