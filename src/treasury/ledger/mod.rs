@@ -2,31 +2,34 @@
 //!
 //! # The path of one Transfer
 //!
-//! 1. **Submit.** `Treasury::execute` (`treasury/operations.rs`) checks the
-//!    caller's role and calls [`Ledger::submit`] with a [`Command::Transfer`].
-//!    `submit` puts the command on the writer queue (an mpsc channel) and
-//!    waits, at most the deadline, for the answer on a oneshot channel.
-//! 2. **Batch** ([`writer`]). A writer task drains the queue: whatever has
+//! 1. **Submit.** The handler (`treasury/transport.rs`) parses the request
+//!    into a [`Command::Transfer`]; `Treasury::execute`
+//!    (`treasury/operations.rs`) checks the caller's role and calls
+//!    [`Ledger::submit`], which puts the command on the writer queue (an mpsc
+//!    channel) and waits, at most the deadline, for the answer on a oneshot
+//!    channel.
+//! 2. **Batch** (`writer.rs`). A writer task drains the queue: whatever has
 //!    queued, up to [`MAX_BATCH`] commands, becomes one batch applied in one
 //!    database write transaction (group commit: under load many small commits
 //!    become a few large ones; with one caller it is one ordinary
 //!    transaction).
-//! 3. **Lock** ([`inputs`], I/O). Advisory locks on the batch's idempotency
+//! 3. **Lock** (`inputs.rs`, I/O). Advisory locks on the batch's idempotency
 //!    keys, then the stored keys, the pending transactions that Confirm and
 //!    Fail resolve, the deposit hashes already taken, the wallets in id order
 //!    and the system accounts in code order. Every writer and every replica
 //!    locks in this one order, so they cannot deadlock each other.
-//! 4. **Settle** ([`settle`], pure). Each command in arrival order: a repeated
-//!    request id is answered with the original transaction; otherwise its
-//!    [`plan`] decides the transaction and its legs, and the [`books`] post
-//!    the legs all or none. A command that fails (insufficient funds, a
-//!    wallet the caller does not own) is rejected alone; later commands see
-//!    the balances its neighbours left.
-//! 5. **Write** ([`write`], I/O). The balances that moved, the new
+//! 4. **Settle** (`settle.rs`, pure). Each command in arrival order: a
+//!    repeated request id is answered with the original transaction;
+//!    otherwise its plan (`plan/`, one function per command) decides the
+//!    transaction and its legs, and the books (`books.rs`) post the legs all
+//!    or none. A command that fails (insufficient funds, a wallet the caller
+//!    does not own) is rejected alone; later commands see the balances its
+//!    neighbours left. Unit-tested without a database in `tests.rs`.
+//! 5. **Write** (`write.rs`, I/O). The balances that moved, the new
 //!    transactions, the resolutions, the balanced entries and the idempotency
-//!    keys.
-//! 6. **Commit**, with one audit event per applied command, in the same
-//!    transaction.
+//!    keys, through `treasury/store.rs`.
+//! 6. **Commit** (`writer.rs`), with one audit event per applied command, in
+//!    the same transaction.
 //! 7. **Invalidate** the cached reads the batch changed (the wallets whose
 //!    balances moved, and the treasury summary: see [`crate::cache`]), before
 //!    any caller is answered.

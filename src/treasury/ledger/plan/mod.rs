@@ -49,6 +49,8 @@ pub(super) struct Context<'a> {
     pub(super) taken_hashes: &'a HashSet<String>,
 }
 
+/// Decides what `command` does, by its kind; an `Err` rejects this command
+/// alone.
 pub(super) fn plan(context: &Context<'_>, command: &Command) -> Result<Plan, Error> {
     match command {
         Command::Mint {
