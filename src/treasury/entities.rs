@@ -1,5 +1,32 @@
 //! SeaORM entities of the ledger tables (see the treasury migration for the
-//! constraints that hold them sound).
+//! constraints that hold them sound), and the Treasury's narrow view of the
+//! wallet rows whose balances it keeps.
+
+/// The wallet columns the Treasury reads and writes: the key, the owner (who
+/// may spend), the three balances and when the wallet was opened (the
+/// earliest time a balance can be asked for). Identity creates wallet rows
+/// and owns the rest of them; their balance columns are written only by the
+/// ledger, through this entity. Same table, no schema of its own.
+pub mod wallet_balance {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "wallets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub owner_id: Uuid,
+        pub available_micros: i64,
+        pub pending_micros: i64,
+        pub staked_micros: i64,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
 
 pub mod system_account {
     use sea_orm::entity::prelude::*;

@@ -18,10 +18,10 @@ use super::domain::{
 };
 use super::entities::{
     allocation_policy, idempotency_key, ledger_entry, ledger_transaction, system_account,
+    wallet_balance,
 };
 use crate::db::classify;
 use crate::error::Error;
-use crate::identity::entities::wallet;
 use crate::pagination::PageRequest;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -223,6 +223,7 @@ pub async fn find_idempotency_keys(
         .collect())
 }
 
+#[derive(Debug)]
 pub struct NewIdempotencyKey {
     pub caller: Uuid,
     pub request_id: String,
@@ -311,9 +312,9 @@ pub async fn lock_wallets(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(wallet::Entity::find()
-        .filter(wallet::Column::Id.is_in(ids.iter().copied()))
-        .order_by_asc(wallet::Column::Id)
+    Ok(wallet_balance::Entity::find()
+        .filter(wallet_balance::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(wallet_balance::Column::Id)
         .lock_exclusive()
         .all(db)
         .await
@@ -360,14 +361,20 @@ pub async fn update_wallet_balance(
     id: Uuid,
     balance: Balance,
 ) -> Result<()> {
-    wallet::Entity::update_many()
+    wallet_balance::Entity::update_many()
         .col_expr(
-            wallet::Column::AvailableMicros,
+            wallet_balance::Column::AvailableMicros,
             Expr::value(balance.available),
         )
-        .col_expr(wallet::Column::PendingMicros, Expr::value(balance.pending))
-        .col_expr(wallet::Column::StakedMicros, Expr::value(balance.staked))
-        .filter(wallet::Column::Id.eq(id))
+        .col_expr(
+            wallet_balance::Column::PendingMicros,
+            Expr::value(balance.pending),
+        )
+        .col_expr(
+            wallet_balance::Column::StakedMicros,
+            Expr::value(balance.staked),
+        )
+        .filter(wallet_balance::Column::Id.eq(id))
         .exec(db)
         .await
         .map_err(classify)?;
@@ -534,10 +541,10 @@ pub async fn list_transactions(
 ) -> Result<Vec<Transaction>> {
     use ledger_transaction::Column;
     let owned_wallets = |owner: Uuid| {
-        wallet::Entity::find()
+        wallet_balance::Entity::find()
             .select_only()
-            .column(wallet::Column::Id)
-            .filter(wallet::Column::OwnerId.eq(owner))
+            .column(wallet_balance::Column::Id)
+            .filter(wallet_balance::Column::OwnerId.eq(owner))
             .into_query()
     };
     ledger_transaction::Entity::find()
@@ -584,7 +591,7 @@ pub async fn find_wallet_owner_and_balance(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<(Uuid, Balance, DateTime<Utc>)>> {
-    Ok(wallet::Entity::find_by_id(id)
+    Ok(wallet_balance::Entity::find_by_id(id)
         .one(db)
         .await
         .map_err(classify)?

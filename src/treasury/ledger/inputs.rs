@@ -1,0 +1,132 @@
+//! Locking a batch's inputs: everything settling reads, read under lock in
+//! one fixed order — the idempotency keys' advisory locks, the stored keys,
+//! the referenced pending transactions, the taken deposit hashes, the wallets
+//! in id order, then the system accounts in code order. Every batch of every
+//! writer and replica takes its locks in this order, so none deadlock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use sea_orm::DatabaseTransaction;
+use uuid::Uuid;
+
+use super::Request;
+use super::books::Books;
+use crate::error::Error;
+use crate::treasury::domain::{BurnSource, Command, Transaction};
+use crate::treasury::store;
+
+/// What a batch read under lock: all that settling needs.
+pub(super) struct Inputs {
+    /// Stored idempotency keys: (caller, request id) → (fingerprint,
+    /// transaction).
+    pub(super) stored_keys: HashMap<(Uuid, String), (String, Uuid)>,
+    /// The transactions that Confirm and Fail commands name, by id.
+    pub(super) referenced: HashMap<Uuid, Transaction>,
+    /// The deposit hashes of the batch that are already stored.
+    pub(super) taken_hashes: HashSet<String>,
+    pub(super) books: Books,
+}
+
+pub(super) async fn lock(
+    transaction: &DatabaseTransaction,
+    requests: &[Request],
+) -> Result<Inputs, Error> {
+    let keys = idempotency_keys(requests);
+    store::lock_idempotency_keys(transaction, &keys).await?;
+    let stored_keys = store::find_idempotency_keys(transaction, &keys).await?;
+    let referenced = store::lock_transactions(transaction, &referenced_ids(requests)).await?;
+    let taken_hashes = store::existing_tx_hashes(transaction, &deposit_hashes(requests)).await?;
+    let wallets = store::lock_wallets(transaction, &wallets_to_lock(requests, &referenced)).await?;
+    let system = if needs_system_accounts(requests) {
+        store::lock_system_accounts(transaction).await?
+    } else {
+        BTreeMap::new()
+    };
+    Ok(Inputs {
+        stored_keys,
+        referenced,
+        taken_hashes,
+        books: Books::new(wallets, system),
+    })
+}
+
+/// (caller, request id) of every request.
+pub(super) fn idempotency_keys(requests: &[Request]) -> Vec<(Uuid, String)> {
+    requests
+        .iter()
+        .map(|(caller, request_id, _)| (caller.user_id, request_id.as_str().to_owned()))
+        .collect()
+}
+
+/// The pending transactions the batch resolves.
+pub(super) fn referenced_ids(requests: &[Request]) -> Vec<Uuid> {
+    requests
+        .iter()
+        .filter_map(|(_, _, command)| match command {
+            Command::Confirm { transaction_id, .. } | Command::Fail { transaction_id, .. } => {
+                Some(*transaction_id)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The chain hashes the batch's deposits claim.
+pub(super) fn deposit_hashes(requests: &[Request]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|(_, _, command)| match command {
+            Command::Deposit {
+                tx_hash: Some(hash),
+                ..
+            } => Some(hash.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every wallet the batch may read or move, in id order: those its commands
+/// name and those of the transactions it resolves.
+pub(super) fn wallets_to_lock(
+    requests: &[Request],
+    referenced: &HashMap<Uuid, Transaction>,
+) -> Vec<Uuid> {
+    let mut wallet_ids = BTreeSet::new();
+    for (_, _, command) in requests {
+        match command {
+            Command::Mint { to_wallet, .. } => wallet_ids.extend(*to_wallet),
+            Command::Burn {
+                source: BurnSource::Wallet(wallet),
+                ..
+            } => {
+                wallet_ids.insert(*wallet);
+            }
+            Command::Burn { .. } => {}
+            Command::Transfer {
+                from_wallet,
+                to_wallet,
+                ..
+            } => wallet_ids.extend([*from_wallet, *to_wallet]),
+            Command::Deposit { to_wallet, .. } | Command::PoolPayout { to_wallet, .. } => {
+                wallet_ids.insert(*to_wallet);
+            }
+            Command::Withdraw { from_wallet, .. } | Command::PoolPayment { from_wallet, .. } => {
+                wallet_ids.insert(*from_wallet);
+            }
+            Command::Confirm { .. } | Command::Fail { .. } => {}
+        }
+    }
+    for referenced_transaction in referenced.values() {
+        wallet_ids.extend(referenced_transaction.from_wallet);
+        wallet_ids.extend(referenced_transaction.to_wallet);
+    }
+    wallet_ids.into_iter().collect()
+}
+
+/// Transfers between wallets touch no system account; a batch of only those
+/// does not lock the system accounts (which every other batch contends for).
+pub(super) fn needs_system_accounts(requests: &[Request]) -> bool {
+    requests
+        .iter()
+        .any(|(_, _, command)| !matches!(command, Command::Transfer { .. }))
+}

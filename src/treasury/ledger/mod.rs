@@ -1,0 +1,109 @@
+//! The ledger: every change to balances goes through here.
+//!
+//! # The path of one Transfer
+//!
+//! 1. **Submit.** The handler (`treasury/transport.rs`) parses the request
+//!    into a [`Command::Transfer`]; `Treasury::execute`
+//!    (`treasury/operations.rs`) checks the caller's role and calls
+//!    [`Ledger::submit`], which puts the command on the writer queue (an mpsc
+//!    channel) and waits, at most the deadline, for the answer on a oneshot
+//!    channel.
+//! 2. **Batch** (`writer.rs`). A writer task drains the queue: whatever has
+//!    queued, up to [`MAX_BATCH`] commands, becomes one batch applied in one
+//!    database write transaction (group commit: under load many small commits
+//!    become a few large ones; with one caller it is one ordinary
+//!    transaction).
+//! 3. **Lock** (`inputs.rs`, I/O). Advisory locks on the batch's idempotency
+//!    keys, then the stored keys, the pending transactions that Confirm and
+//!    Fail resolve, the deposit hashes already taken, the wallets in id order
+//!    and the system accounts in code order. Every writer and every replica
+//!    locks in this one order, so they cannot deadlock each other.
+//! 4. **Settle** (`settle.rs`, pure). Each command in arrival order: a
+//!    repeated request id is answered with the original transaction;
+//!    otherwise its plan (`plan/`, one function per command) decides the
+//!    transaction and its legs, and the books (`books.rs`) post the legs all
+//!    or none. A command that fails (insufficient funds, a wallet the caller
+//!    does not own) is rejected alone; later commands see the balances its
+//!    neighbours left. Unit-tested without a database in `tests.rs`.
+//! 5. **Write** (`write.rs`, I/O). The balances that moved, the new
+//!    transactions, the resolutions, the balanced entries and the idempotency
+//!    keys, through `treasury/store.rs`.
+//! 6. **Commit** (`writer.rs`), with one audit event per applied command, in
+//!    the same transaction.
+//! 7. **Invalidate** the cached reads the batch changed (the wallets whose
+//!    balances moved, and the treasury summary: see [`crate::cache`]), before
+//!    any caller is answered.
+//! 8. **Answer** each caller with its transaction or its own error.
+//!
+//! If a whole batch fails (a constraint the planner did not foresee, a
+//! concurrent replica taking the same idempotency key), each command is
+//! retried alone so one bad command cannot fail its neighbours. A batch that
+//! outlives the deadline is abandoned and its callers get UNAVAILABLE (a
+//! retry with the same request id applies once).
+//!
+//! # Inside another service's transaction
+//!
+//! Services whose own change must commit together with money (ending a
+//! mining session and minting its earnings) call [`apply_in`], which runs
+//! steps 3 to 5 in their transaction. They lock their own rows first, commit
+//! themselves, and then hand [`Applied::invalidation`] to
+//! [`Cache::invalidate`](crate::cache::Cache::invalidate) before answering:
+//!
+//! ```ignore
+//! let applied = ledger::apply_in(&transaction, &policy, &requests).await?;
+//! transaction.commit(caller, change).await?;
+//! cache.invalidate(applied.invalidation).await;
+//! ```
+
+mod books;
+mod inputs;
+mod plan;
+mod settle;
+#[cfg(test)]
+mod tests;
+mod write;
+mod writer;
+
+use chrono::{SubsecRound, Utc};
+use sea_orm::DatabaseTransaction;
+
+use super::domain::{AllocationPolicy, Command, RequestId, Transaction};
+use crate::auth::Principal;
+use crate::cache::Invalidation;
+use crate::error::Error;
+
+pub use writer::{Ledger, MAX_BATCH};
+
+/// One command as the ledger receives it: who asks, under which
+/// idempotency key, and what.
+type Request = (Principal, RequestId, Command);
+
+/// What [`apply_in`] did: one outcome per request, in order, and the cached
+/// reads it changed.
+#[derive(Debug)]
+pub struct Applied {
+    pub outcomes: Vec<Result<Transaction, Error>>,
+    /// Hand to [`Cache::invalidate`](crate::cache::Cache::invalidate) after
+    /// the commit, before answering.
+    pub invalidation: Invalidation,
+}
+
+/// Applies commands inside a database transaction the caller owns, for
+/// services whose own change must commit together with the money (ending a
+/// mining session and minting its earnings). The caller must lock its own
+/// rows before calling, and commit afterwards; then it must pass
+/// [`Applied::invalidation`] to
+/// [`Cache::invalidate`](crate::cache::Cache::invalidate) before answering.
+/// Role checks are the caller's. `Err` only when the transaction itself
+/// failed; a command the ledger refuses is an `Err` in its outcome.
+pub async fn apply_in(
+    transaction: &DatabaseTransaction,
+    policy: &AllocationPolicy,
+    requests: &[(Principal, RequestId, Command)],
+) -> Result<Applied, Error> {
+    // PostgreSQL keeps microseconds: answer with what a later read returns.
+    let now = Utc::now().trunc_subsecs(6);
+    let inputs = inputs::lock(transaction, requests).await?;
+    let settlement = settle::settle(inputs, policy, requests, now);
+    write::write(transaction, settlement).await
+}

@@ -1,0 +1,217 @@
+//! Settling a batch: the pure step between locking and writing. It takes
+//! what was read under lock and the batch's commands, and decides, in
+//! arrival order, each command's fate and everything the batch will write.
+//! No database and no cache, and the batch's time is given (only the ids of
+//! new transactions are drawn here): what it returns is the whole of the
+//! batch's effect, so it is tested without a database.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Request;
+use super::inputs::Inputs;
+use super::plan::{Context, Plan, plan};
+use crate::cache::{Generation, Invalidation};
+use crate::error::Error;
+use crate::treasury::domain::{
+    AllocationPolicy, Balance, Command, Leg, SystemAccount, Transaction,
+};
+use crate::treasury::store::NewIdempotencyKey;
+
+/// The fate of one command.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Applied by this batch (boxed: a transaction is several times the
+    /// size of the other outcomes).
+    Settled(Box<Transaction>),
+    /// A repeat of a request already applied (committed earlier, or earlier
+    /// in this batch): answered with that transaction, read once the batch
+    /// is written.
+    Replay(Uuid),
+    /// Refused alone; the rest of the batch goes on.
+    Rejected(Error),
+}
+
+/// Everything a batch writes, and the cached reads that changes.
+#[derive(Debug)]
+pub(super) struct Settlement {
+    /// One per request, in order.
+    pub(super) outcomes: Vec<Outcome>,
+    /// The batch's time: when its transactions were created or resolved and
+    /// its entries posted.
+    pub(super) posted_at: DateTime<Utc>,
+    /// New balances of the wallets that moved, in id order.
+    pub(super) wallet_balances: Vec<(Uuid, Balance)>,
+    /// New balances of the system accounts that moved, in code order.
+    pub(super) system_balances: Vec<(SystemAccount, i64)>,
+    /// Transactions to insert.
+    pub(super) created: Vec<Transaction>,
+    /// Pending transactions confirmed or failed: their new state.
+    pub(super) resolved: Vec<Transaction>,
+    /// Balanced entries, each with its transaction.
+    pub(super) entries: Vec<(Uuid, Leg)>,
+    pub(super) new_keys: Vec<NewIdempotencyKey>,
+    /// The wallets that moved and, if any transaction was created or
+    /// resolved, the ledger totals. Replays add theirs when written.
+    pub(super) invalidation: Invalidation,
+}
+
+pub(super) fn settle(
+    inputs: Inputs,
+    policy: &AllocationPolicy,
+    requests: &[Request],
+    now: DateTime<Utc>,
+) -> Settlement {
+    let mut batch = Batch {
+        inputs,
+        policy,
+        now,
+        claimed_keys: HashMap::new(),
+        created: Vec::new(),
+        resolved: Vec::new(),
+        entries: Vec::new(),
+        new_keys: Vec::new(),
+    };
+    let outcomes = requests
+        .iter()
+        .map(|request| batch.settle_one(request))
+        .collect();
+    batch.finish(outcomes)
+}
+
+/// What a replayed transaction may have changed: its first call may have
+/// committed and died before its invalidation reached Redis, so its retry
+/// invalidates again.
+pub(super) fn replay_invalidation(original: &Transaction) -> Invalidation {
+    Invalidation::of(
+        original
+            .from_wallet
+            .into_iter()
+            .chain(original.to_wallet)
+            .map(Generation::Wallet)
+            .chain([Generation::Ledger]),
+    )
+}
+
+/// A batch being settled: its inputs as they stand after the commands so
+/// far, and what those commands will write.
+struct Batch<'a> {
+    inputs: Inputs,
+    policy: &'a AllocationPolicy,
+    now: DateTime<Utc>,
+    /// Keys taken earlier in this batch, as `inputs.stored_keys`.
+    claimed_keys: HashMap<(Uuid, String), (String, Uuid)>,
+    created: Vec<Transaction>,
+    resolved: Vec<Transaction>,
+    entries: Vec<(Uuid, Leg)>,
+    new_keys: Vec<NewIdempotencyKey>,
+}
+
+impl Batch<'_> {
+    fn settle_one(&mut self, (caller, request_id, command): &Request) -> Outcome {
+        let key = (caller.user_id, request_id.as_str().to_owned());
+        let fingerprint = command.fingerprint();
+        let taken = self
+            .inputs
+            .stored_keys
+            .get(&key)
+            .or_else(|| self.claimed_keys.get(&key));
+        if let Some((stored, transaction_id)) = taken {
+            return if *stored == fingerprint {
+                Outcome::Replay(*transaction_id)
+            } else {
+                Outcome::Rejected(Error::invalid(
+                    "request_id",
+                    "was already used for a different request",
+                ))
+            };
+        }
+        let context = Context {
+            caller,
+            request_id,
+            now: self.now,
+            policy: self.policy,
+            books: &self.inputs.books,
+            referenced: &self.inputs.referenced,
+            taken_hashes: &self.inputs.taken_hashes,
+        };
+        let planned = plan(&context, command)
+            .and_then(|planned| self.inputs.books.post(&planned.legs).map(|()| planned));
+        match planned {
+            Ok(planned) => {
+                Outcome::Settled(Box::new(self.record(key, fingerprint, command, planned)))
+            }
+            Err(error) => Outcome::Rejected(error),
+        }
+    }
+
+    /// Keeps what a posted plan writes, and what later commands of the batch
+    /// must see: its key, its deposit hash, its resolution.
+    fn record(
+        &mut self,
+        (caller, request_id): (Uuid, String),
+        fingerprint: String,
+        command: &Command,
+        planned: Plan,
+    ) -> Transaction {
+        let Plan {
+            transaction,
+            legs,
+            resolves,
+        } = planned;
+        self.entries
+            .extend(legs.into_iter().map(|leg| (transaction.id, leg)));
+        self.claimed_keys.insert(
+            (caller, request_id.clone()),
+            (fingerprint.clone(), transaction.id),
+        );
+        self.new_keys.push(NewIdempotencyKey {
+            caller,
+            request_id,
+            operation: command.operation(),
+            fingerprint,
+            transaction: transaction.id,
+        });
+        if let Command::Deposit {
+            tx_hash: Some(hash),
+            ..
+        } = command
+        {
+            self.inputs.taken_hashes.insert(hash.clone());
+        }
+        if resolves {
+            self.inputs
+                .referenced
+                .insert(transaction.id, transaction.clone());
+            self.resolved.push(transaction.clone());
+        } else {
+            self.created.push(transaction.clone());
+        }
+        transaction
+    }
+
+    fn finish(self, outcomes: Vec<Outcome>) -> Settlement {
+        let wallet_balances = self.inputs.books.changed_wallets();
+        let mut invalidation = Invalidation::of(
+            wallet_balances
+                .iter()
+                .map(|(id, _)| Generation::Wallet(*id)),
+        );
+        if !self.created.is_empty() || !self.resolved.is_empty() {
+            invalidation.add(Generation::Ledger);
+        }
+        Settlement {
+            outcomes,
+            posted_at: self.now,
+            wallet_balances,
+            system_balances: self.inputs.books.changed_system(),
+            created: self.created,
+            resolved: self.resolved,
+            entries: self.entries,
+            new_keys: self.new_keys,
+            invalidation,
+        }
+    }
+}

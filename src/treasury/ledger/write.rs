@@ -1,0 +1,69 @@
+//! Writing a settled batch, in the caller's database transaction: the
+//! balances that moved, the new and resolved transactions, the entries and
+//! the idempotency keys; then the originals of replayed requests are read
+//! back, which may be rows this batch has just written.
+
+use sea_orm::DatabaseTransaction;
+use uuid::Uuid;
+
+use super::Applied;
+use super::settle::{Outcome, Settlement, replay_invalidation};
+use crate::error::Error;
+use crate::treasury::domain::Transaction;
+use crate::treasury::store;
+
+pub(super) async fn write(
+    transaction: &DatabaseTransaction,
+    settlement: Settlement,
+) -> Result<Applied, Error> {
+    let Settlement {
+        outcomes,
+        posted_at,
+        wallet_balances,
+        system_balances,
+        created,
+        resolved,
+        entries,
+        new_keys,
+        mut invalidation,
+    } = settlement;
+    store::update_wallet_balances(transaction, &wallet_balances).await?;
+    for (account, micros) in system_balances {
+        store::update_system_balance(transaction, account, micros).await?;
+    }
+    store::insert_transactions(transaction, &created).await?;
+    for record in &resolved {
+        store::update_resolution(transaction, record).await?;
+    }
+    store::insert_entries(transaction, &entries, posted_at).await?;
+    store::insert_idempotency_keys(transaction, new_keys, posted_at).await?;
+    let mut answers = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        answers.push(match outcome {
+            Outcome::Settled(settled) => Ok(*settled),
+            Outcome::Rejected(error) => Err(error),
+            Outcome::Replay(transaction_id) => {
+                let original = replayed(transaction, transaction_id).await?;
+                invalidation.merge(replay_invalidation(&original));
+                Ok(original)
+            }
+        });
+    }
+    Ok(Applied {
+        outcomes: answers,
+        invalidation,
+    })
+}
+
+async fn replayed(
+    transaction: &DatabaseTransaction,
+    transaction_id: Uuid,
+) -> Result<Transaction, Error> {
+    store::find_transaction(transaction, transaction_id)
+        .await?
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "idempotency key points at missing transaction {transaction_id}"
+            ))
+        })
+}
