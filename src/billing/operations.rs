@@ -309,15 +309,13 @@ impl Billing {
                 RequestId::parse("invoice_id", &format!("azora:invoice:{}", invoice.id))?;
             // The ledger checks, under its lock, that the caller owns the
             // wallet and that it holds enough.
-            let applied = ledger::apply_in(
-                &transaction,
+            let outcomes = ledger::apply_in(
+                &mut transaction,
                 &self.policy,
                 &[(caller.clone(), request_id, command)],
             )
             .await?;
-            transaction.invalidate(applied.invalidation);
-            let paid = applied
-                .outcomes
+            let paid = outcomes
                 .into_iter()
                 .next()
                 .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;

@@ -147,15 +147,16 @@ impl Compensations {
         Ok(record)
     }
 
-    /// Locks the record and applies `step` to it. The step answers `None`
-    /// for "already there" (the record is returned unchanged), or what its
-    /// change means for cached reads, which are invalidated after the commit.
+    /// Locks the record and applies `step` to it. The step answers whether
+    /// it changed the record (`false`: already there, returned unchanged);
+    /// what a payment changes in cached reads the ledger adds to the unit of
+    /// work, which invalidates it after the commit.
     async fn transition(
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
         id: Uuid,
-        step: impl AsyncFnOnce(&Audited, &mut Compensation) -> Result<Option<Invalidation>>,
+        step: impl AsyncFnOnce(&mut Audited, &mut Compensation) -> Result<bool>,
     ) -> Result<Compensation> {
         caller.require_role(PAYROLL)?;
         let mut transaction =
@@ -177,10 +178,8 @@ impl Compensations {
             .await?
             .ok_or_else(|| Error::not_found("founder compensation", id))?;
         let before = record.clone();
-        let changed = step(&transaction, &mut record).await?;
-        if let Some(invalidation) = changed {
+        if step(&mut transaction, &mut record).await? {
             store::update(&*transaction, &record).await?;
-            transaction.invalidate(invalidation);
         }
         let change = Change::new(RESOURCE, id).old(&before).new_values(&record);
         transaction.commit(caller, change).await?;
@@ -196,12 +195,12 @@ impl Compensations {
         self.transition(caller, key, id, async |_, record| {
             not_the_founder(caller, record)?;
             match record.status {
-                CompensationStatus::Approved => Ok(None),
+                CompensationStatus::Approved => Ok(false),
                 CompensationStatus::Pending => {
                     record.status = CompensationStatus::Approved;
                     record.approved_by = Some(caller.user_id);
                     record.approved_at = Some(Utc::now().trunc_subsecs(6));
-                    Ok(Some(Invalidation::default()))
+                    Ok(true)
                 }
                 CompensationStatus::Paid | CompensationStatus::Cancelled => {
                     Err(illegal(record, "approved"))
@@ -223,7 +222,7 @@ impl Compensations {
         self.transition(caller, key, id, async |transaction, record| {
             not_the_founder(caller, record)?;
             match record.status {
-                CompensationStatus::Paid => return Ok(None),
+                CompensationStatus::Paid => return Ok(false),
                 CompensationStatus::Approved => {}
                 CompensationStatus::Pending | CompensationStatus::Cancelled => {
                     return Err(illegal(record, "paid"));
@@ -253,10 +252,7 @@ impl Compensations {
                 "compensation_id",
                 &format!("azora:founder-compensation:{}", record.id),
             )?;
-            let ledger::Applied {
-                mut outcomes,
-                invalidation,
-            } = ledger::apply_in(
+            let mut outcomes = ledger::apply_in(
                 transaction,
                 &policy,
                 &[(caller.clone(), request_id, command)],
@@ -270,7 +266,7 @@ impl Compensations {
             record.transaction = Some(paid.id);
             record.tx_hash = Some(paid.tx_hash);
             record.paid_at = Some(paid.created_at);
-            Ok(Some(invalidation))
+            Ok(true)
         })
         .await
     }
@@ -283,13 +279,13 @@ impl Compensations {
         reason: String,
     ) -> Result<Compensation> {
         self.transition(caller, key, id, async |_, record| match record.status {
-            CompensationStatus::Cancelled => Ok(None),
+            CompensationStatus::Cancelled => Ok(false),
             CompensationStatus::Pending | CompensationStatus::Approved => {
                 record.status = CompensationStatus::Cancelled;
                 record.cancelled_by = Some(caller.user_id);
                 record.cancelled_at = Some(Utc::now().trunc_subsecs(6));
                 record.cancel_reason = Some(reason);
-                Ok(Some(Invalidation::default()))
+                Ok(true)
             }
             CompensationStatus::Paid => Err(illegal(record, "cancelled")),
         })

@@ -293,12 +293,12 @@ impl Mining {
                 user_id: session.miner,
                 ..caller.clone()
             };
-            let ledger::Applied {
-                mut outcomes,
-                invalidation: minted_changes,
-            } = ledger::apply_in(&transaction, &self.policy, &[(miner, request_id, command)])
-                .await?;
-            transaction.invalidate(minted_changes);
+            let mut outcomes = ledger::apply_in(
+                &mut transaction,
+                &self.policy,
+                &[(miner, request_id, command)],
+            )
+            .await?;
             let minted = outcomes
                 .pop()
                 .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;

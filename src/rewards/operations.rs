@@ -184,11 +184,8 @@ impl Rewards {
             "source_transaction_id",
             &format!("azora:knowledge-reward:{}", proof.id),
         )?;
-        let ledger::Applied {
-            mut outcomes,
-            invalidation,
-        } = ledger::apply_in(
-            &transaction,
+        let mut outcomes = ledger::apply_in(
+            &mut transaction,
             &self.policy,
             &[(caller.clone(), ledger_request, command)],
         )
@@ -211,7 +208,6 @@ impl Rewards {
         let change = Change::new(RESOURCE, proof.id)
             .new_values(&proof)
             .request_id(source.as_str());
-        transaction.invalidate(invalidation);
         transaction.commit(caller, change).await?;
         Ok(Recorded {
             proof,

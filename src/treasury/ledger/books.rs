@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::treasury::domain::{Account, Balance, Bucket, Leg, SystemAccount, format_azr};
+use crate::money::format_azr;
+use crate::treasury::domain::{Account, Balance, Bucket, Leg, SystemAccount};
 use crate::treasury::store::LockedWallet;
 
 pub(super) struct Books {

@@ -41,18 +41,20 @@
 //! outlives the deadline is abandoned and its callers get UNAVAILABLE (a
 //! retry with the same request id applies once).
 //!
-//! # Inside another service's transaction
+//! # Inside another service's unit of work
 //!
 //! Services whose own change must commit together with money (ending a
 //! mining session and minting its earnings) call [`apply_in`], which runs
-//! steps 3 to 5 in their transaction. They lock their own rows first, commit
-//! themselves, and then hand [`Applied::invalidation`] to
-//! [`Cache::invalidate`](crate::cache::Cache::invalidate) before answering:
+//! steps 3 to 5 inside their [`Audited`] unit of work and adds what it
+//! changed to the unit's invalidation. The contract is the type: the only
+//! way to apply money in someone else's transaction is inside a unit whose
+//! commit writes the caller's audit event and then invalidates the cache.
+//! They lock their own rows first:
 //!
 //! ```ignore
-//! let applied = ledger::apply_in(&transaction, &policy, &requests).await?;
-//! transaction.commit(caller, change).await?;
-//! cache.invalidate(applied.invalidation).await;
+//! let mut transaction = Audited::begin(&db, &cache).await?;
+//! let outcomes = ledger::apply_in(&mut transaction, &policy, &requests).await?;
+//! transaction.commit(caller, change).await?; // audit, commit, invalidate
 //! ```
 
 mod books;
@@ -65,12 +67,13 @@ mod write;
 mod writer;
 
 use chrono::{SubsecRound, Utc};
-use sea_orm::DatabaseTransaction;
 
-use super::domain::{AllocationPolicy, Command, RequestId, Transaction};
+use super::domain::{AllocationPolicy, Command, Transaction};
+use crate::audit::Audited;
 use crate::auth::Principal;
 use crate::cache::Invalidation;
 use crate::error::Error;
+use crate::money::RequestId;
 
 pub use writer::{Ledger, MAX_BATCH};
 
@@ -78,32 +81,35 @@ pub use writer::{Ledger, MAX_BATCH};
 /// idempotency key, and what.
 type Request = (Principal, RequestId, Command);
 
-/// What [`apply_in`] did: one outcome per request, in order, and the cached
-/// reads it changed.
+/// What the write step did: one outcome per request, in order, and the
+/// cached reads it changed.
 #[derive(Debug)]
-pub struct Applied {
-    pub outcomes: Vec<Result<Transaction, Error>>,
-    /// Hand to [`Cache::invalidate`](crate::cache::Cache::invalidate) after
-    /// the commit, before answering.
-    pub invalidation: Invalidation,
+struct Applied {
+    outcomes: Vec<Result<Transaction, Error>>,
+    invalidation: Invalidation,
 }
 
-/// Applies commands inside a database transaction the caller owns, for
-/// services whose own change must commit together with the money (ending a
-/// mining session and minting its earnings). The caller must lock its own
-/// rows before calling, and commit afterwards; then it must pass
-/// [`Applied::invalidation`] to
-/// [`Cache::invalidate`](crate::cache::Cache::invalidate) before answering.
+/// Applies commands inside a unit of work the caller owns, for services
+/// whose own change must commit together with the money (ending a mining
+/// session and minting its earnings). The caller locks its own rows before
+/// calling and commits the unit afterwards; the cached reads the commands
+/// change are added to the unit, which invalidates them after its commit.
 /// Role checks are the caller's. `Err` only when the transaction itself
-/// failed; a command the ledger refuses is an `Err` in its outcome.
+/// failed; a command the ledger refuses is an `Err` in its outcome, one per
+/// request, in order.
 pub async fn apply_in(
-    transaction: &DatabaseTransaction,
+    work: &mut Audited,
     policy: &AllocationPolicy,
     requests: &[(Principal, RequestId, Command)],
-) -> Result<Applied, Error> {
+) -> Result<Vec<Result<Transaction, Error>>, Error> {
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = Utc::now().trunc_subsecs(6);
-    let inputs = inputs::lock(transaction, requests).await?;
+    let inputs = inputs::lock(&**work, requests).await?;
     let settlement = settle::settle(inputs, policy, requests, now);
-    write::write(transaction, settlement).await
+    let Applied {
+        outcomes,
+        invalidation,
+    } = write::write(&**work, settlement).await?;
+    work.invalidate(invalidation);
+    Ok(outcomes)
 }

@@ -16,9 +16,10 @@ use super::writer::audit_events;
 use crate::auth::{Principal, Role};
 use crate::cache::Generation;
 use crate::error::Error;
+use crate::money::{Amount, RequestId};
 use crate::treasury::domain::{
-    Account, AllocationPolicy, Amount, Balance, Bucket, BurnSource, Command, Leg, Note, RequestId,
-    SystemAccount, Transaction, TransactionKind, TransactionStatus,
+    Account, AllocationPolicy, Balance, Bucket, BurnSource, Command, Leg, Note, SystemAccount,
+    Transaction, TransactionKind, TransactionStatus,
 };
 use crate::treasury::store::LockedWallet;
 
@@ -1256,14 +1257,14 @@ fn every_applied_command_is_audited_once_with_its_request_id_and_a_refused_one_i
     let events = audit_events(&requests, &outcomes);
 
     assert_eq!(events.len(), 2);
-    let (caller, replayed, _) = &events[0];
+    let (caller, replayed) = &events[0];
     assert_eq!(caller.user_id, alice.user_id);
     assert_eq!(replayed.resource_type, "transaction");
     assert_eq!(replayed.resource_id, withdrawal.id.to_string());
     assert_eq!(replayed.request_id.as_deref(), Some("w-1"));
     assert_eq!(replayed.old, None);
     assert_eq!(replayed.new.as_ref().unwrap()["status"], "pending");
-    let (caller, resolution, _) = &events[1];
+    let (caller, resolution) = &events[1];
     assert_eq!(caller.user_id, treasurer.user_id);
     assert_eq!(
         resolution.old,

@@ -4,19 +4,18 @@
 //! answer each caller.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Applied, Request, apply_in};
-use crate::audit::{self, Change};
+use super::{Request, apply_in};
+use crate::audit::{Audited, Change};
 use crate::auth::Principal;
 use crate::cache::Cache;
-use crate::db::{begin_write, classify};
 use crate::error::Error;
-use crate::treasury::domain::{AllocationPolicy, Command, RequestId, Transaction};
+use crate::money::RequestId;
+use crate::treasury::domain::{AllocationPolicy, Command, Transaction};
 
 /// Most commands applied in one database transaction.
 pub const MAX_BATCH: usize = 256;
@@ -207,19 +206,9 @@ async fn apply_batch(
     cache: &Cache,
     requests: &[Request],
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
-    let transaction = begin_write(db).await?;
-    let Applied {
-        outcomes,
-        invalidation,
-    } = apply_in(&transaction, policy, requests).await?;
-    audit::record_many(&transaction, audit_events(requests, &outcomes)).await?;
-    transaction.commit().await.map_err(classify)?;
-    cache.invalidate(invalidation).await;
-    for ((caller, _, _), outcome) in requests.iter().zip(&outcomes) {
-        if outcome.is_ok() {
-            caller.context.audited.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    let mut work = Audited::begin(db, cache).await?;
+    let outcomes = apply_in(&mut work, policy, requests).await?;
+    work.commit_all(audit_events(requests, &outcomes)).await?;
     Ok(outcomes)
 }
 
@@ -229,7 +218,7 @@ async fn apply_batch(
 pub(super) fn audit_events<'a>(
     requests: &'a [Request],
     outcomes: &[Result<Transaction, Error>],
-) -> Vec<(&'a Principal, Change, audit::Outcome)> {
+) -> Vec<(&'a Principal, Change)> {
     requests
         .iter()
         .zip(outcomes)
@@ -241,7 +230,7 @@ pub(super) fn audit_events<'a>(
             if matches!(command, Command::Confirm { .. } | Command::Fail { .. }) {
                 change = change.old(serde_json::json!({ "id": applied.id, "status": "pending" }));
             }
-            Some((caller, change, audit::Outcome::Ok))
+            Some((caller, change))
         })
         .collect()
 }

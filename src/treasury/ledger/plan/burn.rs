@@ -2,7 +2,8 @@
 
 use super::{Context, Plan, available, leg};
 use crate::error::Error;
-use crate::treasury::domain::{Account, Amount, BurnSource, Note, SystemAccount, TransactionKind};
+use crate::money::Amount;
+use crate::treasury::domain::{Account, BurnSource, Note, SystemAccount, TransactionKind};
 
 pub(super) fn plan_burn(
     context: &Context<'_>,

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::{Context, Plan, available, leg, mark_pending};
 use crate::error::Error;
-use crate::treasury::domain::{Account, Amount, Note, SystemAccount, TransactionKind};
+use crate::money::Amount;
+use crate::treasury::domain::{Account, Note, SystemAccount, TransactionKind};
 
 pub(super) fn plan_deposit(
     context: &Context<'_>,

@@ -4,9 +4,8 @@ use uuid::Uuid;
 
 use super::{Context, Plan, available, leg, mark_pending};
 use crate::error::Error;
-use crate::treasury::domain::{
-    Account, Allocation, Amount, Leg, Note, SystemAccount, TransactionKind,
-};
+use crate::money::Amount;
+use crate::treasury::domain::{Account, Allocation, Leg, Note, SystemAccount, TransactionKind};
 
 pub(super) fn plan_mint(
     context: &Context<'_>,

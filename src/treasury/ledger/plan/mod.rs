@@ -19,8 +19,9 @@ use uuid::Uuid;
 use super::books::Books;
 use crate::auth::Principal;
 use crate::error::Error;
+use crate::money::RequestId;
 use crate::treasury::domain::{
-    Account, AllocationPolicy, Bucket, Command, Leg, Note, RequestId, Transaction, TransactionKind,
+    Account, AllocationPolicy, Bucket, Command, Leg, Note, Transaction, TransactionKind,
     TransactionStatus,
 };
 

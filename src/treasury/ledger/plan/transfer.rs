@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::{Context, Plan, available, leg};
 use crate::error::Error;
-use crate::treasury::domain::{Account, Amount, Note, SystemAccount, TransactionKind};
+use crate::money::Amount;
+use crate::treasury::domain::{Account, Note, SystemAccount, TransactionKind};
 
 pub(super) fn plan_transfer(
     context: &Context<'_>,

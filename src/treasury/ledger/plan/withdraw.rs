@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::{Context, Plan, leg, mark_pending};
 use crate::error::Error;
-use crate::treasury::domain::{Account, Amount, Bucket, Note, TransactionKind};
+use crate::money::Amount;
+use crate::treasury::domain::{Account, Bucket, Note, TransactionKind};
 
 pub(super) fn plan_withdraw(
     context: &Context<'_>,
