@@ -108,52 +108,94 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let application = Application::build(settings, !no_migrate).await?;
             application.run_until_stopped(shutdown_signal()).await
         }
-        Command::Migrate { action } => {
-            let db = crate::db::connect(&settings)
-                .await
-                .context("connecting to the database")?;
-            match action {
-                MigrateAction::Up => Migrator::up(&db, None).await?,
-                MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await?,
-                MigrateAction::Status => Migrator::status(&db).await?,
-                MigrateAction::Fresh { yes: true } => Migrator::fresh(&db).await?,
-                MigrateAction::Fresh { yes: false } => {
-                    anyhow::bail!("`migrate fresh` destroys all data: pass --yes")
-                }
-            }
-            Ok(())
-        }
+        Command::Migrate { action } => migrate(&settings, action).await,
         Command::Keys {
             action: KeysAction::Create(args),
-        } => {
-            let db = crate::db::connect(&settings)
-                .await
-                .context("connecting to the database")?;
-            Migrator::up(&db, None)
-                .await
-                .context("applying migrations")?;
-            let identity = Identity::new(db);
-            let expires_at = args
-                .expires_in_days
-                .map(|days| Utc::now() + Duration::days(i64::from(days)));
-            let (username, issued) = if args.bootstrap_admin {
-                let (user, issued) = identity.bootstrap_admin(&args.username, expires_at).await?;
-                (user.username, issued)
-            } else {
-                let user = args.user.clone().unwrap_or_default();
-                let role = args.role.context("--role is required")?;
-                let issued = identity
-                    .issue_api_key_for(&user, args.name.clone(), role, expires_at)
-                    .await?;
-                (user, issued)
-            };
-            eprintln!(
-                "created API key {} for {username} with role {}; the secret below is shown only once",
-                issued.key.id,
-                issued.key.role.as_str()
+        } => create_key(&settings, args).await,
+    }
+}
+
+async fn migrate(settings: &Settings, action: MigrateAction) -> anyhow::Result<()> {
+    let db = crate::db::connect(settings)
+        .await
+        .context("connecting to the database")?;
+    match action {
+        MigrateAction::Up => Migrator::up(&db, None).await?,
+        MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await?,
+        MigrateAction::Status => Migrator::status(&db).await?,
+        MigrateAction::Fresh { yes: true } => Migrator::fresh(&db).await?,
+        MigrateAction::Fresh { yes: false } => {
+            anyhow::bail!("`migrate fresh` destroys all data: pass --yes")
+        }
+    }
+    Ok(())
+}
+
+/// Prints the new key's secret, once, on standard output.
+async fn create_key(settings: &Settings, args: CreateKey) -> anyhow::Result<()> {
+    let db = crate::db::connect(settings)
+        .await
+        .context("connecting to the database")?;
+    Migrator::up(&db, None)
+        .await
+        .context("applying migrations")?;
+    let identity = Identity::new(db);
+    let expires_at = args
+        .expires_in_days
+        .map(|days| Utc::now() + Duration::days(i64::from(days)));
+    let (username, issued) = if args.bootstrap_admin {
+        let (user, issued) = identity.bootstrap_admin(&args.username, expires_at).await?;
+        (user.username, issued)
+    } else {
+        let user = args.user.clone().unwrap_or_default();
+        let role = args.role.context("--role is required")?;
+        let issued = identity
+            .issue_api_key_for(&user, args.name.clone(), role, expires_at)
+            .await?;
+        (user, issued)
+    };
+    eprintln!(
+        "created API key {} for {username} with role {}; the secret below is shown only once",
+        issued.key.id,
+        issued.key.role.as_str()
+    );
+    println!("{}", issued.secret);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn the_compiled_defaults_are_valid() {
+        let cli = Cli::try_parse_from(["azora"]).unwrap();
+        cli.settings.validate().unwrap();
+    }
+
+    #[test]
+    fn a_setting_that_does_not_parse_is_refused_at_parse_time_with_its_flag() {
+        for (flag, value, reason) in [
+            ("--rate-limit", "boss=3", "is not a role"),
+            ("--allocation-bp", "5000,5000", "give four basis points"),
+            ("--kyc-transfer-threshold", "ten", ""),
+            ("--knowledge-reward-max", "0", "greater than zero"),
+            ("--mining-auto-confirm-limit", "-1", ""),
+        ] {
+            let argument = format!("{flag}={value}");
+            let error = Cli::try_parse_from(["azora", argument.as_str()]).unwrap_err();
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{flag}"
             );
-            println!("{}", issued.secret);
-            Ok(())
+            let message = error.to_string();
+            assert!(
+                message.contains(flag) && message.contains(reason),
+                "{message}"
+            );
         }
     }
 }

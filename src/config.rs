@@ -2,12 +2,24 @@
 //! (`AZORA_*`, with `.env` honoured), then command-line flags — clap applies
 //! exactly that precedence. Secrets (URLs that may carry passwords) never
 //! print.
+//!
+//! [`Settings`] is the configuration as given. Numbers and addresses are
+//! typed fields; the settings with a grammar of their own (rate limits, the
+//! allocation split, AZR amounts) are kept as their text, so code (the
+//! tests, the benchmark) sets them as one would in the environment, and are
+//! parsed by [`Settings::validate`] into a [`Config`]: once, before anything
+//! connects or starts. clap runs the same parsers as value parsers, so a bad
+//! flag or variable is refused at parse time with the flag's name.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
+
+use crate::limits::RateLimits;
+use crate::money::Amount;
+use crate::treasury::domain::AllocationPolicy;
 
 /// A value that must not reach logs: `Debug` and `Display` redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -125,6 +137,7 @@ pub struct Settings {
         long,
         env = "AZORA_ALLOCATION_BP",
         default_value = "7000,1100,500,1400",
+        value_parser = checked(parse::allocation_basis_points),
         global = true
     )]
     pub allocation_bp: String,
@@ -162,6 +175,7 @@ pub struct Settings {
         long,
         env = "AZORA_KYC_TRANSFER_THRESHOLD",
         default_value = "10000",
+        value_parser = checked(parse::azr("kyc_transfer_threshold")),
         global = true
     )]
     pub kyc_transfer_threshold: String,
@@ -171,6 +185,7 @@ pub struct Settings {
         long,
         env = "AZORA_KNOWLEDGE_REWARD_MAX",
         default_value = "1000",
+        value_parser = checked(parse::azr("knowledge_reward_max")),
         global = true
     )]
     pub knowledge_reward_max: String,
@@ -178,7 +193,12 @@ pub struct Settings {
     /// Mining earnings up to this many AZR per session are minted at once
     /// (trusted rigs); larger ones, and all of them when unset (the default),
     /// wait as a pending claim until a treasurer confirms the USD inflow.
-    #[arg(long, env = "AZORA_MINING_AUTO_CONFIRM_LIMIT", global = true)]
+    #[arg(
+        long,
+        env = "AZORA_MINING_AUTO_CONFIRM_LIMIT",
+        value_parser = checked(parse::azr("mining_auto_confirm_limit")),
+        global = true
+    )]
     pub mining_auto_confirm_limit: Option<String>,
 
     /// How often the invoice issuer looks for subscriptions whose next
@@ -209,6 +229,7 @@ pub struct Settings {
         long,
         env = "AZORA_RATE_LIMIT",
         default_value = DEFAULT_RATE_LIMIT,
+        value_parser = checked(parse::rate_limits),
         global = true
     )]
     pub rate_limit: String,
@@ -238,7 +259,89 @@ pub struct Settings {
     pub log: String,
 }
 
+/// Settings known good: [`Settings`] with every setting that has a grammar
+/// parsed into its type. [`Settings::validate`] is the only way to one.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub settings: Settings,
+    pub rate_limits: RateLimits,
+    /// treasury, founder, burn, circulation; summing to 10000.
+    pub allocation_basis_points: [i32; 4],
+    pub kyc_transfer_threshold: Amount,
+    pub knowledge_reward_max: Amount,
+    pub mining_auto_confirm_limit: Option<Amount>,
+}
+
+/// A setting whose value does not parse, named by its variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct InvalidSetting {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+/// The parsers of the settings with a grammar: clap runs them on flags and
+/// variables, [`Settings::validate`] on whatever the settings hold.
+pub mod parse {
+    use super::{AllocationPolicy, Amount, RateLimits};
+
+    /// `role=calls_per_second,…`
+    pub fn rate_limits(text: &str) -> Result<RateLimits, String> {
+        RateLimits::parse(text)
+    }
+
+    /// `treasury,founder,burn,circulation` in basis points, summing to 10000.
+    pub fn allocation_basis_points(text: &str) -> Result<[i32; 4], String> {
+        AllocationPolicy::parse_basis_points(text)
+    }
+
+    /// A positive amount of AZR, e.g. `10000` or `0.5`.
+    pub fn azr(field: &'static str) -> impl Fn(&str) -> Result<Amount, String> + Clone {
+        move |text| Amount::parse(field, text).map_err(|violation| violation.description)
+    }
+}
+
+/// A clap value parser that refuses what `parse` refuses and keeps the text.
+fn checked<T>(
+    parse: impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static,
+) -> impl clap::builder::TypedValueParser<Value = String> {
+    move |text: &str| parse(text).map(|_| text.to_owned())
+}
+
+fn named<T>(variable: &'static str, parsed: Result<T, String>) -> Result<T, InvalidSetting> {
+    parsed.map_err(|reason| InvalidSetting { variable, reason })
+}
+
 impl Settings {
+    /// Parses every setting that has a grammar; the first that does not
+    /// parse is the error. Nothing is connected or started before this.
+    pub fn validate(self) -> Result<Config, InvalidSetting> {
+        let mining_auto_confirm_limit = match &self.mining_auto_confirm_limit {
+            Some(limit) => Some(named(
+                "AZORA_MINING_AUTO_CONFIRM_LIMIT",
+                parse::azr("mining_auto_confirm_limit")(limit),
+            )?),
+            None => None,
+        };
+        Ok(Config {
+            rate_limits: named("AZORA_RATE_LIMIT", parse::rate_limits(&self.rate_limit))?,
+            allocation_basis_points: named(
+                "AZORA_ALLOCATION_BP",
+                parse::allocation_basis_points(&self.allocation_bp),
+            )?,
+            kyc_transfer_threshold: named(
+                "AZORA_KYC_TRANSFER_THRESHOLD",
+                parse::azr("kyc_transfer_threshold")(&self.kyc_transfer_threshold),
+            )?,
+            knowledge_reward_max: named(
+                "AZORA_KNOWLEDGE_REWARD_MAX",
+                parse::azr("knowledge_reward_max")(&self.knowledge_reward_max),
+            )?,
+            mining_auto_confirm_limit,
+            settings: self,
+        })
+    }
+
     /// The compiled defaults, with the given database; what tests start from.
     pub fn with_database(database_url: impl Into<String>) -> Self {
         Self {
@@ -304,5 +407,41 @@ mod tests {
         assert_eq!(format!("{url:?}"), "Secret(***)");
         assert_eq!(url.redacted_url(), "postgres://azora:***@db:5432/azora");
         assert!(!url.redacted_url().contains("hunter2"));
+    }
+
+    #[test]
+    fn validation_parses_every_setting_with_a_grammar_and_names_the_one_that_fails() {
+        let config = Settings::with_database("sqlite::memory:")
+            .validate()
+            .unwrap();
+        assert_eq!(config.allocation_basis_points, [7000, 1100, 500, 1400]);
+        assert_eq!(config.rate_limits.for_role(crate::auth::Role::Admin), None);
+        assert_eq!(config.mining_auto_confirm_limit, None);
+
+        let refused = |configure: fn(&mut Settings)| {
+            let mut settings = Settings::with_database("sqlite::memory:");
+            configure(&mut settings);
+            settings.validate().unwrap_err().to_string()
+        };
+        assert!(
+            refused(|settings| settings.rate_limit = "boss=3".into())
+                .starts_with("AZORA_RATE_LIMIT: ")
+        );
+        assert!(
+            refused(|settings| settings.allocation_bp = "5000,5000".into())
+                .starts_with("AZORA_ALLOCATION_BP: ")
+        );
+        assert!(
+            refused(|settings| settings.kyc_transfer_threshold = "ten".into())
+                .starts_with("AZORA_KYC_TRANSFER_THRESHOLD: ")
+        );
+        assert!(
+            refused(|settings| settings.knowledge_reward_max = "0".into())
+                .starts_with("AZORA_KNOWLEDGE_REWARD_MAX: ")
+        );
+        assert!(
+            refused(|settings| settings.mining_auto_confirm_limit = Some("-1".into()))
+                .starts_with("AZORA_MINING_AUTO_CONFIRM_LIMIT: ")
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Per-key rate limits, as a tower layer behind authentication.
+//! Per-key rate limits and load shedding: two [`Guard`]s, the rate limit
+//! behind authentication and load shedding in front of it.
 //!
 //! Each API key may make up to its role's limit of calls per second
 //! (`AZORA_RATE_LIMIT`). The count is kept in Redis, so it holds across
@@ -13,21 +14,19 @@
 //! Health and reflection never reach this layer's limits (they carry no
 //! [`Principal`]).
 //!
-//! [`ConcurrencyLimitLayer`] is the server-wide limit on calls in progress:
-//! a call beyond it is refused at once (load shedding), never queued.
+//! [`LoadShedding`] is the server-wide limit on calls in progress: a call
+//! beyond it is refused at once, never queued.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
-use tower::{Layer, Service};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
-use crate::auth::{Principal, Role, is_public};
+use crate::auth::{Guard, Principal, Role, is_public};
 use crate::error::ERROR_DOMAIN;
 use crate::redis::Redis;
 
@@ -68,6 +67,13 @@ impl RateLimits {
     }
 }
 
+impl std::str::FromStr for RateLimits {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text)
+    }
+}
+
 /// A refused call: when to retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exceeded {
@@ -103,7 +109,7 @@ impl RateLimiter {
     }
 
     /// Counts one call of `principal`'s key; `Err` when it is over the limit.
-    pub async fn check(&self, principal: &Principal) -> Result<(), Exceeded> {
+    pub async fn count_call(&self, principal: &Principal) -> Result<(), Exceeded> {
         let Some(limit) = self.limits.for_role(principal.role) else {
             return Ok(());
         };
@@ -192,83 +198,32 @@ impl From<Exceeded> for tonic::Status {
     }
 }
 
-/// Applies the [`RateLimiter`] to every call that carries a [`Principal`];
-/// goes inside the authentication layer.
-#[derive(Clone)]
-pub struct RateLimitLayer {
-    limiter: RateLimiter,
-}
+/// The per-key rate limit, as a guard inside authentication.
+impl Guard for RateLimiter {
+    type Pass = ();
 
-impl RateLimitLayer {
-    pub fn new(limiter: RateLimiter) -> Self {
-        Self { limiter }
-    }
-}
-
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimitMiddleware<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimitMiddleware {
-            inner,
-            limiter: self.limiter.clone(),
+    /// Counts the call against its key; calls without a [`Principal`]
+    /// (health, reflection) are not counted.
+    async fn check(&self, request: &mut http::request::Parts) -> Result<(), tonic::Status> {
+        match request.extensions.get::<Principal>() {
+            Some(principal) => Ok(self.count_call(principal).await?),
+            None => Ok(()),
         }
     }
 }
 
-#[derive(Clone)]
-pub struct RateLimitMiddleware<S> {
-    inner: S,
-    limiter: RateLimiter,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, RequestBody> Service<http::Request<RequestBody>> for RateLimitMiddleware<S>
-where
-    S: Service<http::Request<RequestBody>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    RequestBody: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        // The clone that was polled ready is the one that must serve the call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limiter = self.limiter.clone();
-        Box::pin(async move {
-            if let Some(principal) = request.extensions().get::<Principal>()
-                && let Err(exceeded) = limiter.check(principal).await
-            {
-                return Ok(tonic::Status::from(exceeded).into_http());
-            }
-            inner.call(request).await
-        })
-    }
-}
-
 /// At most `limit` calls in progress across every connection; one more is
-/// refused at once with RESOURCE_EXHAUSTED. Health and reflection are
-/// exempt, so probes keep answering under overload. A call holds its slot
-/// until its response starts (a server stream then no longer counts; a
-/// client stream counts while it uploads).
+/// refused at once with RESOURCE_EXHAUSTED (load shedding: never queued).
+/// Health and reflection are exempt, so probes keep answering under
+/// overload. A call holds its slot until its response starts (a server
+/// stream then no longer counts; a client stream counts while it uploads).
 #[derive(Clone)]
-pub struct ConcurrencyLimitLayer {
+pub struct LoadShedding {
     slots: Arc<tokio::sync::Semaphore>,
     refused: Arc<AtomicU64>,
 }
 
-impl ConcurrencyLimitLayer {
+impl LoadShedding {
     /// `limit` 0 is unlimited.
     pub fn new(limit: usize) -> Self {
         let limit = match limit {
@@ -280,65 +235,35 @@ impl ConcurrencyLimitLayer {
             refused: Default::default(),
         }
     }
-}
 
-impl<S> Layer<S> for ConcurrencyLimitLayer {
-    type Service = ConcurrencyLimit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ConcurrencyLimit {
-            inner,
-            slots: self.slots.clone(),
-            refused: self.refused.clone(),
+    fn take_slot(&self, path: &str) -> Result<Option<OwnedSemaphorePermit>, tonic::Status> {
+        if is_public(path) {
+            return Ok(None);
         }
-    }
-}
-
-#[derive(Clone)]
-pub struct ConcurrencyLimit<S> {
-    inner: S,
-    slots: Arc<tokio::sync::Semaphore>,
-    refused: Arc<AtomicU64>,
-}
-
-impl<S, RequestBody> Service<http::Request<RequestBody>> for ConcurrencyLimit<S>
-where
-    S: Service<http::Request<RequestBody>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    RequestBody: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        if is_public(request.uri().path()) {
-            return Box::pin(inner.call(request));
-        }
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-            if refused.is_power_of_two() {
-                tracing::warn!(refused, "at the concurrency limit; refusing calls");
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => Ok(Some(slot)),
+            Err(_) => {
+                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(refused, "at the concurrency limit; refusing calls");
+                }
+                Err(tonic::Status::resource_exhausted(
+                    "the server is at its limit of concurrent calls; retry later",
+                ))
             }
-            let status = tonic::Status::resource_exhausted(
-                "the server is at its limit of concurrent calls; retry later",
-            );
-            return Box::pin(async move { Ok(status.into_http()) });
-        };
-        Box::pin(async move {
-            let response = inner.call(request).await;
-            drop(slot);
-            response
-        })
+        }
+    }
+}
+
+impl Guard for LoadShedding {
+    /// The call's slot, released when the response starts.
+    type Pass = Option<OwnedSemaphorePermit>;
+
+    fn check(
+        &self,
+        request: &mut http::request::Parts,
+    ) -> impl Future<Output = Result<Self::Pass, tonic::Status>> + Send {
+        std::future::ready(self.take_slot(request.uri.path()))
     }
 }
 

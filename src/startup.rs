@@ -1,29 +1,43 @@
 //! The server as a library type: `azora serve` and the tests start exactly
 //! this, the tests on port 0.
+//!
+//! Three steps. The settings are parsed and checked once
+//! ([`Settings::validate`], which clap's value parsers mirror).
+//! [`Application::build`] connects, migrates, stores the allocation policy,
+//! binds, and assembles every service, guard and background worker; it
+//! starts none of the workers, and connects to Redis only after its last
+//! step that can fail, so a failed build leaves nothing running.
+//! [`Application::run_until_stopped`] starts the workers, serves, and drains.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
+use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::server::HealthReporter;
 
-use crate::auth::{AuthLayer, Authenticator, KeyCache};
+use crate::auth::{Authentication, Authenticator, GuardLayer, KeyCache};
 use crate::billing::{Billing, BillingApi};
 use crate::cache::Cache;
 use crate::compensation::{Compensations, FounderCompensationApi};
 use crate::compliance::{Compliance, ComplianceApi};
-use crate::config::Settings;
+use crate::config::{Config, Settings};
 use crate::health::HealthProber;
 use crate::identity::{Identity, IdentityApi};
-use crate::limits::{ConcurrencyLimitLayer, RateLimitLayer, RateLimiter, RateLimits};
+use crate::limits::{LoadShedding, RateLimiter};
 use crate::mining::{Mining, MiningApi};
 use crate::proto;
+use crate::proto::ReadOnlyMethods;
 use crate::proto::compliance::compliance_service_server::ComplianceServiceServer;
 use crate::proto::identity::identity_service_server::IdentityServiceServer;
 use crate::proto::mining::mining_service_server::MiningServiceServer;
@@ -40,49 +54,75 @@ use crate::treasury::{Treasury, TreasuryApi};
 /// Largest request or response message, in bytes.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// How often the audit chainer links newly written events.
+const AUDIT_CHAIN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A server that is built and bound but not yet serving.
 pub struct Application {
     settings: Settings,
     listener: TcpListener,
     db: DatabaseConnection,
-    redis: Option<fred::prelude::Client>,
+    routes: Routes,
+    guards: Guards,
+    workers: Workers,
+    /// Ends the accept loop and every open watch stream.
+    stop_serving: CancellationToken,
+}
+
+/// What every service is built from.
+struct Shared {
+    db: DatabaseConnection,
     policy: AllocationPolicy,
+    cache: Cache,
+    key_cache: Arc<KeyCache>,
+    stop_serving: CancellationToken,
+}
+
+/// The guards every call passes, outside in (see [`serve`]).
+struct Guards {
+    load_shedding: LoadShedding,
+    authentication: Authentication,
+    rate_limit: RateLimiter,
+}
+
+/// The background loops: assembled by `build`, started with serving,
+/// stopped and awaited when the drain begins.
+struct Workers {
+    prober: HealthProber,
+    db: DatabaseConnection,
+    billing: Billing,
+    billing_interval: Duration,
+}
+
+struct RunningWorkers {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    prober: HealthProber,
 }
 
 impl Application {
-    /// Connects to the database (and Redis, when configured), applies pending
-    /// migrations when `migrate` is set, and binds the listen address.
+    /// Checks the settings, connects to the database, applies pending
+    /// migrations when `migrate` is set, binds the listen address, and
+    /// assembles the server. Nothing keeps running if this fails.
     pub async fn build(settings: Settings, migrate: bool) -> anyhow::Result<Self> {
-        let db = crate::db::connect(&settings).await.with_context(|| {
-            format!("cannot connect to {}", settings.database_url.redacted_url())
-        })?;
-        if migrate {
-            Migrator::up(&db, None)
-                .await
-                .context("applying migrations")?;
-        }
+        let config = settings.validate()?;
+        let settings = &config.settings;
+        let db = connect_database(settings, migrate).await?;
+        let policy = ensure_policy(&db, config.allocation_basis_points)
+            .await
+            .context("storing the allocation policy (are migrations applied?)")?;
+        let public = public_routes()?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+        // Last, as the client starts connecting in the background.
         let redis = settings
             .redis_url
             .as_ref()
             .map(crate::redis::connect)
             .transpose()
             .context("configuring redis")?;
-        RateLimits::parse(&settings.rate_limit)
-            .map_err(|why| anyhow::anyhow!("AZORA_RATE_LIMIT: {why}"))?;
-        let basis_points = AllocationPolicy::parse_basis_points(&settings.allocation_bp)
-            .map_err(|why| anyhow::anyhow!("AZORA_ALLOCATION_BP: {why}"))?;
-        let policy = ensure_policy(&db, basis_points)
-            .await
-            .context("storing the allocation policy (are migrations applied?)")?;
-        let listener = TcpListener::bind(settings.listen_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-        Ok(Self {
-            settings,
-            listener,
-            db,
-            redis,
-            policy,
-        })
+        Ok(Self::assemble(config, listener, db, redis, policy, public))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -95,6 +135,61 @@ impl Application {
         &self.db
     }
 
+    /// Builds every service, guard and worker; cannot fail.
+    fn assemble(
+        config: Config,
+        listener: TcpListener,
+        db: DatabaseConnection,
+        redis: Option<fred::prelude::Client>,
+        policy: AllocationPolicy,
+        (reporter, mut routes): (HealthReporter, RoutesBuilder),
+    ) -> Self {
+        let settings = &config.settings;
+        let shared_redis = redis.clone().map(crate::redis::Redis::new);
+        let shared = Shared {
+            db: db.clone(),
+            policy,
+            cache: match &shared_redis {
+                Some(redis) => Cache::new(redis.clone(), settings.cache_ttl()),
+                None => Cache::disabled(),
+            },
+            key_cache: KeyCache::new(settings.auth_cache_ttl()),
+            stop_serving: CancellationToken::new(),
+        };
+        let billing = Billing::new(db.clone(), policy, shared.cache.clone());
+        let services = add_services(&mut routes, &config, &shared, billing.clone());
+        let prober = HealthProber::new(
+            reporter,
+            db.clone(),
+            redis,
+            services,
+            settings.health_interval(),
+        );
+        let workers = Workers {
+            prober,
+            db: db.clone(),
+            billing,
+            billing_interval: settings.billing_interval(),
+        };
+        let guards = Guards {
+            load_shedding: LoadShedding::new(settings.max_concurrent_requests),
+            authentication: Authentication::new(
+                Authenticator::new(db.clone(), shared.key_cache),
+                ReadOnlyMethods::of_this_crate(),
+            ),
+            rate_limit: RateLimiter::new(config.rate_limits, shared_redis),
+        };
+        Self {
+            settings: config.settings,
+            listener,
+            db,
+            routes: routes.routes(),
+            guards,
+            workers,
+            stop_serving: shared.stop_serving,
+        }
+    }
+
     /// Serves until `shutdown` completes, then drains: health goes
     /// NOT_SERVING, no new connections are accepted, in-flight calls finish,
     /// and after the grace period the server stops regardless.
@@ -103,176 +198,27 @@ impl Application {
             settings,
             listener,
             db,
-            redis,
-            policy,
+            routes,
+            guards,
+            workers,
+            stop_serving,
         } = self;
-        let shared_redis = redis.clone().map(crate::redis::Redis::new);
-        let cache = match &shared_redis {
-            Some(redis) => Cache::new(redis.clone(), settings.cache_ttl()),
-            None => Cache::disabled(),
-        };
-        let rate_limits = RateLimits::parse(&settings.rate_limit)
-            .map_err(|why| anyhow::anyhow!("AZORA_RATE_LIMIT: {why}"))?;
-        let rate_limiter = RateLimiter::new(rate_limits, shared_redis);
-        let treasury = Treasury::new(
-            db.clone(),
-            policy,
-            settings.ledger_writers,
-            cache.clone(),
-            settings.database_timeout(),
-        );
-        let (reporter, health_service) = tonic_health::server::health_reporter();
-        let services = vec![
-            <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
-            <TreasuryServiceServer<TreasuryApi> as NamedService>::NAME,
-            <MiningServiceServer<MiningApi> as NamedService>::NAME,
-            <ComplianceServiceServer<ComplianceApi> as NamedService>::NAME,
-            <FounderCompensationServiceServer<FounderCompensationApi> as NamedService>::NAME,
-            <KnowledgeRewardServiceServer<KnowledgeRewardApi> as NamedService>::NAME,
-            <BillingServiceServer<BillingApi> as NamedService>::NAME,
-        ];
-        let prober = HealthProber::new(
-            reporter,
-            db.clone(),
-            redis,
-            services,
-            settings.health_interval(),
-        );
-        prober.probe().await;
-        let stop_probing = CancellationToken::new();
-        let probing = tokio::spawn(prober.clone().run(stop_probing.clone()));
-        let chaining = tokio::spawn(crate::audit::run_chainer(
-            db.clone(),
-            std::time::Duration::from_millis(200),
-            stop_probing.clone(),
-        ));
-
-        let billing = Billing::new(db.clone(), policy, cache.clone());
-        let issuing = tokio::spawn(crate::billing::run_issuer(
-            billing.clone(),
-            settings.billing_interval(),
-            stop_probing.clone(),
-        ));
-
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                // google.rpc error details, so grpcurl can print them.
-                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        };
-        let key_cache = KeyCache::new(settings.auth_cache_ttl());
-        let identity = IdentityServiceServer::new(IdentityApi::new(Identity::with_key_cache(
-            db.clone(),
-            key_cache.clone(),
-            cache.clone(),
-        )))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let stop_serving = CancellationToken::new();
-        let auto_confirm_limit = settings
-            .mining_auto_confirm_limit
-            .as_deref()
-            .map(|limit| crate::money::Amount::parse("mining_auto_confirm_limit", limit))
-            .transpose()
-            .map_err(|violation| {
-                anyhow::anyhow!("AZORA_MINING_AUTO_CONFIRM_LIMIT {}", violation.description)
-            })?;
-        // One registry for both watch services: the per-key stream cap
-        // counts WatchAlerts and WatchSession streams together.
-        let watchers = Watchers::new(
-            db.clone(),
-            settings.streams_per_key,
-            settings.auth_cache_ttl(),
-        );
-        let mining = MiningServiceServer::new(MiningApi::new(
-            Mining::new(db.clone(), policy, cache.clone(), auto_confirm_limit),
-            watchers.clone(),
-            stop_serving.clone(),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let kyc_threshold =
-            crate::money::Amount::parse("kyc_transfer_threshold", &settings.kyc_transfer_threshold)
-                .map_err(|violation| {
-                    anyhow::anyhow!("AZORA_KYC_TRANSFER_THRESHOLD {}", violation.description)
-                })?;
-        let compliance = ComplianceServiceServer::new(ComplianceApi::new(
-            Compliance::new(db.clone(), kyc_threshold.micros()),
-            watchers,
-            stop_serving.clone(),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let treasury = TreasuryServiceServer::new(TreasuryApi::new(treasury))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let compensation = FounderCompensationServiceServer::new(FounderCompensationApi::new(
-            Compensations::new(db.clone(), policy, cache.clone()),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let knowledge_reward_max =
-            crate::money::Amount::parse("knowledge_reward_max", &settings.knowledge_reward_max)
-                .map_err(|violation| {
-                    anyhow::anyhow!("AZORA_KNOWLEDGE_REWARD_MAX {}", violation.description)
-                })?;
-        let rewards = KnowledgeRewardServiceServer::new(KnowledgeRewardApi::new(Rewards::new(
-            db.clone(),
-            policy,
-            knowledge_reward_max,
-            cache.clone(),
-        )))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let billing = BillingServiceServer::new(BillingApi::new(billing))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-
-        // Outside in: a call without a request message is INVALID_ARGUMENT
-        // (tonic says INTERNAL), refuse at once what the concurrency limit cannot take
-        // (RESOURCE_EXHAUSTED, never queued), authenticate, rate-limit the
-        // key. The timeout bounds each call until its response starts, so
-        // server streams (WatchSession, WatchAlerts) outlive it.
-        let layers = tower::ServiceBuilder::new()
-            .layer(crate::codec::MissingMessageLayer)
-            .layer(ConcurrencyLimitLayer::new(settings.max_concurrent_requests))
-            .layer(AuthLayer::new(Authenticator::new(db.clone(), key_cache)))
-            .layer(RateLimitLayer::new(rate_limiter));
-        let server = Server::builder()
-            .timeout(settings.request_timeout())
-            .layer(layers)
-            .add_service(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
-            .add_service(identity)
-            .add_service(treasury)
-            .add_service(mining)
-            .add_service(compliance)
-            .add_service(compensation)
-            .add_service(rewards)
-            .add_service(billing)
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                stop_serving.clone().cancelled_owned(),
-            );
+        let workers = workers.start().await;
+        let timeout = settings.request_timeout();
+        let server = serve(routes, guards, listener, timeout, stop_serving.clone());
         tokio::pin!(server);
 
         tracing::info!(address = %settings.listen_addr, database = %settings.database_url.redacted_url(), "serving");
         tokio::select! {
             result = &mut server => {
-                stop_probing.cancel();
+                workers.stop.cancel();
                 return result.context("the server stopped");
             }
             () = shutdown => {}
         }
 
         tracing::info!(grace_ms = settings.shutdown_grace_ms, "shutting down");
-        stop_probing.cancel();
-        let _ = probing.await;
-        let _ = chaining.await;
-        let _ = issuing.await;
-        prober.shut_down().await;
+        workers.stop().await;
         stop_serving.cancel();
         match tokio::time::timeout(settings.shutdown_grace(), &mut server).await {
             Ok(result) => result.context("the server stopped")?,
@@ -281,6 +227,178 @@ impl Application {
         db.close().await.ok();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+async fn connect_database(
+    settings: &Settings,
+    migrate: bool,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = crate::db::connect(settings)
+        .await
+        .with_context(|| format!("cannot connect to {}", settings.database_url.redacted_url()))?;
+    if migrate {
+        Migrator::up(&db, None)
+            .await
+            .context("applying migrations")?;
+    }
+    Ok(db)
+}
+
+/// Health and reflection: the services that need no credentials.
+fn public_routes() -> anyhow::Result<(HealthReporter, RoutesBuilder)> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details, so grpcurl can print them.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(health)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+    Ok((reporter, routes))
+}
+
+fn service_name<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
+}
+
+/// Adds each server to `routes` with the same message-size limits and
+/// returns their names, for health: one list, so no service is served
+/// without them.
+macro_rules! add_with_message_limits {
+    ($routes:expr, $($server:expr),+ $(,)?) => {{
+        let mut names = Vec::new();
+        $(
+            let server = $server
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            names.push(service_name(&server));
+            $routes.add_service(server);
+        )+
+        names
+    }};
+}
+
+/// Adds azora's own services to `routes`; returns their names.
+fn add_services(
+    routes: &mut RoutesBuilder,
+    config: &Config,
+    shared: &Shared,
+    billing: Billing,
+) -> Vec<&'static str> {
+    let Shared {
+        db,
+        policy,
+        cache,
+        key_cache,
+        stop_serving,
+    } = shared;
+    let (db, policy, settings) = (db.clone(), *policy, &config.settings);
+    let identity = Identity::with_key_cache(db.clone(), key_cache.clone(), cache.clone());
+    let treasury = Treasury::new(
+        db.clone(),
+        policy,
+        settings.ledger_writers,
+        cache.clone(),
+        settings.database_timeout(),
+    );
+    let auto_confirm_limit = config.mining_auto_confirm_limit;
+    let mining = Mining::new(db.clone(), policy, cache.clone(), auto_confirm_limit);
+    let compliance = Compliance::new(db.clone(), config.kyc_transfer_threshold.micros());
+    let compensations = Compensations::new(db.clone(), policy, cache.clone());
+    let reward_max = config.knowledge_reward_max;
+    let rewards = Rewards::new(db.clone(), policy, reward_max, cache.clone());
+    // One registry for both watch services: the per-key stream cap
+    // counts WatchAlerts and WatchSession streams together.
+    let watchers = Watchers::new(db, settings.streams_per_key, settings.auth_cache_ttl());
+    add_with_message_limits!(
+        routes,
+        IdentityServiceServer::new(IdentityApi::new(identity)),
+        TreasuryServiceServer::new(TreasuryApi::new(treasury)),
+        MiningServiceServer::new(MiningApi::new(
+            mining,
+            watchers.clone(),
+            stop_serving.clone()
+        )),
+        ComplianceServiceServer::new(ComplianceApi::new(
+            compliance,
+            watchers,
+            stop_serving.clone()
+        )),
+        FounderCompensationServiceServer::new(FounderCompensationApi::new(compensations)),
+        KnowledgeRewardServiceServer::new(KnowledgeRewardApi::new(rewards)),
+        BillingServiceServer::new(BillingApi::new(billing)),
+    )
+}
+
+/// The server on `listener` until `stop` is cancelled.
+fn serve(
+    routes: Routes,
+    guards: Guards,
+    listener: TcpListener,
+    request_timeout: Duration,
+    stop: CancellationToken,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> {
+    // Outside in: a call without a request message is INVALID_ARGUMENT
+    // (tonic says INTERNAL), refuse at once what the concurrency limit cannot take
+    // (RESOURCE_EXHAUSTED, never queued), authenticate, rate-limit the
+    // key. The timeout bounds each call until its response starts, so
+    // server streams (WatchSession, WatchAlerts) outlive it.
+    let layers = tower::ServiceBuilder::new()
+        .layer(crate::codec::MissingMessageLayer)
+        .layer(GuardLayer::new(guards.load_shedding))
+        .layer(GuardLayer::new(guards.authentication))
+        .layer(GuardLayer::new(guards.rate_limit));
+    Server::builder()
+        .timeout(request_timeout)
+        .layer(layers)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop.cancelled_owned(),
+        )
+}
+
+impl Workers {
+    /// Publishes a first health probe, then starts every loop.
+    async fn start(self) -> RunningWorkers {
+        self.prober.probe().await;
+        let stop = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(self.prober.clone().run(stop.clone())),
+            tokio::spawn(crate::audit::run_chainer(
+                self.db,
+                AUDIT_CHAIN_INTERVAL,
+                stop.clone(),
+            )),
+            tokio::spawn(crate::billing::run_issuer(
+                self.billing,
+                self.billing_interval,
+                stop.clone(),
+            )),
+        ];
+        RunningWorkers {
+            stop,
+            tasks,
+            prober: self.prober,
+        }
+    }
+}
+
+impl RunningWorkers {
+    /// Stops every loop and waits for it; then every health entry goes
+    /// NOT_SERVING and open health watches end.
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.prober.shut_down().await;
     }
 }
 
@@ -303,5 +421,26 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settings_are_checked_before_anything_connects() {
+        // Nothing listens on port 1: a connection attempt would fail
+        // differently.
+        let mut settings = Settings::with_database("postgres://nobody@127.0.0.1:1/nothing");
+        settings.rate_limit = "member=fast".into();
+        let error = Application::build(settings, true)
+            .await
+            .err()
+            .expect("invalid settings are refused");
+        assert!(
+            error.to_string().starts_with("AZORA_RATE_LIMIT: "),
+            "{error:#}"
+        );
     }
 }

@@ -1,24 +1,24 @@
-//! The tower layer that authenticates every call before it reaches a service.
+//! The guard that authenticates every call before it reaches a service.
 //!
 //! It sits in front of the router, so no RPC can be added without it; only the
 //! health and reflection services are public.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sea_orm::DatabaseConnection;
-use tower::{Layer, Service};
 
+use super::guard::Guard;
 use super::keys::{hash_secret, looks_like_secret};
 use super::{Principal, RequestContext, Role};
 use crate::audit;
 use crate::error::Error;
 use crate::identity::directory;
 use crate::identity::domain::ApiKey;
+
+use crate::proto::ReadOnlyMethods;
 
 const PUBLIC_PREFIXES: &[&str] = &[
     "/grpc.health.v1.Health/",
@@ -162,39 +162,45 @@ impl Authenticator {
     }
 }
 
-/// Methods that change something: everything but reads, watches and checks.
-pub fn is_mutating(path: &str) -> bool {
-    let method = path.rsplit('/').next().unwrap_or_default();
-    !["Get", "List", "Watch", "Verify"]
-        .iter()
-        .any(|prefix| method.starts_with(prefix))
+/// The [`Guard`] that authenticates every call but health and reflection:
+/// it puts the caller's [`Principal`] into the request, and after the call
+/// audits a refusal and flags a successful mutating call that recorded no
+/// audit event (a write path that bypassed the audited transaction).
+///
+/// Whether a call mutates comes from its contract: every RPC not marked
+/// `idempotency_level = NO_SIDE_EFFECTS` in its proto ([`ReadOnlyMethods`]).
+#[derive(Clone)]
+pub struct Authentication {
+    authenticator: Authenticator,
+    read_only: Arc<ReadOnlyMethods>,
 }
 
-/// The gRPC status of a response whose status travels in its headers (every
-/// refusal does; a success puts it in the trailers instead).
-fn header_status(response: &http::Response<tonic::body::Body>) -> Option<tonic::Code> {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<i32>().ok())
-        .map(tonic::Code::from)
-}
+impl Authentication {
+    pub fn new(authenticator: Authenticator, read_only: ReadOnlyMethods) -> Self {
+        Self {
+            authenticator,
+            read_only: Arc::new(read_only),
+        }
+    }
 
-impl Authenticator {
+    /// Methods that change something: every one not marked read-only.
+    pub fn is_mutating(&self, path: &str) -> bool {
+        !self.read_only.contains(path)
+    }
+
     /// Audits a refused call; flags a successful mutating call that recorded
-    /// no audit event (a write path that bypassed the audited transaction).
+    /// no audit event.
     async fn after_call(&self, principal: &Principal, status: Option<tonic::Code>) {
+        let db = &self.authenticator.db;
         match status {
             Some(tonic::Code::PermissionDenied) => {
                 if let Err(error) =
-                    audit::record_denied(&self.db, principal, audit::Outcome::PermissionDenied)
-                        .await
+                    audit::record_denied(db, principal, audit::Outcome::PermissionDenied).await
                 {
                     tracing::warn!(%error, "could not audit a denied call");
                 }
             }
-            None if is_mutating(&principal.context.method)
+            None if self.is_mutating(&principal.context.method)
                 && principal
                     .context
                     .audited
@@ -207,7 +213,7 @@ impl Authenticator {
                     principal.context.method
                 );
                 let raised = crate::compliance::store::raise_alert(
-                    &self.db,
+                    db,
                     crate::compliance::store::Severity::Critical,
                     "audit",
                     &message,
@@ -222,93 +228,158 @@ impl Authenticator {
     }
 }
 
-#[derive(Clone)]
-pub struct AuthLayer {
-    authenticator: Authenticator,
-}
-
-impl AuthLayer {
-    pub fn new(authenticator: Authenticator) -> Self {
-        Self { authenticator }
+/// Where the call came from, for the audit trail.
+fn request_context(request: &http::request::Parts) -> RequestContext {
+    RequestContext {
+        method: request.uri.path().to_owned(),
+        peer: request
+            .extensions
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|address| address.to_string())
+            .unwrap_or_default(),
+        user_agent: request
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        audited: Default::default(),
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthMiddleware<S>;
+impl Guard for Authentication {
+    /// The caller; `None` for the public services.
+    type Pass = Option<Principal>;
 
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthMiddleware {
-            inner,
-            authenticator: self.authenticator.clone(),
+    async fn check(
+        &self,
+        request: &mut http::request::Parts,
+    ) -> Result<Option<Principal>, tonic::Status> {
+        if is_public(request.uri.path()) {
+            return Ok(None);
+        }
+        let context = request_context(request);
+        let header = request
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        let principal = self.authenticator.authenticate(header, context).await?;
+        request.extensions.insert(principal.clone());
+        Ok(Some(principal))
+    }
+
+    async fn after(&self, principal: Option<Principal>, header_status: Option<tonic::Code>) {
+        if let Some(principal) = principal {
+            self.after_call(&principal, header_status).await;
         }
     }
 }
 
-#[derive(Clone)]
-pub struct AuthMiddleware<S> {
-    inner: S,
-    authenticator: Authenticator,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::GuardLayer;
+    use crate::compliance::entities::alert;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tower::{Layer, Service, ServiceExt};
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, RequestBody> Service<http::Request<RequestBody>> for AuthMiddleware<S>
-where
-    S: Service<http::Request<RequestBody>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    RequestBody: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(context)
+    /// A migrated SQLite database in a fresh file, and the secret of its
+    /// admin's key.
+    async fn database_with_an_admin() -> (DatabaseConnection, String, std::path::PathBuf) {
+        use migration::MigratorTrait;
+        let file = std::env::temp_dir().join(format!("azora_unit_{}.db", uuid::Uuid::new_v4()));
+        let settings =
+            crate::config::Settings::with_database(format!("sqlite://{}?mode=rwc", file.display()));
+        let db = crate::db::connect(&settings).await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        let (_, issued) = crate::identity::Identity::new(db.clone())
+            .bootstrap_admin("admin", None)
+            .await
+            .unwrap();
+        (db, issued.secret, file)
     }
 
-    fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
-        // The clone that was polled ready is the one that must serve the call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let authenticator = self.authenticator.clone();
-        Box::pin(async move {
-            let path = request.uri().path();
-            if is_public(path) {
-                return inner.call(request).await;
-            }
-            let context = RequestContext {
-                method: path.to_owned(),
-                peer: request
-                    .extensions()
-                    .get::<tonic::transport::server::TcpConnectInfo>()
-                    .and_then(|info| info.remote_addr())
-                    .map(|address| address.to_string())
-                    .unwrap_or_default(),
-                user_agent: request
-                    .headers()
-                    .get(http::header::USER_AGENT)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned(),
-                audited: Default::default(),
-            };
-            let header = request
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok());
-            let principal = match authenticator.authenticate(header, context).await {
-                Ok(principal) => principal,
-                Err(error) => return Ok(tonic::Status::from(error).into_http()),
-            };
-            request.extensions_mut().insert(principal.clone());
-            let response = inner.call(request).await?;
-            authenticator
-                .after_call(&principal, header_status(&response))
-                .await;
-            Ok(response)
+    /// An inner service that succeeds without recording any audit event.
+    fn succeeds_unaudited() -> impl Service<
+        http::Request<()>,
+        Response = http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(|_: http::Request<()>| async {
+            Ok(http::Response::new(tonic::body::Body::empty()))
         })
+    }
+
+    fn call_to(method: &str, secret: Option<&str>) -> http::Request<()> {
+        let mut request =
+            http::Request::builder().uri(format!("/example.v1.ExampleService/{method}"));
+        if let Some(secret) = secret {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {secret}"));
+        }
+        request.body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_unaudited_mutation_alert_follows_the_descriptors_not_the_method_name() {
+        let (db, secret, file) = database_with_an_admin().await;
+        let read_only =
+            ReadOnlyMethods::from_descriptors(&crate::proto::testing::pool_with_misleading_names());
+        let guard = Authentication::new(
+            Authenticator::new(db.clone(), KeyCache::new(Duration::ZERO)),
+            read_only,
+        );
+        let mut service = GuardLayer::new(guard).layer(succeeds_unaudited());
+
+        let refused = service
+            .ready()
+            .await
+            .unwrap()
+            .call(call_to("CheckThing", None))
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.headers()["grpc-status"],
+            (tonic::Code::Unauthenticated as i32).to_string()
+        );
+        // Marked NO_SIDE_EFFECTS though named like a write; not marked
+        // though named like a read.
+        for method in ["CheckThing", "GetThing"] {
+            let response = service
+                .ready()
+                .await
+                .unwrap()
+                .call(call_to(method, Some(&secret)))
+                .await
+                .unwrap();
+            assert!(response.headers().get("grpc-status").is_none(), "{method}");
+        }
+
+        let alerts = alert::Entity::find()
+            .filter(alert::Column::Source.eq("audit"))
+            .all(&db)
+            .await
+            .unwrap();
+        let messages: Vec<_> = alerts.iter().map(|alert| alert.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            ["/example.v1.ExampleService/GetThing succeeded without an audit event"]
+        );
+        db.close().await.ok();
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
+    }
+
+    #[test]
+    fn the_server_takes_its_read_only_methods_from_the_proto_options() {
+        let read_only = ReadOnlyMethods::of_this_crate();
+        assert!(read_only.contains("/azora.identity.v1.IdentityService/GetUser"));
+        assert!(read_only.contains("/azora.compliance.v1.ComplianceService/VerifyAuditLog"));
+        assert!(!read_only.contains("/azora.treasury.v1.TreasuryService/Transfer"));
+        assert!(!read_only.contains("/azora.compliance.v1.ComplianceService/AcknowledgeAlert"));
     }
 }

@@ -1,14 +1,18 @@
 //! Authentication and authorization, shared by every service.
 //!
-//! The [`AuthLayer`] authenticates every call except health and reflection
-//! and puts the caller's [`Principal`] into the request; handlers take it with
-//! [`principal`] and operations ask it what the caller may do.
+//! The [`Authentication`] guard authenticates every call except health and
+//! reflection and puts the caller's [`Principal`] into the request; handlers
+//! take it with [`principal`] and operations ask it what the caller may do.
+//! It is one [`Guard`]; the rate limit and load shedding (`crate::limits`)
+//! are others, all wrapped by the same [`GuardLayer`].
 
+mod guard;
 mod keys;
 mod layer;
 
+pub use guard::{Guard, GuardLayer, GuardService};
 pub use keys::{generate_secret, hash_secret, secret_prefix};
-pub use layer::{AuthLayer, Authenticator, KeyCache, is_mutating, is_public};
+pub use layer::{Authentication, Authenticator, KeyCache, is_public};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -190,7 +194,7 @@ impl Principal {
     }
 }
 
-/// The caller of a request that passed the [`AuthLayer`].
+/// The caller of a request that passed the [`Authentication`] guard.
 pub fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, Error> {
     request
         .extensions()

@@ -104,12 +104,12 @@ pub async fn apply_in(
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = Utc::now().trunc_subsecs(6);
-    let inputs = inputs::lock(&**work, requests).await?;
+    let inputs = inputs::lock(work, requests).await?;
     let settlement = settle::settle(inputs, policy, requests, now);
     let Applied {
         outcomes,
         invalidation,
-    } = write::write(&**work, settlement).await?;
+    } = write::write(work, settlement).await?;
     work.invalidate(invalidation);
     Ok(outcomes)
 }
