@@ -24,6 +24,15 @@ pub struct Page<T> {
     pub next_page_token: String,
 }
 
+/// A list request as an operation takes it: the parsed filter, and which
+/// page (checked against the filter by [`PageRequest::parse`]).
+#[derive(Clone, Debug)]
+pub struct PageQuery<F> {
+    pub filter: F,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageRequest {
     pub size: u64,

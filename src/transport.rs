@@ -53,7 +53,7 @@ pub fn reason(field: &str, text: String) -> Result<String, FieldViolation> {
 
 /// The request id a ledger call must carry (its idempotency key), recorded
 /// as a violation when missing or malformed.
-pub fn request(v: &mut Violations, request_id: &str) -> Option<RequestId> {
+pub fn required_request_id(v: &mut Violations, request_id: &str) -> Option<RequestId> {
     v.check(RequestId::parse("request_id", request_id))
 }
 
@@ -100,6 +100,14 @@ pub fn datetime_from(field: &str, value: &Timestamp) -> Result<DateTime<Utc>, Fi
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
         .ok_or_else(|| FieldViolation::new(field, "is not a valid timestamp"))
+}
+
+/// An optional timestamp field (absent is `None`).
+pub fn optional_time(
+    field: &str,
+    value: Option<&Timestamp>,
+) -> Result<Option<DateTime<Utc>>, FieldViolation> {
+    value.map(|at| datetime_from(field, at)).transpose()
 }
 
 pub fn struct_to_json(

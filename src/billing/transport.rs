@@ -15,7 +15,7 @@ use crate::transport::parse_id;
 use crate::transport::{
     Violations, azr_decimal as decimal, datetime_from, optional, request_key, timestamp,
 };
-use crate::transport::{reason, request};
+use crate::transport::{reason, required_request_id};
 
 pub struct BillingApi {
     billing: Billing,
@@ -119,7 +119,7 @@ impl BillingService for BillingApi {
             start_time,
         } = request_message.into_inner();
         let mut v = Violations::default();
-        let request_id = request(&mut v, &request_id);
+        let request_id = required_request_id(&mut v, &request_id);
         let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
         let tier = v.check(required("tier", Tier::from_wire("tier", tier)));
         let currency = v.check(required(

@@ -14,7 +14,7 @@ use crate::proto::treasury::{
 };
 use crate::transport::parse_id;
 use crate::transport::{Violations, azr_decimal as decimal, optional, request_key, timestamp};
-use crate::transport::{amount, reason, request};
+use crate::transport::{amount, reason, required_request_id};
 
 pub struct FounderCompensationApi {
     compensations: Compensations,
@@ -164,7 +164,7 @@ impl FounderCompensationService for FounderCompensationApi {
             notes,
         } = request_message.into_inner();
         let mut v = Violations::default();
-        let request_id = request(&mut v, &request_id);
+        let request_id = required_request_id(&mut v, &request_id);
         let founder = v.check(parse_id("founder_id", &founder_id));
         let wallet = v.check(parse_id("wallet_id", &wallet_id));
         let month = v.check(Month::parse("month", &month));

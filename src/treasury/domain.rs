@@ -6,9 +6,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::FieldViolation;
-use crate::money::Amount;
+use crate::money::{Amount, RequestId};
 
-text_enum!(TransactionKind {
+wire_enum!(TransactionKind as crate::proto::treasury::TransactionType, "transaction type" {
     Mint => "mint",
     Burn => "burn",
     Transfer => "transfer",
@@ -16,7 +16,7 @@ text_enum!(TransactionKind {
     Withdrawal => "withdrawal",
 });
 
-text_enum!(TransactionStatus {
+wire_enum!(TransactionStatus as crate::proto::treasury::TransactionStatus, "transaction status" {
     Pending => "pending",
     Confirmed => "confirmed",
     Failed => "failed",
@@ -289,6 +289,21 @@ pub struct Balance {
     pub available: i64,
     pub pending: i64,
     pub staked: i64,
+}
+
+/// One ledger command and the idempotency key it is applied under: what
+/// every mutating Treasury RPC parses into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LedgerCall {
+    pub request_id: RequestId,
+    pub command: Command,
+}
+
+/// A wallet's balance now, or as of a past time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalanceQuery {
+    pub wallet: Uuid,
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

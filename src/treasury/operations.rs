@@ -5,16 +5,17 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::domain::{AllocationPolicy, Balance, Command, Summary, Transaction, TransactionFilter};
+use super::domain::{
+    AllocationPolicy, Balance, BalanceQuery, Command, LedgerCall, Summary, Transaction,
+    TransactionFilter,
+};
 use super::ledger::Ledger;
 use super::store;
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Entry};
 use crate::db::begin_write;
 use crate::error::Error;
-use crate::money::RequestId;
-use crate::pagination::Page;
-use crate::pagination::PageRequest;
+use crate::pagination::{Page, PageQuery, PageRequest};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -100,8 +101,10 @@ impl Treasury {
     pub async fn execute(
         &self,
         caller: &Principal,
-        request_id: RequestId,
-        command: Command,
+        LedgerCall {
+            request_id,
+            command,
+        }: LedgerCall,
     ) -> Result<Transaction> {
         let roles = match command {
             Command::Transfer { .. } | Command::Withdraw { .. } => WALLET_HOLDERS,
@@ -173,9 +176,11 @@ impl Treasury {
     pub async fn list_transactions(
         &self,
         caller: &Principal,
-        mut filter: TransactionFilter,
-        page_size: i32,
-        page_token: &str,
+        PageQuery {
+            mut filter,
+            page_size,
+            page_token,
+        }: PageQuery<TransactionFilter>,
     ) -> Result<Page<Transaction>> {
         if !caller.role.reads_everything() {
             match filter.wallet {
@@ -185,7 +190,7 @@ impl Treasury {
                 None => filter.owner = Some(caller.user_id),
             }
         }
-        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut transactions = store::list_transactions(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut transactions, |transaction| transaction.id);
         Ok(Page {
@@ -198,8 +203,7 @@ impl Treasury {
     pub async fn get_balance(
         &self,
         caller: &Principal,
-        wallet: Uuid,
-        as_of: Option<DateTime<Utc>>,
+        BalanceQuery { wallet, as_of }: BalanceQuery,
     ) -> Result<(Balance, DateTime<Utc>)> {
         let now = Utc::now();
         let (current, created_at) = self.readable_wallet(caller, wallet).await?;

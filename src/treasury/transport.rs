@@ -4,17 +4,18 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::domain::{
-    Balance, BurnSource, Command, Note, Summary, SystemAccount, Transaction, TransactionFilter,
-    TransactionKind, TransactionStatus,
+    Balance, BalanceQuery, BurnSource, Command, LedgerCall, Note, Summary, SystemAccount,
+    Transaction, TransactionFilter, TransactionKind, TransactionStatus,
 };
 use super::operations::Treasury;
 use crate::address::Address;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
+use crate::pagination::PageQuery;
 use crate::proto::treasury::{self as pb, treasury_service_server::TreasuryService};
 use crate::transport::{
-    Violations, amount, azr_decimal as decimal, datetime_from, json_object, optional, parse_id,
-    reason, request, struct_from_json, timestamp,
+    Violations, amount, azr_decimal as decimal, json_object, optional, optional_time, parse_id,
+    reason, required_request_id, struct_from_json, timestamp,
 };
 
 pub struct TreasuryApi {
@@ -62,52 +63,6 @@ fn system_account_to(value: SystemAccount) -> pb::SystemAccount {
     }
 }
 
-fn kind_from(field: &str, value: i32) -> Result<Option<TransactionKind>, FieldViolation> {
-    match pb::TransactionType::try_from(value) {
-        Ok(pb::TransactionType::Unspecified) => Ok(None),
-        Ok(pb::TransactionType::Mint) => Ok(Some(TransactionKind::Mint)),
-        Ok(pb::TransactionType::Burn) => Ok(Some(TransactionKind::Burn)),
-        Ok(pb::TransactionType::Transfer) => Ok(Some(TransactionKind::Transfer)),
-        Ok(pb::TransactionType::Deposit) => Ok(Some(TransactionKind::Deposit)),
-        Ok(pb::TransactionType::Withdrawal) => Ok(Some(TransactionKind::Withdrawal)),
-        Err(_) => Err(FieldViolation::new(
-            field,
-            "is not a known transaction type",
-        )),
-    }
-}
-
-fn kind_to(value: TransactionKind) -> pb::TransactionType {
-    match value {
-        TransactionKind::Mint => pb::TransactionType::Mint,
-        TransactionKind::Burn => pb::TransactionType::Burn,
-        TransactionKind::Transfer => pb::TransactionType::Transfer,
-        TransactionKind::Deposit => pb::TransactionType::Deposit,
-        TransactionKind::Withdrawal => pb::TransactionType::Withdrawal,
-    }
-}
-
-fn status_from(field: &str, value: i32) -> Result<Option<TransactionStatus>, FieldViolation> {
-    match pb::TransactionStatus::try_from(value) {
-        Ok(pb::TransactionStatus::Unspecified) => Ok(None),
-        Ok(pb::TransactionStatus::Pending) => Ok(Some(TransactionStatus::Pending)),
-        Ok(pb::TransactionStatus::Confirmed) => Ok(Some(TransactionStatus::Confirmed)),
-        Ok(pb::TransactionStatus::Failed) => Ok(Some(TransactionStatus::Failed)),
-        Err(_) => Err(FieldViolation::new(
-            field,
-            "is not a known transaction status",
-        )),
-    }
-}
-
-fn status_to(value: TransactionStatus) -> pb::TransactionStatus {
-    match value {
-        TransactionStatus::Pending => pb::TransactionStatus::Pending,
-        TransactionStatus::Confirmed => pb::TransactionStatus::Confirmed,
-        TransactionStatus::Failed => pb::TransactionStatus::Failed,
-    }
-}
-
 fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
     let Transaction {
         id,
@@ -135,8 +90,8 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
     } = transaction;
     pb::Transaction {
         id: id.to_string(),
-        r#type: kind_to(kind) as i32,
-        status: status_to(status) as i32,
+        r#type: kind.to_wire(),
+        status: status.to_wire(),
         tx_hash,
         amount_azr: decimal(amount_micros),
         amount_usd: decimal(amount_micros),
@@ -216,7 +171,7 @@ fn summary_to_proto(summary: Summary) -> pb::GetTreasurySummaryResponse {
         by_type: by_kind
             .into_iter()
             .map(|(kind, totals)| pb::TypeSummary {
-                r#type: kind_to(kind) as i32,
+                r#type: kind.to_wire(),
                 confirmed_count: totals.confirmed_count,
                 confirmed_volume: decimal(totals.confirmed_micros),
                 pending_count: totals.pending_count,
@@ -255,35 +210,25 @@ fn gas_price(field: &str, text: &str) -> Result<i64, FieldViolation> {
         .map_err(|_| FieldViolation::new(field, format!("must be at most {}", i64::MAX)))
 }
 
-fn respond<T>(
-    result: Result<Transaction, Error>,
-    wrap: impl FnOnce(Option<pb::Transaction>) -> T,
-) -> Result<Response<T>, Status> {
-    Ok(Response::new(wrap(Some(transaction_to_proto(result?)))))
-}
+impl TryFrom<pb::MintRequest> for LedgerCall {
+    type Error = Error;
 
-#[tonic::async_trait]
-impl TreasuryService for TreasuryApi {
-    async fn mint(
-        &self,
-        request_message: Request<pb::MintRequest>,
-    ) -> Result<Response<pb::MintResponse>, Status> {
-        let caller = principal(&request_message)?;
+    fn try_from(request: pb::MintRequest) -> Result<Self, Error> {
         let pb::MintRequest {
             request_id,
             amount: value,
             to_wallet_id,
             reason,
             metadata,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
-        let id = request(&mut v, &request_id);
+        let id = required_request_id(&mut v, &request_id);
         let value = v.check(amount("amount", value.as_ref()));
         let to_wallet = v.check(optional(&to_wallet_id, |text| {
             parse_id("to_wallet_id", text)
         }));
         let note = note(&mut v, reason, metadata);
-        let (id, command) = v.finish(|| {
+        let (request_id, command) = v.finish(|| {
             Some((
                 id?,
                 Command::Mint {
@@ -296,17 +241,17 @@ impl TreasuryService for TreasuryApi {
                 },
             ))
         })?;
-        respond(
-            self.treasury.execute(&caller, id, command).await,
-            |transaction| pb::MintResponse { transaction },
-        )
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
     }
+}
 
-    async fn burn(
-        &self,
-        request_message: Request<pb::BurnRequest>,
-    ) -> Result<Response<pb::BurnResponse>, Status> {
-        let caller = principal(&request_message)?;
+impl TryFrom<pb::BurnRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::BurnRequest) -> Result<Self, Error> {
         let pb::BurnRequest {
             request_id,
             amount: value,
@@ -314,9 +259,9 @@ impl TreasuryService for TreasuryApi {
             from_system_account,
             reason,
             metadata,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
-        let id = request(&mut v, &request_id);
+        let id = required_request_id(&mut v, &request_id);
         let value = v.check(amount("amount", value.as_ref()));
         let wallet = v.check(optional(&from_wallet_id, |text| {
             parse_id("from_wallet_id", text)
@@ -337,7 +282,7 @@ impl TreasuryService for TreasuryApi {
             }
         };
         let note = note(&mut v, reason, metadata);
-        let (id, command) = v.finish(|| {
+        let (request_id, command) = v.finish(|| {
             Some((
                 id?,
                 Command::Burn {
@@ -347,17 +292,17 @@ impl TreasuryService for TreasuryApi {
                 },
             ))
         })?;
-        respond(
-            self.treasury.execute(&caller, id, command).await,
-            |transaction| pb::BurnResponse { transaction },
-        )
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
     }
+}
 
-    async fn transfer(
-        &self,
-        request_message: Request<pb::TransferRequest>,
-    ) -> Result<Response<pb::TransferResponse>, Status> {
-        let caller = principal(&request_message)?;
+impl TryFrom<pb::TransferRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::TransferRequest) -> Result<Self, Error> {
         let pb::TransferRequest {
             request_id,
             from_wallet_id,
@@ -365,9 +310,9 @@ impl TreasuryService for TreasuryApi {
             amount: value,
             reason,
             metadata,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
-        let id = request(&mut v, &request_id);
+        let id = required_request_id(&mut v, &request_id);
         let from = v.check(parse_id("from_wallet_id", &from_wallet_id));
         let to = v.check(parse_id("to_wallet_id", &to_wallet_id));
         if from.is_some() && from == to {
@@ -378,7 +323,7 @@ impl TreasuryService for TreasuryApi {
         }
         let value = v.check(amount("amount", value.as_ref()));
         let note = note(&mut v, reason, metadata);
-        let (id, command) = v.finish(|| {
+        let (request_id, command) = v.finish(|| {
             Some((
                 id?,
                 Command::Transfer {
@@ -389,17 +334,17 @@ impl TreasuryService for TreasuryApi {
                 },
             ))
         })?;
-        respond(
-            self.treasury.execute(&caller, id, command).await,
-            |transaction| pb::TransferResponse { transaction },
-        )
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
     }
+}
 
-    async fn deposit(
-        &self,
-        request_message: Request<pb::DepositRequest>,
-    ) -> Result<Response<pb::DepositResponse>, Status> {
-        let caller = principal(&request_message)?;
+impl TryFrom<pb::DepositRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::DepositRequest) -> Result<Self, Error> {
         let pb::DepositRequest {
             request_id,
             to_wallet_id,
@@ -408,14 +353,14 @@ impl TreasuryService for TreasuryApi {
             pending,
             reason,
             metadata,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
-        let id = request(&mut v, &request_id);
+        let id = required_request_id(&mut v, &request_id);
         let to = v.check(parse_id("to_wallet_id", &to_wallet_id));
         let value = v.check(amount("amount", value.as_ref()));
         let hash = v.check(optional(&tx_hash, |text| chain_hash("tx_hash", text)));
         let note = note(&mut v, reason, metadata);
-        let (id, command) = v.finish(|| {
+        let (request_id, command) = v.finish(|| {
             Some((
                 id?,
                 Command::Deposit {
@@ -427,17 +372,17 @@ impl TreasuryService for TreasuryApi {
                 },
             ))
         })?;
-        respond(
-            self.treasury.execute(&caller, id, command).await,
-            |transaction| pb::DepositResponse { transaction },
-        )
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
     }
+}
 
-    async fn withdraw(
-        &self,
-        request_message: Request<pb::WithdrawRequest>,
-    ) -> Result<Response<pb::WithdrawResponse>, Status> {
-        let caller = principal(&request_message)?;
+impl TryFrom<pb::WithdrawRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::WithdrawRequest) -> Result<Self, Error> {
         let pb::WithdrawRequest {
             request_id,
             from_wallet_id,
@@ -445,14 +390,14 @@ impl TreasuryService for TreasuryApi {
             destination_address,
             reason,
             metadata,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
-        let id = request(&mut v, &request_id);
+        let id = required_request_id(&mut v, &request_id);
         let from = v.check(parse_id("from_wallet_id", &from_wallet_id));
         let value = v.check(amount("amount", value.as_ref()));
         let destination = v.check(Address::parse("destination_address", &destination_address));
         let note = note(&mut v, reason, metadata);
-        let (id, command) = v.finish(|| {
+        let (request_id, command) = v.finish(|| {
             Some((
                 id?,
                 Command::Withdraw {
@@ -463,17 +408,17 @@ impl TreasuryService for TreasuryApi {
                 },
             ))
         })?;
-        respond(
-            self.treasury.execute(&caller, id, command).await,
-            |transaction| pb::WithdrawResponse { transaction },
-        )
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
     }
+}
 
-    async fn confirm_transaction(
-        &self,
-        request_message: Request<pb::ConfirmTransactionRequest>,
-    ) -> Result<Response<pb::ConfirmTransactionResponse>, Status> {
-        let caller = principal(&request_message)?;
+impl TryFrom<pb::ConfirmTransactionRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::ConfirmTransactionRequest) -> Result<Self, Error> {
         let pb::ConfirmTransactionRequest {
             request_id,
             transaction_id,
@@ -481,20 +426,15 @@ impl TreasuryService for TreasuryApi {
             gas_price_wei,
             confirm_time,
             backing_reference,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
-        let id = request(&mut v, &request_id);
+        let id = required_request_id(&mut v, &request_id);
         let transaction = v.check(parse_id("transaction_id", &transaction_id));
         if gas_used < 0 {
             v.0.push(FieldViolation::new("gas_used", "must not be negative"));
         }
         let price = v.check(gas_price("gas_price_wei", &gas_price_wei));
-        let confirmed_at = v.check(
-            confirm_time
-                .as_ref()
-                .map(|at| datetime_from("confirm_time", at))
-                .transpose(),
-        );
+        let confirmed_at = v.check(optional_time("confirm_time", confirm_time.as_ref()));
         if confirmed_at
             .flatten()
             .is_some_and(|at| at > chrono::Utc::now())
@@ -507,7 +447,7 @@ impl TreasuryService for TreasuryApi {
         let backing_reference = v.check(optional(&backing_reference, |text| {
             crate::treasury::domain::backing_reference("backing_reference", text)
         }));
-        let (id, command) = v.finish(|| {
+        let (request_id, command) = v.finish(|| {
             Some((
                 id?,
                 Command::Confirm {
@@ -519,30 +459,30 @@ impl TreasuryService for TreasuryApi {
                 },
             ))
         })?;
-        respond(
-            self.treasury.execute(&caller, id, command).await,
-            |transaction| pb::ConfirmTransactionResponse { transaction },
-        )
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
     }
+}
 
-    async fn fail_transaction(
-        &self,
-        request_message: Request<pb::FailTransactionRequest>,
-    ) -> Result<Response<pb::FailTransactionResponse>, Status> {
-        let caller = principal(&request_message)?;
+impl TryFrom<pb::FailTransactionRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::FailTransactionRequest) -> Result<Self, Error> {
         let pb::FailTransactionRequest {
             request_id,
             transaction_id,
             reason: why,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
-        let id = request(&mut v, &request_id);
+        let id = required_request_id(&mut v, &request_id);
         let transaction = v.check(parse_id("transaction_id", &transaction_id));
         if why.trim().is_empty() {
             v.0.push(FieldViolation::new("reason", "is required"));
         }
         let why = v.check(reason("reason", why));
-        let (id, command) = v.finish(|| {
+        let (request_id, command) = v.finish(|| {
             Some((
                 id?,
                 Command::Fail {
@@ -551,30 +491,17 @@ impl TreasuryService for TreasuryApi {
                 },
             ))
         })?;
-        respond(
-            self.treasury.execute(&caller, id, command).await,
-            |transaction| pb::FailTransactionResponse { transaction },
-        )
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
     }
+}
 
-    async fn get_transaction(
-        &self,
-        request_message: Request<pb::GetTransactionRequest>,
-    ) -> Result<Response<pb::GetTransactionResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::GetTransactionRequest { transaction_id } = request_message.into_inner();
-        let id = parse_id("transaction_id", &transaction_id).map_err(Error::from)?;
-        respond(
-            self.treasury.get_transaction(&caller, id).await,
-            |transaction| pb::GetTransactionResponse { transaction },
-        )
-    }
+impl TryFrom<pb::ListTransactionsRequest> for PageQuery<TransactionFilter> {
+    type Error = Error;
 
-    async fn list_transactions(
-        &self,
-        request_message: Request<pb::ListTransactionsRequest>,
-    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
-        let caller = principal(&request_message)?;
+    fn try_from(request: pb::ListTransactionsRequest) -> Result<Self, Error> {
         let pb::ListTransactionsRequest {
             page_size,
             page_token,
@@ -583,23 +510,13 @@ impl TreasuryService for TreasuryApi {
             status,
             start_time,
             end_time,
-        } = request_message.into_inner();
+        } = request;
         let mut v = Violations::default();
         let wallet = v.check(optional(&wallet_id, |text| parse_id("wallet_id", text)));
-        let kind = v.check(kind_from("type", r#type));
-        let status = v.check(status_from("status", status));
-        let start = v.check(
-            start_time
-                .as_ref()
-                .map(|at| datetime_from("start_time", at))
-                .transpose(),
-        );
-        let end = v.check(
-            end_time
-                .as_ref()
-                .map(|at| datetime_from("end_time", at))
-                .transpose(),
-        );
+        let kind = v.check(TransactionKind::from_wire("type", r#type));
+        let status = v.check(TransactionStatus::from_wire("status", status));
+        let start = v.check(optional_time("start_time", start_time.as_ref()));
+        let end = v.check(optional_time("end_time", end_time.as_ref()));
         if let (Some(Some(start)), Some(Some(end))) = (start, end)
             && start >= end
         {
@@ -615,10 +532,136 @@ impl TreasuryService for TreasuryApi {
                 owner: None,
             })
         })?;
-        let page = self
-            .treasury
-            .list_transactions(&caller, filter, page_size, &page_token)
-            .await?;
+        Ok(PageQuery {
+            filter,
+            page_size,
+            page_token,
+        })
+    }
+}
+
+impl TryFrom<pb::GetBalanceRequest> for BalanceQuery {
+    type Error = Error;
+
+    fn try_from(request: pb::GetBalanceRequest) -> Result<Self, Error> {
+        let mut v = Violations::default();
+        let wallet = v.check(parse_id("wallet_id", &request.wallet_id));
+        let as_of = v.check(optional_time("as_of_time", request.as_of_time.as_ref()));
+        v.finish(|| {
+            Some(BalanceQuery {
+                wallet: wallet?,
+                as_of: as_of?,
+            })
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TreasuryService for TreasuryApi {
+    async fn mint(
+        &self,
+        request: Request<pb::MintRequest>,
+    ) -> Result<Response<pb::MintResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::MintResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn burn(
+        &self,
+        request: Request<pb::BurnRequest>,
+    ) -> Result<Response<pb::BurnResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::BurnResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn transfer(
+        &self,
+        request: Request<pb::TransferRequest>,
+    ) -> Result<Response<pb::TransferResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::TransferResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn deposit(
+        &self,
+        request: Request<pb::DepositRequest>,
+    ) -> Result<Response<pb::DepositResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::DepositResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn withdraw(
+        &self,
+        request: Request<pb::WithdrawRequest>,
+    ) -> Result<Response<pb::WithdrawResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::WithdrawResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn confirm_transaction(
+        &self,
+        request: Request<pb::ConfirmTransactionRequest>,
+    ) -> Result<Response<pb::ConfirmTransactionResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::ConfirmTransactionResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn fail_transaction(
+        &self,
+        request: Request<pb::FailTransactionRequest>,
+    ) -> Result<Response<pb::FailTransactionResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::FailTransactionResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<pb::GetTransactionRequest>,
+    ) -> Result<Response<pb::GetTransactionResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id("transaction_id", &request.into_inner().transaction_id)
+            .map_err(Error::from)?;
+        let transaction = self.treasury.get_transaction(&caller, id).await?;
+        Ok(Response::new(pb::GetTransactionResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn list_transactions(
+        &self,
+        request: Request<pb::ListTransactionsRequest>,
+    ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let caller = principal(&request)?;
+        let query = PageQuery::try_from(request.into_inner())?;
+        let page = self.treasury.list_transactions(&caller, query).await?;
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: page.items.into_iter().map(transaction_to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -627,32 +670,20 @@ impl TreasuryService for TreasuryApi {
 
     async fn get_balance(
         &self,
-        request_message: Request<pb::GetBalanceRequest>,
+        request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::GetBalanceRequest {
-            wallet_id,
-            as_of_time,
-        } = request_message.into_inner();
-        let mut v = Violations::default();
-        let wallet = v.check(parse_id("wallet_id", &wallet_id));
-        let as_of = v.check(
-            as_of_time
-                .as_ref()
-                .map(|at| datetime_from("as_of_time", at))
-                .transpose(),
-        );
-        let (wallet, as_of) = v.finish(|| Some((wallet?, as_of?)))?;
-        let (balance, at) = self.treasury.get_balance(&caller, wallet, as_of).await?;
-        Ok(Response::new(balance_to_proto(wallet, balance, at)))
+        let caller = principal(&request)?;
+        let query = BalanceQuery::try_from(request.into_inner())?;
+        let (balance, at) = self.treasury.get_balance(&caller, query).await?;
+        Ok(Response::new(balance_to_proto(query.wallet, balance, at)))
     }
 
     async fn get_treasury_summary(
         &self,
-        request_message: Request<pb::GetTreasurySummaryRequest>,
+        request: Request<pb::GetTreasurySummaryRequest>,
     ) -> Result<Response<pb::GetTreasurySummaryResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::GetTreasurySummaryRequest {} = request_message.into_inner();
+        let caller = principal(&request)?;
+        let pb::GetTreasurySummaryRequest {} = request.into_inner();
         let summary = self.treasury.summary(&caller).await?;
         Ok(Response::new(summary_to_proto(summary)))
     }
