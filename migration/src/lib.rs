@@ -24,7 +24,7 @@ mod m20261201_000011_mining_rig_sequences;
 mod m20261201_000012_alert_sequence;
 mod m20261201_000013_compliance_report_request_ids;
 mod m20261201_000014_report_pending_claims;
-mod sql;
+pub mod sql;
 
 pub struct Migrator;
 
