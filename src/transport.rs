@@ -317,6 +317,15 @@ where
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
 }
 
+/// A value the request must give: `None` (an UNSPECIFIED enum, an empty
+/// optional field) becomes "is required" on `field`.
+pub fn required<T>(
+    field: &str,
+    value: Result<Option<T>, FieldViolation>,
+) -> Result<T, FieldViolation> {
+    value.and_then(|value| value.ok_or_else(|| FieldViolation::new(field, "is required")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

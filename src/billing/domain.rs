@@ -4,6 +4,8 @@ use chrono::{DateTime, Duration, Months, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::money::RequestId;
+
 wire_enum!(Tier as crate::proto::treasury::SubscriptionTier, "tier" {
     Basic => "basic",
     Pro => "pro",
@@ -66,6 +68,75 @@ impl NewSubscription {
     }
 }
 
+/// CreateSubscription's input. The request id is required: a retry with it
+/// answers with the subscription the first call created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateSubscription {
+    pub request_id: RequestId,
+    /// The subscriber; the caller when not given.
+    pub user: Option<Uuid>,
+    pub tier: Tier,
+    pub currency: Currency,
+    /// A backdated start (staff only); now when not given.
+    pub start: Option<DateTime<Utc>>,
+}
+
+impl CreateSubscription {
+    /// The subscription asked for, with the caller as the default user.
+    pub fn for_caller(self, caller: Uuid) -> (RequestId, NewSubscription) {
+        let Self {
+            request_id,
+            user,
+            tier,
+            currency,
+            start,
+        } = self;
+        let new = NewSubscription {
+            user: user.unwrap_or(caller),
+            tier,
+            currency,
+            start,
+        };
+        (request_id, new)
+    }
+}
+
+/// CancelSubscription's input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelSubscription {
+    pub subscription: Uuid,
+    pub reason: String,
+}
+
+/// ListSubscriptions' input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListSubscriptions {
+    pub filter: SubscriptionFilter,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// ListInvoices' input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListInvoices {
+    pub filter: InvoiceFilter,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// PayInvoice's input: which invoice, paid from which wallet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayInvoice {
+    pub invoice: Uuid,
+    pub wallet: Uuid,
+}
+
+/// GetUserBalances' input: whose balances; the caller's when not given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetUserBalances {
+    pub user: Option<Uuid>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Subscription {
     pub id: Uuid,
@@ -88,6 +159,42 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A subscription as created: active, with no period invoiced yet.
+    pub fn started(
+        new: NewSubscription,
+        price_micros: i64,
+        request_id: &RequestId,
+        fingerprint: String,
+        created_by: Uuid,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let NewSubscription {
+            user,
+            tier,
+            currency,
+            start,
+        } = new;
+        let start_at = start.unwrap_or(now);
+        Self {
+            id: Uuid::now_v7(),
+            user,
+            tier,
+            status: SubscriptionStatus::Active,
+            price_micros,
+            currency,
+            start_at,
+            periods_invoiced: 0,
+            current_period_end: start_at,
+            request_id: request_id.as_str().to_owned(),
+            fingerprint,
+            created_by,
+            created_at: now,
+            cancelled_by: None,
+            cancelled_at: None,
+            cancel_reason: None,
+        }
+    }
+
     pub fn current_period_start(&self) -> DateTime<Utc> {
         period(self.start_at, (self.periods_invoiced - 1).max(0) as u32)
             .map_or(self.start_at, |(begins, _)| begins)
@@ -114,6 +221,16 @@ pub struct Invoice {
 }
 
 impl Invoice {
+    /// Marks the invoice paid by `by` from `wallet` through the ledger
+    /// transfer `transaction`, committed at `at`.
+    pub fn mark_paid(&mut self, by: Uuid, wallet: Uuid, transaction: Uuid, at: DateTime<Utc>) {
+        self.status = InvoiceStatus::Paid;
+        self.paid_at = Some(at);
+        self.paid_by = Some(by);
+        self.wallet = Some(wallet);
+        self.transaction = Some(transaction);
+    }
+
     pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
         self.status == InvoiceStatus::Open && self.due_at < now
     }

@@ -9,11 +9,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::domain::{
-    DUE_AFTER, Invoice, InvoiceFilter, InvoiceStatus, MAX_BACKDATED_MONTHS, NewSubscription,
-    Subscription, SubscriptionFilter, SubscriptionStatus, UserBalances, period, periods_begun,
+    CancelSubscription, CreateSubscription, DUE_AFTER, GetUserBalances, Invoice, InvoiceStatus,
+    ListInvoices, ListSubscriptions, MAX_BACKDATED_MONTHS, PayInvoice, Subscription,
+    SubscriptionStatus, UserBalances, period, periods_begun,
 };
 use super::store;
-use crate::audit::{Audited, Begun, Change};
+use crate::audit::{Audited, Begun, Change, Replay};
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Generation, Invalidation};
 use crate::error::Error;
@@ -22,7 +23,7 @@ use crate::identity::directory;
 use crate::money::{Amount, RequestId};
 use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount, Transaction};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -87,78 +88,151 @@ fn catch_up(subscription: &mut Subscription, now: DateTime<Utc>) -> Result<Vec<I
     Ok(invoices)
 }
 
+/// A backdated start as stored (microseconds), if it is neither in the
+/// future nor more than [`MAX_BACKDATED_MONTHS`] in the past.
+fn checked_start(start: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    if start > now {
+        return Err(Error::invalid("start_time", "must not be in the future"));
+    }
+    let earliest = now
+        .checked_sub_months(Months::new(MAX_BACKDATED_MONTHS))
+        .unwrap_or(now);
+    if start < earliest {
+        return Err(Error::OutOfRange {
+            field: "start_time",
+            message: format!("may be at most {MAX_BACKDATED_MONTHS} months in the past"),
+        });
+    }
+    Ok(start.trunc_subsecs(6))
+}
+
+/// Answers a CreateSubscription sent again with its request id: the
+/// subscription it created, unchanged, and audited as a call.
+async fn replay_subscription(
+    transaction: Audited,
+    caller: &Principal,
+    request_id: &RequestId,
+    fingerprint: &str,
+    existing: Subscription,
+) -> Result<(Subscription, Vec<Invoice>)> {
+    if existing.fingerprint != fingerprint {
+        return Err(Error::invalid(
+            "request_id",
+            "was already used for a different request",
+        ));
+    }
+    let change = Change::new("subscription", existing.id)
+        .old(&existing)
+        .new_values(&existing)
+        .request_id(request_id.as_str());
+    transaction.commit(caller, change).await?;
+    Ok((existing, Vec::new()))
+}
+
+/// Answers a PayInvoice retry with the invoice as it is now.
+async fn replay_payment(mut replay: Replay, caller: &Principal) -> Result<Invoice> {
+    let invoice = store::find_invoice(replay.transaction(), replay.resource_id()?)
+        .await?
+        .ok_or_else(|| Error::internal("a replayed invoice is gone"))?;
+    // The first call may have paid and died before invalidating.
+    let mut invalidation = Invalidation::of(invoice.wallet.map(Generation::Wallet));
+    invalidation.add(Generation::Ledger);
+    replay.invalidate(invalidation);
+    replay.answer(caller, "invoice", invoice).await
+}
+
+/// The ledger command that pays `invoice` from `wallet` into the treasury
+/// reserve, with its ledger request id (one per invoice, so paying twice
+/// pays once).
+fn invoice_payment(invoice: &Invoice, wallet: Uuid) -> Result<(RequestId, Command)> {
+    let amount = Amount::from_micros(invoice.amount_micros)
+        .ok_or_else(|| Error::internal("a stored invoice amount is out of range"))?;
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("invoice_id".into(), invoice.id.to_string().into());
+    metadata.insert(
+        "subscription_id".into(),
+        invoice.subscription.to_string().into(),
+    );
+    let command = Command::PoolPayment {
+        from_wallet: wallet,
+        pool: SystemAccount::TreasuryReserve,
+        amount,
+        note: Note {
+            reason: format!(
+                "invoice {} ({} {})",
+                invoice.id,
+                crate::money::format_azr(invoice.amount_micros),
+                invoice.currency.as_str()
+            ),
+            metadata,
+        },
+    };
+    let request_id = RequestId::parse("invoice_id", &format!("azora:invoice:{}", invoice.id))?;
+    Ok((request_id, command))
+}
+
 impl Billing {
     pub fn new(db: DatabaseConnection, policy: AllocationPolicy, cache: Cache) -> Self {
         Self { db, policy, cache }
     }
 
+    /// Billing's one way into the ledger: applies `command` inside this
+    /// unit of work (which also invalidates what it changed), so the money
+    /// moves only if the unit commits.
+    async fn apply(
+        &self,
+        transaction: &mut Audited,
+        caller: &Principal,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Transaction> {
+        let mut outcomes = ledger::apply_in(
+            transaction,
+            &self.policy,
+            &[(caller.clone(), request_id, command)],
+        )
+        .await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))
+    }
+
     pub async fn create_subscription(
         &self,
         caller: &Principal,
-        request_id: RequestId,
-        mut new: NewSubscription,
+        create: CreateSubscription,
     ) -> Result<(Subscription, Vec<Invoice>)> {
         caller.require_role(SUBSCRIBERS)?;
+        let (request_id, mut new) = create.for_caller(caller.user_id);
         if new.user != caller.user_id || new.start.is_some() {
             caller.require_role(BILLING_STAFF)?;
         }
         let now = Utc::now().trunc_subsecs(6);
-        if let Some(start) = new.start {
-            if start > now {
-                return Err(Error::invalid("start_time", "must not be in the future"));
-            }
-            let earliest = now
-                .checked_sub_months(Months::new(MAX_BACKDATED_MONTHS))
-                .unwrap_or(now);
-            if start < earliest {
-                return Err(Error::OutOfRange {
-                    field: "start_time",
-                    message: format!("may be at most {MAX_BACKDATED_MONTHS} months in the past"),
-                });
-            }
-            new.start = Some(start.trunc_subsecs(6));
-        }
+        new.start = new
+            .start
+            .map(|start| checked_start(start, now))
+            .transpose()?;
         let fingerprint = new.fingerprint();
         let transaction = Audited::begin(&self.db, &self.cache).await?;
         if let Some(existing) =
             store::find_subscription_by_request(&*transaction, caller.user_id, request_id.as_str())
                 .await?
         {
-            if existing.fingerprint != fingerprint {
-                return Err(Error::invalid(
-                    "request_id",
-                    "was already used for a different request",
-                ));
-            }
-            let change = Change::new("subscription", existing.id)
-                .old(&existing)
-                .new_values(&existing)
-                .request_id(request_id.as_str());
-            transaction.commit(caller, change).await?;
-            return Ok((existing, Vec::new()));
+            return replay_subscription(transaction, caller, &request_id, &fingerprint, existing)
+                .await;
         }
         directory::find_user(&*transaction, new.user)
             .await?
             .ok_or_else(|| Error::not_found("user", new.user))?;
-        let start_at = new.start.unwrap_or(now);
-        let mut subscription = Subscription {
-            id: Uuid::now_v7(),
-            user: new.user,
-            tier: new.tier,
-            status: SubscriptionStatus::Active,
-            price_micros: store::tier_price(&*transaction, new.tier).await?,
-            currency: new.currency,
-            start_at,
-            periods_invoiced: 0,
-            current_period_end: start_at,
-            request_id: request_id.as_str().to_owned(),
+        let price_micros = store::tier_price(&*transaction, new.tier).await?;
+        let mut subscription = Subscription::started(
+            new,
+            price_micros,
+            &request_id,
             fingerprint,
-            created_by: caller.user_id,
-            created_at: now,
-            cancelled_by: None,
-            cancelled_at: None,
-            cancel_reason: None,
-        };
+            caller.user_id,
+            now,
+        );
         let invoices = catch_up(&mut subscription, now)?;
         store::insert_subscription(&*transaction, &subscription).await?;
         store::insert_invoices(&*transaction, &invoices).await?;
@@ -176,10 +250,13 @@ impl Billing {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
-        reason: String,
+        cancel: CancelSubscription,
     ) -> Result<Subscription> {
         caller.require_role(SUBSCRIBERS)?;
+        let CancelSubscription {
+            subscription: id,
+            reason,
+        } = cancel;
         let transaction =
             match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
                 Begun::Fresh(transaction) => transaction,
@@ -218,12 +295,15 @@ impl Billing {
     pub async fn list_subscriptions(
         &self,
         caller: &Principal,
-        mut filter: SubscriptionFilter,
-        page_size: i32,
-        page_token: &str,
+        list: ListSubscriptions,
     ) -> Result<Page<Subscription>> {
+        let ListSubscriptions {
+            mut filter,
+            page_size,
+            page_token,
+        } = list;
         filter.user = caller.visible_owner(filter.user)?;
-        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut items = store::list_subscriptions(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |record| record.id);
         Ok(Page {
@@ -235,12 +315,15 @@ impl Billing {
     pub async fn list_invoices(
         &self,
         caller: &Principal,
-        mut filter: InvoiceFilter,
-        page_size: i32,
-        page_token: &str,
+        list: ListInvoices,
     ) -> Result<Page<Invoice>> {
+        let ListInvoices {
+            mut filter,
+            page_size,
+            page_token,
+        } = list;
         filter.user = caller.visible_owner(filter.user)?;
-        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut items = store::list_invoices(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |record| record.id);
         Ok(Page {
@@ -256,23 +339,17 @@ impl Billing {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
-        wallet: Uuid,
+        pay: PayInvoice,
     ) -> Result<Invoice> {
         caller.require_role(SUBSCRIBERS)?;
+        let PayInvoice {
+            invoice: id,
+            wallet,
+        } = pay;
         let mut transaction =
             match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
                 Begun::Fresh(transaction) => transaction,
-                Begun::Replay(mut replay) => {
-                    let invoice = store::find_invoice(replay.transaction(), replay.resource_id()?)
-                        .await?
-                        .ok_or_else(|| Error::internal("a replayed invoice is gone"))?;
-                    // The first call may have paid and died before invalidating.
-                    let mut invalidation = Invalidation::of(invoice.wallet.map(Generation::Wallet));
-                    invalidation.add(Generation::Ledger);
-                    replay.invalidate(invalidation);
-                    return replay.answer(caller, "invoice", invoice).await;
-                }
+                Begun::Replay(replay) => return replay_payment(replay, caller).await,
             };
         let mut invoice = match store::lock_invoice(&*transaction, id).await? {
             Some(found) if found.user == caller.user_id => found,
@@ -283,47 +360,13 @@ impl Billing {
         };
         let before = invoice.clone();
         if invoice.status == InvoiceStatus::Open {
-            let amount = Amount::from_micros(invoice.amount_micros)
-                .ok_or_else(|| Error::internal("a stored invoice amount is out of range"))?;
-            let mut metadata = serde_json::Map::new();
-            metadata.insert("invoice_id".into(), invoice.id.to_string().into());
-            metadata.insert(
-                "subscription_id".into(),
-                invoice.subscription.to_string().into(),
-            );
-            let command = Command::PoolPayment {
-                from_wallet: wallet,
-                pool: SystemAccount::TreasuryReserve,
-                amount,
-                note: Note {
-                    reason: format!(
-                        "invoice {} ({} {})",
-                        invoice.id,
-                        crate::money::format_azr(invoice.amount_micros),
-                        invoice.currency.as_str()
-                    ),
-                    metadata,
-                },
-            };
-            let request_id =
-                RequestId::parse("invoice_id", &format!("azora:invoice:{}", invoice.id))?;
+            let (request_id, command) = invoice_payment(&invoice, wallet)?;
             // The ledger checks, under its lock, that the caller owns the
             // wallet and that it holds enough.
-            let outcomes = ledger::apply_in(
-                &mut transaction,
-                &self.policy,
-                &[(caller.clone(), request_id, command)],
-            )
-            .await?;
-            let paid = outcomes
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
-            invoice.status = InvoiceStatus::Paid;
-            invoice.paid_at = Some(paid.created_at);
-            invoice.paid_by = Some(caller.user_id);
-            invoice.wallet = Some(wallet);
-            invoice.transaction = Some(paid.id);
+            let paid = self
+                .apply(&mut transaction, caller, request_id, command)
+                .await?;
+            invoice.mark_paid(caller.user_id, wallet, paid.id, paid.created_at);
             store::update_invoice(&*transaction, &invoice).await?;
         }
         let change = Change::new("invoice", id).old(&before).new_values(&invoice);
@@ -334,9 +377,9 @@ impl Billing {
     pub async fn user_balances(
         &self,
         caller: &Principal,
-        user: Option<Uuid>,
+        get: GetUserBalances,
     ) -> Result<(Uuid, UserBalances)> {
-        let user = user.unwrap_or(caller.user_id);
+        let user = get.user.unwrap_or(caller.user_id);
         if !caller.can_read(user) {
             return Err(Error::PermissionDenied);
         }

@@ -1,21 +1,25 @@
-//! BillingService over gRPC: parse, call one operation, convert.
+//! BillingService over gRPC. Each handler parses its request with a
+//! `TryFrom` into the domain input type named after the RPC (collecting
+//! every violation), calls one operation and converts the result back.
 
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 
+use uuid::Uuid;
+
 use super::domain::{
-    Currency, Invoice, InvoiceFilter, InvoiceStatus, NewSubscription, Subscription,
-    SubscriptionFilter, SubscriptionStatus, Tier,
+    CancelSubscription, CreateSubscription, Currency, GetUserBalances, Invoice, InvoiceFilter,
+    InvoiceStatus, ListInvoices, ListSubscriptions, PayInvoice, Subscription, SubscriptionFilter,
+    SubscriptionStatus, Tier, UserBalances,
 };
 use super::operations::Billing;
 use crate::auth::principal;
-use crate::error::{Error, FieldViolation};
+use crate::error::Error;
 use crate::proto::treasury::{self as pb, billing_service_server::BillingService};
-use crate::transport::parse_id;
 use crate::transport::{
-    Violations, azr_decimal as decimal, datetime_from, optional, request_key, timestamp,
+    Violations, azr_decimal as decimal, datetime_from, optional, parse_id, reason, request_key,
+    required, required_request_id, timestamp,
 };
-use crate::transport::{reason, required_request_id};
 
 pub struct BillingApi {
     billing: Billing,
@@ -25,10 +29,6 @@ impl BillingApi {
     pub fn new(billing: Billing) -> Self {
         Self { billing }
     }
-}
-
-fn required<T>(field: &str, value: Result<Option<T>, FieldViolation>) -> Result<T, FieldViolation> {
-    value.and_then(|value| value.ok_or_else(|| FieldViolation::new(field, "is required")))
 }
 
 fn subscription_to_proto(subscription: Subscription) -> pb::Subscription {
@@ -104,20 +104,44 @@ fn invoice_to_proto(invoice: Invoice) -> pb::Invoice {
     }
 }
 
-#[tonic::async_trait]
-impl BillingService for BillingApi {
-    async fn create_subscription(
-        &self,
-        request_message: Request<pb::CreateSubscriptionRequest>,
-    ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
-        let caller = principal(&request_message)?;
+fn balances_to_proto(user: Uuid, balances: UserBalances) -> pb::GetUserBalancesResponse {
+    let UserBalances {
+        wallet_count,
+        available_micros,
+        pending_micros,
+        staked_micros,
+        open_invoice_count,
+        open_invoice_micros,
+    } = balances;
+    let total = available_micros + pending_micros + staked_micros;
+    let in_currency = |currency: Currency| pb::CurrencyBalance {
+        currency: currency.to_wire(),
+        available: decimal(available_micros),
+        pending: decimal(pending_micros),
+        staked: decimal(staked_micros),
+        total: decimal(total),
+    };
+    pb::GetUserBalancesResponse {
+        user_id: user.to_string(),
+        // USD is AZR at the 1:1 peg, so both read the same ledger sums.
+        balances: vec![in_currency(Currency::Azr), in_currency(Currency::Usd)],
+        wallet_count,
+        open_invoice_count,
+        open_invoice_total: decimal(open_invoice_micros),
+        as_of_time: Some(timestamp(Utc::now())),
+    }
+}
+
+impl TryFrom<pb::CreateSubscriptionRequest> for CreateSubscription {
+    type Error = Error;
+    fn try_from(message: pb::CreateSubscriptionRequest) -> Result<Self, Error> {
         let pb::CreateSubscriptionRequest {
             request_id,
             user_id,
             tier,
             currency,
             start_time,
-        } = request_message.into_inner();
+        } = message;
         let mut v = Violations::default();
         let request_id = required_request_id(&mut v, &request_id);
         let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
@@ -132,21 +156,131 @@ impl BillingService for BillingApi {
                 .map(|at| datetime_from("start_time", at))
                 .transpose(),
         );
-        let (request_id, new) = v.finish(|| {
-            Some((
-                request_id?,
-                NewSubscription {
-                    user: user?.unwrap_or(caller.user_id),
-                    tier: tier?,
-                    currency: currency?,
-                    start: start?,
+        v.finish(|| {
+            Some(CreateSubscription {
+                request_id: request_id?,
+                user: user?,
+                tier: tier?,
+                currency: currency?,
+                start: start?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::CancelSubscriptionRequest> for CancelSubscription {
+    type Error = Error;
+    fn try_from(message: pb::CancelSubscriptionRequest) -> Result<Self, Error> {
+        let pb::CancelSubscriptionRequest {
+            subscription_id,
+            reason: why,
+            request_id: _,
+        } = message;
+        let mut v = Violations::default();
+        let subscription = v.check(parse_id("subscription_id", &subscription_id));
+        let why = v.check(reason("reason", why));
+        v.finish(|| {
+            Some(CancelSubscription {
+                subscription: subscription?,
+                reason: why?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ListSubscriptionsRequest> for ListSubscriptions {
+    type Error = Error;
+    fn try_from(message: pb::ListSubscriptionsRequest) -> Result<Self, Error> {
+        let pb::ListSubscriptionsRequest {
+            page_size,
+            page_token,
+            user_id,
+            status,
+        } = message;
+        let mut v = Violations::default();
+        let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
+        let status = v.check(SubscriptionStatus::from_wire("status", status));
+        v.finish(|| {
+            Some(ListSubscriptions {
+                filter: SubscriptionFilter {
+                    user: user?,
+                    status: status?,
                 },
-            ))
-        })?;
-        let (subscription, invoices) = self
-            .billing
-            .create_subscription(&caller, request_id, new)
-            .await?;
+                page_size,
+                page_token,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ListInvoicesRequest> for ListInvoices {
+    type Error = Error;
+    fn try_from(message: pb::ListInvoicesRequest) -> Result<Self, Error> {
+        let pb::ListInvoicesRequest {
+            page_size,
+            page_token,
+            user_id,
+            subscription_id,
+            status,
+        } = message;
+        let mut v = Violations::default();
+        let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
+        let subscription = v.check(optional(&subscription_id, |text| {
+            parse_id("subscription_id", text)
+        }));
+        let status = v.check(InvoiceStatus::from_wire("status", status));
+        v.finish(|| {
+            Some(ListInvoices {
+                filter: InvoiceFilter {
+                    user: user?,
+                    subscription: subscription?,
+                    status: status?,
+                },
+                page_size,
+                page_token,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::PayInvoiceRequest> for PayInvoice {
+    type Error = Error;
+    fn try_from(message: pb::PayInvoiceRequest) -> Result<Self, Error> {
+        let pb::PayInvoiceRequest {
+            invoice_id,
+            wallet_id,
+            request_id: _,
+        } = message;
+        let mut v = Violations::default();
+        let invoice = v.check(parse_id("invoice_id", &invoice_id));
+        let wallet = v.check(parse_id("wallet_id", &wallet_id));
+        v.finish(|| {
+            Some(PayInvoice {
+                invoice: invoice?,
+                wallet: wallet?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::GetUserBalancesRequest> for GetUserBalances {
+    type Error = Error;
+    fn try_from(message: pb::GetUserBalancesRequest) -> Result<Self, Error> {
+        let pb::GetUserBalancesRequest { user_id } = message;
+        let user = optional(&user_id, |text| parse_id("user_id", text))?;
+        Ok(GetUserBalances { user })
+    }
+}
+
+#[tonic::async_trait]
+impl BillingService for BillingApi {
+    async fn create_subscription(
+        &self,
+        request: Request<pb::CreateSubscriptionRequest>,
+    ) -> Result<Response<pb::CreateSubscriptionResponse>, Status> {
+        let caller = principal(&request)?;
+        let create = CreateSubscription::try_from(request.into_inner())?;
+        let (subscription, invoices) = self.billing.create_subscription(&caller, create).await?;
         Ok(Response::new(pb::CreateSubscriptionResponse {
             subscription: Some(subscription_to_proto(subscription)),
             invoices: invoices.into_iter().map(invoice_to_proto).collect(),
@@ -155,23 +289,15 @@ impl BillingService for BillingApi {
 
     async fn cancel_subscription(
         &self,
-        request_message: Request<pb::CancelSubscriptionRequest>,
+        request: Request<pb::CancelSubscriptionRequest>,
     ) -> Result<Response<pb::CancelSubscriptionResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let message = request_message.into_inner();
+        let caller = principal(&request)?;
+        let message = request.into_inner();
         let key = request_key(&message, &message.request_id)?;
-        let pb::CancelSubscriptionRequest {
-            subscription_id,
-            reason: why,
-            request_id: _,
-        } = message;
-        let mut v = Violations::default();
-        let id = v.check(parse_id("subscription_id", &subscription_id));
-        let why = v.check(reason("reason", why));
-        let (id, why) = v.finish(|| Some((id?, why?)))?;
+        let cancel = CancelSubscription::try_from(message)?;
         let subscription = self
             .billing
-            .cancel_subscription(&caller, key, id, why)
+            .cancel_subscription(&caller, key, cancel)
             .await?;
         Ok(Response::new(pb::CancelSubscriptionResponse {
             subscription: Some(subscription_to_proto(subscription)),
@@ -180,28 +306,11 @@ impl BillingService for BillingApi {
 
     async fn list_subscriptions(
         &self,
-        request_message: Request<pb::ListSubscriptionsRequest>,
+        request: Request<pb::ListSubscriptionsRequest>,
     ) -> Result<Response<pb::ListSubscriptionsResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::ListSubscriptionsRequest {
-            page_size,
-            page_token,
-            user_id,
-            status,
-        } = request_message.into_inner();
-        let mut v = Violations::default();
-        let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
-        let status = v.check(SubscriptionStatus::from_wire("status", status));
-        let filter = v.finish(|| {
-            Some(SubscriptionFilter {
-                user: user?,
-                status: status?,
-            })
-        })?;
-        let page = self
-            .billing
-            .list_subscriptions(&caller, filter, page_size, &page_token)
-            .await?;
+        let caller = principal(&request)?;
+        let list = ListSubscriptions::try_from(request.into_inner())?;
+        let page = self.billing.list_subscriptions(&caller, list).await?;
         Ok(Response::new(pb::ListSubscriptionsResponse {
             subscriptions: page.items.into_iter().map(subscription_to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -210,33 +319,11 @@ impl BillingService for BillingApi {
 
     async fn list_invoices(
         &self,
-        request_message: Request<pb::ListInvoicesRequest>,
+        request: Request<pb::ListInvoicesRequest>,
     ) -> Result<Response<pb::ListInvoicesResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::ListInvoicesRequest {
-            page_size,
-            page_token,
-            user_id,
-            subscription_id,
-            status,
-        } = request_message.into_inner();
-        let mut v = Violations::default();
-        let user = v.check(optional(&user_id, |text| parse_id("user_id", text)));
-        let subscription = v.check(optional(&subscription_id, |text| {
-            parse_id("subscription_id", text)
-        }));
-        let status = v.check(InvoiceStatus::from_wire("status", status));
-        let filter = v.finish(|| {
-            Some(InvoiceFilter {
-                user: user?,
-                subscription: subscription?,
-                status: status?,
-            })
-        })?;
-        let page = self
-            .billing
-            .list_invoices(&caller, filter, page_size, &page_token)
-            .await?;
+        let caller = principal(&request)?;
+        let list = ListInvoices::try_from(request.into_inner())?;
+        let page = self.billing.list_invoices(&caller, list).await?;
         Ok(Response::new(pb::ListInvoicesResponse {
             invoices: page.items.into_iter().map(invoice_to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -245,21 +332,13 @@ impl BillingService for BillingApi {
 
     async fn pay_invoice(
         &self,
-        request_message: Request<pb::PayInvoiceRequest>,
+        request: Request<pb::PayInvoiceRequest>,
     ) -> Result<Response<pb::PayInvoiceResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let message = request_message.into_inner();
+        let caller = principal(&request)?;
+        let message = request.into_inner();
         let key = request_key(&message, &message.request_id)?;
-        let pb::PayInvoiceRequest {
-            invoice_id,
-            wallet_id,
-            request_id: _,
-        } = message;
-        let mut v = Violations::default();
-        let id = v.check(parse_id("invoice_id", &invoice_id));
-        let wallet = v.check(parse_id("wallet_id", &wallet_id));
-        let (id, wallet) = v.finish(|| Some((id?, wallet?)))?;
-        let invoice = self.billing.pay_invoice(&caller, key, id, wallet).await?;
+        let pay = PayInvoice::try_from(message)?;
+        let invoice = self.billing.pay_invoice(&caller, key, pay).await?;
         Ok(Response::new(pb::PayInvoiceResponse {
             invoice: Some(invoice_to_proto(invoice)),
         }))
@@ -267,28 +346,11 @@ impl BillingService for BillingApi {
 
     async fn get_user_balances(
         &self,
-        request_message: Request<pb::GetUserBalancesRequest>,
+        request: Request<pb::GetUserBalancesRequest>,
     ) -> Result<Response<pb::GetUserBalancesResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::GetUserBalancesRequest { user_id } = request_message.into_inner();
-        let user = optional(&user_id, |text| parse_id("user_id", text)).map_err(Error::from)?;
-        let (user, balances) = self.billing.user_balances(&caller, user).await?;
-        let total = balances.available_micros + balances.pending_micros + balances.staked_micros;
-        let in_currency = |currency: Currency| pb::CurrencyBalance {
-            currency: currency.to_wire(),
-            available: decimal(balances.available_micros),
-            pending: decimal(balances.pending_micros),
-            staked: decimal(balances.staked_micros),
-            total: decimal(total),
-        };
-        Ok(Response::new(pb::GetUserBalancesResponse {
-            user_id: user.to_string(),
-            // USD is AZR at the 1:1 peg, so both read the same ledger sums.
-            balances: vec![in_currency(Currency::Azr), in_currency(Currency::Usd)],
-            wallet_count: balances.wallet_count,
-            open_invoice_count: balances.open_invoice_count,
-            open_invoice_total: decimal(balances.open_invoice_micros),
-            as_of_time: Some(timestamp(Utc::now())),
-        }))
+        let caller = principal(&request)?;
+        let get = GetUserBalances::try_from(request.into_inner())?;
+        let (user, balances) = self.billing.user_balances(&caller, get).await?;
+        Ok(Response::new(balances_to_proto(user, balances)))
     }
 }

@@ -5,16 +5,16 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::FieldViolation;
-use crate::money::Amount;
+use crate::money::{Amount, RequestId};
 
-text_enum!(CompensationType {
+wire_enum!(CompensationType as crate::proto::treasury::CompensationType, "compensation type" {
     Salary => "salary",
     Bonus => "bonus",
     TokenGrant => "token_grant",
     Reimbursement => "reimbursement",
 });
 
-text_enum!(CompensationStatus {
+wire_enum!(CompensationStatus as crate::proto::treasury::CompensationStatus, "status" {
     Pending => "pending",
     Approved => "approved",
     Paid => "paid",
@@ -72,6 +72,56 @@ impl NewCompensation {
     }
 }
 
+/// CreateFounderCompensation's input. The request id is required: a retry
+/// with it answers with the record the first call created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateFounderCompensation {
+    pub request_id: RequestId,
+    pub compensation: NewCompensation,
+}
+
+/// ApproveFounderCompensation's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApproveFounderCompensation {
+    pub compensation: Uuid,
+}
+
+/// PayFounderCompensation's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayFounderCompensation {
+    pub compensation: Uuid,
+}
+
+/// CancelFounderCompensation's input: the reason is required.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelFounderCompensation {
+    pub compensation: Uuid,
+    pub reason: String,
+}
+
+/// GetFounderCompensation's input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GetFounderCompensation {
+    pub compensation: Uuid,
+}
+
+/// ListFounderCompensations' input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListFounderCompensations {
+    pub filter: CompensationFilter,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// GetFounderCompensationSummary's input: any founder (staff) and months,
+/// both ends included, when not given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetFounderCompensationSummary {
+    pub founder: Option<Uuid>,
+    pub start: Option<Month>,
+    pub end: Option<Month>,
+}
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Compensation {
     pub id: Uuid,
@@ -96,6 +146,49 @@ pub struct Compensation {
     pub cancelled_by: Option<Uuid>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub cancel_reason: Option<String>,
+}
+
+impl Compensation {
+    /// A record as created: pending, neither approved, paid nor cancelled.
+    pub fn pending(
+        new: NewCompensation,
+        request_id: &RequestId,
+        fingerprint: String,
+        created_by: Uuid,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        let NewCompensation {
+            founder,
+            wallet,
+            month,
+            kind,
+            amount,
+            notes,
+        } = new;
+        Self {
+            id: Uuid::now_v7(),
+            founder,
+            wallet,
+            month: month.as_str().to_owned(),
+            kind,
+            status: CompensationStatus::Pending,
+            amount_micros: amount.micros(),
+            notes,
+            request_id: request_id.as_str().to_owned(),
+            fingerprint,
+            created_by,
+            created_at,
+            approved_by: None,
+            approved_at: None,
+            paid_by: None,
+            transaction: None,
+            tx_hash: None,
+            paid_at: None,
+            cancelled_by: None,
+            cancelled_at: None,
+            cancel_reason: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

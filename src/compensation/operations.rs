@@ -2,14 +2,16 @@
 //! audited database transaction; paying also moves the money there.
 
 use chrono::{SubsecRound, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use uuid::Uuid;
 
 use super::domain::{
-    Compensation, CompensationFilter, CompensationStatus, Month, NewCompensation, Summary,
+    ApproveFounderCompensation, CancelFounderCompensation, Compensation, CompensationStatus,
+    CreateFounderCompensation, GetFounderCompensation, GetFounderCompensationSummary,
+    ListFounderCompensations, NewCompensation, PayFounderCompensation, Summary,
 };
 use super::store;
-use crate::audit::{Audited, Begun, Change};
+use crate::audit::{Audited, Begun, Change, Replay};
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Generation, Invalidation};
 use crate::error::Error;
@@ -19,7 +21,7 @@ use crate::identity::domain::UserType;
 use crate::money::{Amount, RequestId};
 use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount, Transaction};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -54,91 +56,155 @@ fn not_the_founder(caller: &Principal, record: &Compensation) -> Result<()> {
     }
 }
 
+/// Answers a CreateFounderCompensation sent again with its request id: the
+/// record it created, unchanged, and audited as a call.
+async fn replay_create(
+    transaction: Audited,
+    caller: &Principal,
+    request_id: &RequestId,
+    fingerprint: &str,
+    existing: Compensation,
+) -> Result<Compensation> {
+    if existing.fingerprint != fingerprint {
+        return Err(Error::invalid(
+            "request_id",
+            "was already used for a different request",
+        ));
+    }
+    let change = Change::new(RESOURCE, existing.id)
+        .old(&existing)
+        .new_values(&existing)
+        .request_id(request_id.as_str());
+    transaction.commit(caller, change).await?;
+    Ok(existing)
+}
+
+/// Answers an approve, pay or cancel retry with the record as it is now.
+async fn replay_transition(mut replay: Replay, caller: &Principal) -> Result<Compensation> {
+    let record = store::find(replay.transaction(), replay.resource_id()?)
+        .await?
+        .ok_or_else(|| Error::internal("a replayed compensation is gone"))?;
+    // The first call may have paid and died before invalidating.
+    replay.invalidate(Invalidation::of([
+        Generation::Wallet(record.wallet),
+        Generation::Ledger,
+    ]));
+    replay.answer(caller, RESOURCE, record).await
+}
+
+/// What a new record must name: a user who is a founder, one of their
+/// wallets, and a founder, month and type with no live record yet.
+async fn check_new(db: &impl ConnectionTrait, new: &NewCompensation) -> Result<()> {
+    let founder = directory::find_user(db, new.founder)
+        .await?
+        .ok_or_else(|| Error::not_found("user", new.founder))?;
+    if founder.user_type != UserType::Founder {
+        return Err(Error::FailedPrecondition {
+            reason: "NOT_A_FOUNDER",
+            message: format!(
+                "user {} is a {}, not a founder",
+                founder.id,
+                founder.user_type.as_str()
+            ),
+        });
+    }
+    let wallet = directory::find_wallet(db, new.wallet)
+        .await?
+        .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
+    if wallet.owner_id != founder.id {
+        return Err(Error::invalid(
+            "wallet_id",
+            "must be a wallet of the founder's",
+        ));
+    }
+    if store::find_live(db, new.founder, &new.month, new.kind)
+        .await?
+        .is_some()
+    {
+        return Err(Error::AlreadyExists {
+            entity: "founder compensation",
+            field: "month".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The ledger command that pays `record` from the founder pool, with its
+/// ledger request id (one per record, so paying twice pays once).
+fn compensation_payout(record: &Compensation) -> Result<(RequestId, Command)> {
+    let amount = Amount::from_micros(record.amount_micros)
+        .ok_or_else(|| Error::internal("a stored compensation amount is out of range"))?;
+    let mut metadata = serde_json::Map::new();
+    metadata.insert(
+        "founder_compensation_id".into(),
+        record.id.to_string().into(),
+    );
+    let command = Command::PoolPayout {
+        pool: SystemAccount::FounderPool,
+        to_wallet: record.wallet,
+        amount,
+        note: Note {
+            reason: format!(
+                "founder compensation {} for {}",
+                record.kind.as_str(),
+                record.month
+            ),
+            metadata,
+        },
+    };
+    let request_id = RequestId::parse(
+        "compensation_id",
+        &format!("azora:founder-compensation:{}", record.id),
+    )?;
+    Ok((request_id, command))
+}
+
 impl Compensations {
     pub fn new(db: DatabaseConnection, policy: AllocationPolicy, cache: Cache) -> Self {
         Self { db, policy, cache }
     }
 
+    /// Compensation's one way into the ledger: applies `command` inside
+    /// this unit of work (which also invalidates what it changed), so the
+    /// money moves only if the unit commits.
+    async fn apply(
+        &self,
+        transaction: &mut Audited,
+        caller: &Principal,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Transaction> {
+        let mut outcomes = ledger::apply_in(
+            transaction,
+            &self.policy,
+            &[(caller.clone(), request_id, command)],
+        )
+        .await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))
+    }
+
     pub async fn create(
         &self,
         caller: &Principal,
-        request_id: RequestId,
-        new: NewCompensation,
+        create: CreateFounderCompensation,
     ) -> Result<Compensation> {
         caller.require_role(PAYROLL)?;
+        let CreateFounderCompensation {
+            request_id,
+            compensation: new,
+        } = create;
         let fingerprint = new.fingerprint();
         let transaction = Audited::begin(&self.db, &self.cache).await?;
         if let Some(existing) =
             store::find_by_request(&*transaction, caller.user_id, request_id.as_str()).await?
         {
-            if existing.fingerprint != fingerprint {
-                return Err(Error::invalid(
-                    "request_id",
-                    "was already used for a different request",
-                ));
-            }
-            // A retry: answered with the original, and audited as a call.
-            let change = Change::new(RESOURCE, existing.id)
-                .old(&existing)
-                .new_values(&existing)
-                .request_id(request_id.as_str());
-            transaction.commit(caller, change).await?;
-            return Ok(existing);
+            return replay_create(transaction, caller, &request_id, &fingerprint, existing).await;
         }
-        let founder = directory::find_user(&*transaction, new.founder)
-            .await?
-            .ok_or_else(|| Error::not_found("user", new.founder))?;
-        if founder.user_type != UserType::Founder {
-            return Err(Error::FailedPrecondition {
-                reason: "NOT_A_FOUNDER",
-                message: format!(
-                    "user {} is a {}, not a founder",
-                    founder.id,
-                    founder.user_type.as_str()
-                ),
-            });
-        }
-        let wallet = directory::find_wallet(&*transaction, new.wallet)
-            .await?
-            .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
-        if wallet.owner_id != founder.id {
-            return Err(Error::invalid(
-                "wallet_id",
-                "must be a wallet of the founder's",
-            ));
-        }
-        if store::find_live(&*transaction, new.founder, &new.month, new.kind)
-            .await?
-            .is_some()
-        {
-            return Err(Error::AlreadyExists {
-                entity: "founder compensation",
-                field: "month".into(),
-            });
-        }
-        let record = Compensation {
-            id: Uuid::now_v7(),
-            founder: new.founder,
-            wallet: new.wallet,
-            month: new.month.as_str().to_owned(),
-            kind: new.kind,
-            status: CompensationStatus::Pending,
-            amount_micros: new.amount.micros(),
-            notes: new.notes,
-            request_id: request_id.as_str().to_owned(),
-            fingerprint,
-            created_by: caller.user_id,
-            created_at: Utc::now().trunc_subsecs(6),
-            approved_by: None,
-            approved_at: None,
-            paid_by: None,
-            transaction: None,
-            tx_hash: None,
-            paid_at: None,
-            cancelled_by: None,
-            cancelled_at: None,
-            cancel_reason: None,
-        };
+        check_new(&*transaction, &new).await?;
+        let now = Utc::now().trunc_subsecs(6);
+        let record = Compensation::pending(new, &request_id, fingerprint, caller.user_id, now);
         store::insert(&*transaction, &record).await?;
         let change = Change::new(RESOURCE, record.id)
             .new_values(&record)
@@ -162,17 +228,7 @@ impl Compensations {
         let mut transaction =
             match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
                 Begun::Fresh(transaction) => transaction,
-                Begun::Replay(mut replay) => {
-                    let record = store::find(replay.transaction(), replay.resource_id()?)
-                        .await?
-                        .ok_or_else(|| Error::internal("a replayed compensation is gone"))?;
-                    // The first call may have paid and died before invalidating.
-                    replay.invalidate(Invalidation::of([
-                        Generation::Wallet(record.wallet),
-                        Generation::Ledger,
-                    ]));
-                    return replay.answer(caller, RESOURCE, record).await;
-                }
+                Begun::Replay(replay) => return replay_transition(replay, caller).await,
             };
         let mut record = store::lock(&*transaction, id)
             .await?
@@ -190,8 +246,9 @@ impl Compensations {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
+        approve: ApproveFounderCompensation,
     ) -> Result<Compensation> {
+        let id = approve.compensation;
         self.transition(caller, key, id, async |_, record| {
             not_the_founder(caller, record)?;
             match record.status {
@@ -216,9 +273,9 @@ impl Compensations {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
+        pay: PayFounderCompensation,
     ) -> Result<Compensation> {
-        let policy = self.policy;
+        let id = pay.compensation;
         self.transition(caller, key, id, async |transaction, record| {
             not_the_founder(caller, record)?;
             match record.status {
@@ -228,39 +285,8 @@ impl Compensations {
                     return Err(illegal(record, "paid"));
                 }
             }
-            let amount = Amount::from_micros(record.amount_micros)
-                .ok_or_else(|| Error::internal("a stored compensation amount is out of range"))?;
-            let mut metadata = serde_json::Map::new();
-            metadata.insert(
-                "founder_compensation_id".into(),
-                record.id.to_string().into(),
-            );
-            let command = Command::PoolPayout {
-                pool: SystemAccount::FounderPool,
-                to_wallet: record.wallet,
-                amount,
-                note: Note {
-                    reason: format!(
-                        "founder compensation {} for {}",
-                        record.kind.as_str(),
-                        record.month
-                    ),
-                    metadata,
-                },
-            };
-            let request_id = RequestId::parse(
-                "compensation_id",
-                &format!("azora:founder-compensation:{}", record.id),
-            )?;
-            let mut outcomes = ledger::apply_in(
-                transaction,
-                &policy,
-                &[(caller.clone(), request_id, command)],
-            )
-            .await?;
-            let paid = outcomes
-                .pop()
-                .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
+            let (request_id, command) = compensation_payout(record)?;
+            let paid = self.apply(transaction, caller, request_id, command).await?;
             record.status = CompensationStatus::Paid;
             record.paid_by = Some(caller.user_id);
             record.transaction = Some(paid.id);
@@ -275,9 +301,12 @@ impl Compensations {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
-        reason: String,
+        cancel: CancelFounderCompensation,
     ) -> Result<Compensation> {
+        let CancelFounderCompensation {
+            compensation: id,
+            reason,
+        } = cancel;
         self.transition(caller, key, id, async |_, record| match record.status {
             CompensationStatus::Cancelled => Ok(false),
             CompensationStatus::Pending | CompensationStatus::Approved => {
@@ -292,7 +321,12 @@ impl Compensations {
         .await
     }
 
-    pub async fn get(&self, caller: &Principal, id: Uuid) -> Result<Compensation> {
+    pub async fn get(
+        &self,
+        caller: &Principal,
+        get: GetFounderCompensation,
+    ) -> Result<Compensation> {
+        let id = get.compensation;
         caller.readable(
             store::find(&self.db, id).await?,
             |record| record.founder,
@@ -303,12 +337,15 @@ impl Compensations {
     pub async fn list(
         &self,
         caller: &Principal,
-        mut filter: CompensationFilter,
-        page_size: i32,
-        page_token: &str,
+        list: ListFounderCompensations,
     ) -> Result<Page<Compensation>> {
+        let ListFounderCompensations {
+            mut filter,
+            page_size,
+            page_token,
+        } = list;
         filter.founder = caller.visible_owner(filter.founder)?;
-        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut items = store::list(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |record| record.id);
         Ok(Page {
@@ -320,10 +357,13 @@ impl Compensations {
     pub async fn summary(
         &self,
         caller: &Principal,
-        founder: Option<Uuid>,
-        start: Option<Month>,
-        end: Option<Month>,
+        get: GetFounderCompensationSummary,
     ) -> Result<Summary> {
+        let GetFounderCompensationSummary {
+            founder,
+            start,
+            end,
+        } = get;
         let founder = caller.visible_owner(founder)?;
         if let (Some(start), Some(end)) = (&start, &end)
             && start > end

@@ -1,10 +1,14 @@
-//! FounderCompensationService over gRPC: parse, call one operation, convert.
+//! FounderCompensationService over gRPC. Each handler parses its request with a
+//! `TryFrom` into the domain input type named after the RPC (collecting
+//! every violation), calls one operation and converts the result back.
 
 use tonic::{Request, Response, Status};
 
 use super::domain::{
-    Compensation, CompensationFilter, CompensationStatus, CompensationType, Month, NewCompensation,
-    Totals,
+    ApproveFounderCompensation, CancelFounderCompensation, Compensation, CompensationFilter,
+    CompensationStatus, CompensationType, CreateFounderCompensation, GetFounderCompensation,
+    GetFounderCompensationSummary, ListFounderCompensations, Month, NewCompensation,
+    PayFounderCompensation, Summary, Totals,
 };
 use super::operations::Compensations;
 use crate::auth::principal;
@@ -12,9 +16,10 @@ use crate::error::{Error, FieldViolation};
 use crate::proto::treasury::{
     self as pb, founder_compensation_service_server::FounderCompensationService,
 };
-use crate::transport::parse_id;
-use crate::transport::{Violations, azr_decimal as decimal, optional, request_key, timestamp};
-use crate::transport::{amount, reason, required_request_id};
+use crate::transport::{
+    Violations, amount, azr_decimal as decimal, optional, parse_id, reason, request_key, required,
+    required_request_id, timestamp,
+};
 
 pub struct FounderCompensationApi {
     compensations: Compensations,
@@ -23,49 +28,6 @@ pub struct FounderCompensationApi {
 impl FounderCompensationApi {
     pub fn new(compensations: Compensations) -> Self {
         Self { compensations }
-    }
-}
-
-fn type_from(field: &str, value: i32) -> Result<Option<CompensationType>, FieldViolation> {
-    match pb::CompensationType::try_from(value) {
-        Ok(pb::CompensationType::Unspecified) => Ok(None),
-        Ok(pb::CompensationType::Salary) => Ok(Some(CompensationType::Salary)),
-        Ok(pb::CompensationType::Bonus) => Ok(Some(CompensationType::Bonus)),
-        Ok(pb::CompensationType::TokenGrant) => Ok(Some(CompensationType::TokenGrant)),
-        Ok(pb::CompensationType::Reimbursement) => Ok(Some(CompensationType::Reimbursement)),
-        Err(_) => Err(FieldViolation::new(
-            field,
-            "is not a known compensation type",
-        )),
-    }
-}
-
-fn type_to(value: CompensationType) -> pb::CompensationType {
-    match value {
-        CompensationType::Salary => pb::CompensationType::Salary,
-        CompensationType::Bonus => pb::CompensationType::Bonus,
-        CompensationType::TokenGrant => pb::CompensationType::TokenGrant,
-        CompensationType::Reimbursement => pb::CompensationType::Reimbursement,
-    }
-}
-
-fn status_from(field: &str, value: i32) -> Result<Option<CompensationStatus>, FieldViolation> {
-    match pb::CompensationStatus::try_from(value) {
-        Ok(pb::CompensationStatus::Unspecified) => Ok(None),
-        Ok(pb::CompensationStatus::Pending) => Ok(Some(CompensationStatus::Pending)),
-        Ok(pb::CompensationStatus::Approved) => Ok(Some(CompensationStatus::Approved)),
-        Ok(pb::CompensationStatus::Paid) => Ok(Some(CompensationStatus::Paid)),
-        Ok(pb::CompensationStatus::Cancelled) => Ok(Some(CompensationStatus::Cancelled)),
-        Err(_) => Err(FieldViolation::new(field, "is not a known status")),
-    }
-}
-
-fn status_to(value: CompensationStatus) -> pb::CompensationStatus {
-    match value {
-        CompensationStatus::Pending => pb::CompensationStatus::Pending,
-        CompensationStatus::Approved => pb::CompensationStatus::Approved,
-        CompensationStatus::Paid => pb::CompensationStatus::Paid,
-        CompensationStatus::Cancelled => pb::CompensationStatus::Cancelled,
     }
 }
 
@@ -102,8 +64,8 @@ fn to_proto(record: Compensation) -> pb::FounderCompensation {
         founder_id: founder.to_string(),
         wallet_id: wallet.to_string(),
         month,
-        r#type: type_to(kind) as i32,
-        status: status_to(status) as i32,
+        r#type: kind.to_wire(),
+        status: status.to_wire(),
         amount_azr: decimal(amount_micros),
         amount_usd: decimal(amount_micros),
         notes,
@@ -143,17 +105,49 @@ fn totals_to_proto(totals: Totals) -> pb::CompensationTotals {
     }
 }
 
-fn compensation_id(text: &str) -> Result<uuid::Uuid, Error> {
-    Ok(parse_id("compensation_id", text)?)
+fn summary_to_proto(summary: Summary) -> pb::GetFounderCompensationSummaryResponse {
+    let Summary {
+        rows,
+        founders,
+        totals,
+    } = summary;
+    pb::GetFounderCompensationSummaryResponse {
+        rows: rows
+            .into_iter()
+            .map(
+                |(founder, month, kind, totals)| pb::CompensationSummaryRow {
+                    founder_id: founder.to_string(),
+                    month,
+                    r#type: kind.to_wire(),
+                    totals: Some(totals_to_proto(totals)),
+                },
+            )
+            .collect(),
+        founders: founders
+            .into_iter()
+            .map(|(founder, totals)| pb::FounderCompensationTotals {
+                founder_id: founder.to_string(),
+                totals: Some(totals_to_proto(totals)),
+            })
+            .collect(),
+        totals: Some(totals_to_proto(totals)),
+    }
 }
 
-#[tonic::async_trait]
-impl FounderCompensationService for FounderCompensationApi {
-    async fn create_founder_compensation(
-        &self,
-        request_message: Request<pb::CreateFounderCompensationRequest>,
-    ) -> Result<Response<pb::CreateFounderCompensationResponse>, Status> {
-        let caller = principal(&request_message)?;
+/// A reason that must say something: blank is "is required".
+fn required_reason(field: &str, text: String) -> Result<String, FieldViolation> {
+    reason(field, text).and_then(|text| {
+        if text.trim().is_empty() {
+            Err(FieldViolation::new(field, "is required"))
+        } else {
+            Ok(text)
+        }
+    })
+}
+
+impl TryFrom<pb::CreateFounderCompensationRequest> for CreateFounderCompensation {
+    type Error = Error;
+    fn try_from(message: pb::CreateFounderCompensationRequest) -> Result<Self, Error> {
         let pb::CreateFounderCompensationRequest {
             request_id,
             founder_id,
@@ -162,22 +156,22 @@ impl FounderCompensationService for FounderCompensationApi {
             r#type,
             amount: value,
             notes,
-        } = request_message.into_inner();
+        } = message;
         let mut v = Violations::default();
         let request_id = required_request_id(&mut v, &request_id);
         let founder = v.check(parse_id("founder_id", &founder_id));
         let wallet = v.check(parse_id("wallet_id", &wallet_id));
         let month = v.check(Month::parse("month", &month));
-        let kind = v.check(
-            type_from("type", r#type)
-                .and_then(|kind| kind.ok_or_else(|| FieldViolation::new("type", "is required"))),
-        );
+        let kind = v.check(required(
+            "type",
+            CompensationType::from_wire("type", r#type),
+        ));
         let value = v.check(amount("amount", value.as_ref()));
         let notes = v.check(reason("notes", notes));
-        let (request_id, new) = v.finish(|| {
-            Some((
-                request_id?,
-                NewCompensation {
+        v.finish(|| {
+            Some(CreateFounderCompensation {
+                request_id: request_id?,
+                compensation: NewCompensation {
                     founder: founder?,
                     wallet: wallet?,
                     month: month?,
@@ -185,104 +179,67 @@ impl FounderCompensationService for FounderCompensationApi {
                     amount: value?,
                     notes: notes?,
                 },
-            ))
-        })?;
-        let record = self.compensations.create(&caller, request_id, new).await?;
-        Ok(Response::new(pb::CreateFounderCompensationResponse {
-            compensation: Some(to_proto(record)),
-        }))
+            })
+        })
     }
+}
 
-    async fn approve_founder_compensation(
-        &self,
-        request_message: Request<pb::ApproveFounderCompensationRequest>,
-    ) -> Result<Response<pb::ApproveFounderCompensationResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let message = request_message.into_inner();
-        let key = request_key(&message, &message.request_id)?;
+impl TryFrom<pb::ApproveFounderCompensationRequest> for ApproveFounderCompensation {
+    type Error = Error;
+    fn try_from(message: pb::ApproveFounderCompensationRequest) -> Result<Self, Error> {
         let pb::ApproveFounderCompensationRequest {
-            compensation_id: id,
+            compensation_id,
             request_id: _,
         } = message;
-        let record = self
-            .compensations
-            .approve(&caller, key, compensation_id(&id)?)
-            .await?;
-        Ok(Response::new(pb::ApproveFounderCompensationResponse {
-            compensation: Some(to_proto(record)),
-        }))
+        let compensation = parse_id("compensation_id", &compensation_id)?;
+        Ok(ApproveFounderCompensation { compensation })
     }
+}
 
-    async fn pay_founder_compensation(
-        &self,
-        request_message: Request<pb::PayFounderCompensationRequest>,
-    ) -> Result<Response<pb::PayFounderCompensationResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let message = request_message.into_inner();
-        let key = request_key(&message, &message.request_id)?;
+impl TryFrom<pb::PayFounderCompensationRequest> for PayFounderCompensation {
+    type Error = Error;
+    fn try_from(message: pb::PayFounderCompensationRequest) -> Result<Self, Error> {
         let pb::PayFounderCompensationRequest {
-            compensation_id: id,
+            compensation_id,
             request_id: _,
         } = message;
-        let record = self
-            .compensations
-            .pay(&caller, key, compensation_id(&id)?)
-            .await?;
-        Ok(Response::new(pb::PayFounderCompensationResponse {
-            compensation: Some(to_proto(record)),
-        }))
+        let compensation = parse_id("compensation_id", &compensation_id)?;
+        Ok(PayFounderCompensation { compensation })
     }
+}
 
-    async fn cancel_founder_compensation(
-        &self,
-        request_message: Request<pb::CancelFounderCompensationRequest>,
-    ) -> Result<Response<pb::CancelFounderCompensationResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let message = request_message.into_inner();
-        let key = request_key(&message, &message.request_id)?;
+impl TryFrom<pb::CancelFounderCompensationRequest> for CancelFounderCompensation {
+    type Error = Error;
+    fn try_from(message: pb::CancelFounderCompensationRequest) -> Result<Self, Error> {
         let pb::CancelFounderCompensationRequest {
-            compensation_id: id,
+            compensation_id,
             reason: why,
             request_id: _,
         } = message;
         let mut v = Violations::default();
-        let id = v.check(parse_id("compensation_id", &id));
-        let why = v.check(reason("reason", why).and_then(|why| {
-            if why.trim().is_empty() {
-                Err(FieldViolation::new("reason", "is required"))
-            } else {
-                Ok(why)
-            }
-        }));
-        let (id, why) = v.finish(|| Some((id?, why?)))?;
-        let record = self.compensations.cancel(&caller, key, id, why).await?;
-        Ok(Response::new(pb::CancelFounderCompensationResponse {
-            compensation: Some(to_proto(record)),
-        }))
+        let compensation = v.check(parse_id("compensation_id", &compensation_id));
+        let why = v.check(required_reason("reason", why));
+        v.finish(|| {
+            Some(CancelFounderCompensation {
+                compensation: compensation?,
+                reason: why?,
+            })
+        })
     }
+}
 
-    async fn get_founder_compensation(
-        &self,
-        request_message: Request<pb::GetFounderCompensationRequest>,
-    ) -> Result<Response<pb::GetFounderCompensationResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::GetFounderCompensationRequest {
-            compensation_id: id,
-        } = request_message.into_inner();
-        let record = self
-            .compensations
-            .get(&caller, compensation_id(&id)?)
-            .await?;
-        Ok(Response::new(pb::GetFounderCompensationResponse {
-            compensation: Some(to_proto(record)),
-        }))
+impl TryFrom<pb::GetFounderCompensationRequest> for GetFounderCompensation {
+    type Error = Error;
+    fn try_from(message: pb::GetFounderCompensationRequest) -> Result<Self, Error> {
+        let pb::GetFounderCompensationRequest { compensation_id } = message;
+        let compensation = parse_id("compensation_id", &compensation_id)?;
+        Ok(GetFounderCompensation { compensation })
     }
+}
 
-    async fn list_founder_compensations(
-        &self,
-        request_message: Request<pb::ListFounderCompensationsRequest>,
-    ) -> Result<Response<pb::ListFounderCompensationsResponse>, Status> {
-        let caller = principal(&request_message)?;
+impl TryFrom<pb::ListFounderCompensationsRequest> for ListFounderCompensations {
+    type Error = Error;
+    fn try_from(message: pb::ListFounderCompensationsRequest) -> Result<Self, Error> {
         let pb::ListFounderCompensationsRequest {
             page_size,
             page_token,
@@ -290,24 +247,126 @@ impl FounderCompensationService for FounderCompensationApi {
             month,
             status,
             r#type,
-        } = request_message.into_inner();
+        } = message;
         let mut v = Violations::default();
         let founder = v.check(optional(&founder_id, |text| parse_id("founder_id", text)));
         let month = v.check(optional(&month, |text| Month::parse("month", text)));
-        let status = v.check(status_from("status", status));
-        let kind = v.check(type_from("type", r#type));
-        let filter = v.finish(|| {
-            Some(CompensationFilter {
-                founder: founder?,
-                month: month?,
-                status: status?,
-                kind: kind?,
+        let status = v.check(CompensationStatus::from_wire("status", status));
+        let kind = v.check(CompensationType::from_wire("type", r#type));
+        v.finish(|| {
+            Some(ListFounderCompensations {
+                filter: CompensationFilter {
+                    founder: founder?,
+                    month: month?,
+                    status: status?,
+                    kind: kind?,
+                },
+                page_size,
+                page_token,
             })
-        })?;
-        let page = self
-            .compensations
-            .list(&caller, filter, page_size, &page_token)
-            .await?;
+        })
+    }
+}
+
+impl TryFrom<pb::GetFounderCompensationSummaryRequest> for GetFounderCompensationSummary {
+    type Error = Error;
+    fn try_from(message: pb::GetFounderCompensationSummaryRequest) -> Result<Self, Error> {
+        let pb::GetFounderCompensationSummaryRequest {
+            founder_id,
+            start_month,
+            end_month,
+        } = message;
+        let mut v = Violations::default();
+        let founder = v.check(optional(&founder_id, |text| parse_id("founder_id", text)));
+        let start = v.check(optional(&start_month, |text| {
+            Month::parse("start_month", text)
+        }));
+        let end = v.check(optional(&end_month, |text| Month::parse("end_month", text)));
+        v.finish(|| {
+            Some(GetFounderCompensationSummary {
+                founder: founder?,
+                start: start?,
+                end: end?,
+            })
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl FounderCompensationService for FounderCompensationApi {
+    async fn create_founder_compensation(
+        &self,
+        request: Request<pb::CreateFounderCompensationRequest>,
+    ) -> Result<Response<pb::CreateFounderCompensationResponse>, Status> {
+        let caller = principal(&request)?;
+        let create = CreateFounderCompensation::try_from(request.into_inner())?;
+        let record = self.compensations.create(&caller, create).await?;
+        Ok(Response::new(pb::CreateFounderCompensationResponse {
+            compensation: Some(to_proto(record)),
+        }))
+    }
+
+    async fn approve_founder_compensation(
+        &self,
+        request: Request<pb::ApproveFounderCompensationRequest>,
+    ) -> Result<Response<pb::ApproveFounderCompensationResponse>, Status> {
+        let caller = principal(&request)?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let approve = ApproveFounderCompensation::try_from(message)?;
+        let record = self.compensations.approve(&caller, key, approve).await?;
+        Ok(Response::new(pb::ApproveFounderCompensationResponse {
+            compensation: Some(to_proto(record)),
+        }))
+    }
+
+    async fn pay_founder_compensation(
+        &self,
+        request: Request<pb::PayFounderCompensationRequest>,
+    ) -> Result<Response<pb::PayFounderCompensationResponse>, Status> {
+        let caller = principal(&request)?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let pay = PayFounderCompensation::try_from(message)?;
+        let record = self.compensations.pay(&caller, key, pay).await?;
+        Ok(Response::new(pb::PayFounderCompensationResponse {
+            compensation: Some(to_proto(record)),
+        }))
+    }
+
+    async fn cancel_founder_compensation(
+        &self,
+        request: Request<pb::CancelFounderCompensationRequest>,
+    ) -> Result<Response<pb::CancelFounderCompensationResponse>, Status> {
+        let caller = principal(&request)?;
+        let message = request.into_inner();
+        let key = request_key(&message, &message.request_id)?;
+        let cancel = CancelFounderCompensation::try_from(message)?;
+        let record = self.compensations.cancel(&caller, key, cancel).await?;
+        Ok(Response::new(pb::CancelFounderCompensationResponse {
+            compensation: Some(to_proto(record)),
+        }))
+    }
+
+    async fn get_founder_compensation(
+        &self,
+        request: Request<pb::GetFounderCompensationRequest>,
+    ) -> Result<Response<pb::GetFounderCompensationResponse>, Status> {
+        let caller = principal(&request)?;
+        let get = GetFounderCompensation::try_from(request.into_inner())?;
+        let record = self.compensations.get(&caller, get).await?;
+        Ok(Response::new(pb::GetFounderCompensationResponse {
+            compensation: Some(to_proto(record)),
+        }))
+    }
+
+    async fn list_founder_compensations(
+        &self,
+        request: Request<pb::ListFounderCompensationsRequest>,
+    ) -> Result<Response<pb::ListFounderCompensationsResponse>, Status> {
+        let caller = principal(&request)?;
+        let list = ListFounderCompensations::try_from(request.into_inner())?;
+        let page = self.compensations.list(&caller, list).await?;
         Ok(Response::new(pb::ListFounderCompensationsResponse {
             compensations: page.items.into_iter().map(to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -316,47 +375,11 @@ impl FounderCompensationService for FounderCompensationApi {
 
     async fn get_founder_compensation_summary(
         &self,
-        request_message: Request<pb::GetFounderCompensationSummaryRequest>,
+        request: Request<pb::GetFounderCompensationSummaryRequest>,
     ) -> Result<Response<pb::GetFounderCompensationSummaryResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::GetFounderCompensationSummaryRequest {
-            founder_id,
-            start_month,
-            end_month,
-        } = request_message.into_inner();
-        let mut v = Violations::default();
-        let founder = v.check(optional(&founder_id, |text| parse_id("founder_id", text)));
-        let start = v.check(optional(&start_month, |text| {
-            Month::parse("start_month", text)
-        }));
-        let end = v.check(optional(&end_month, |text| Month::parse("end_month", text)));
-        let (founder, start, end) = v.finish(|| Some((founder?, start?, end?)))?;
-        let summary = self
-            .compensations
-            .summary(&caller, founder, start, end)
-            .await?;
-        Ok(Response::new(pb::GetFounderCompensationSummaryResponse {
-            rows: summary
-                .rows
-                .into_iter()
-                .map(
-                    |(founder, month, kind, totals)| pb::CompensationSummaryRow {
-                        founder_id: founder.to_string(),
-                        month,
-                        r#type: type_to(kind) as i32,
-                        totals: Some(totals_to_proto(totals)),
-                    },
-                )
-                .collect(),
-            founders: summary
-                .founders
-                .into_iter()
-                .map(|(founder, totals)| pb::FounderCompensationTotals {
-                    founder_id: founder.to_string(),
-                    totals: Some(totals_to_proto(totals)),
-                })
-                .collect(),
-            totals: Some(totals_to_proto(summary.totals)),
-        }))
+        let caller = principal(&request)?;
+        let get = GetFounderCompensationSummary::try_from(request.into_inner())?;
+        let summary = self.compensations.summary(&caller, get).await?;
+        Ok(Response::new(summary_to_proto(summary)))
     }
 }

@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use crate::error::FieldViolation;
 use crate::fixed;
-use crate::money::Amount;
+use crate::money::{Amount, RequestId};
 
-text_enum!(ProofKind {
+wire_enum!(ProofKind as crate::proto::treasury::ProofKind, "proof kind" {
     Course => "course",
     Achievement => "achievement",
 });
@@ -67,6 +67,36 @@ impl NewProof {
     }
 }
 
+/// RecordProofOfKnowledge's input: the proof, under the caller's source
+/// transaction id (which makes sending it again safe).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordProofOfKnowledge {
+    pub source: RequestId,
+    pub proof: NewProof,
+}
+
+/// GetKnowledgeReward's input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetKnowledgeReward {
+    pub source: RequestId,
+}
+
+/// ListProofsOfKnowledge's input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListProofsOfKnowledge {
+    pub filter: ProofFilter,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+/// ListStudentEarnings' input: whose earnings; the caller's when not given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListStudentEarnings {
+    pub student: Option<Uuid>,
+    pub page_size: i32,
+    pub page_token: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Earning {
     pub id: Uuid,
@@ -93,6 +123,54 @@ pub struct Proof {
     #[serde(skip)]
     pub fingerprint: String,
     pub reward: Option<Earning>,
+}
+
+impl Proof {
+    /// A proof as `verified_by` records it, before its reward is paid.
+    pub fn verified(
+        new: &NewProof,
+        source: &RequestId,
+        fingerprint: String,
+        verified_by: Uuid,
+        verified_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            student: new.student,
+            kind: new.kind,
+            subject: new.subject.clone(),
+            score_hundredths: new.score_hundredths,
+            evidence_hash: new.evidence_hash.clone(),
+            verified_by,
+            verified_at,
+            source_transaction_id: source.as_str().to_owned(),
+            fingerprint,
+            reward: None,
+        }
+    }
+}
+
+impl Earning {
+    /// The reward for `proof`, paid into `wallet` by the ledger transfer
+    /// `transaction`.
+    pub fn for_proof(
+        proof: &Proof,
+        wallet: Uuid,
+        amount: Amount,
+        transaction: Uuid,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            student: proof.student,
+            proof: proof.id,
+            source_transaction_id: proof.source_transaction_id.clone(),
+            wallet,
+            amount_micros: amount.micros(),
+            transaction,
+            created_at,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -3,9 +3,13 @@
 
 use chrono::{SubsecRound, Utc};
 use sea_orm::DatabaseConnection;
-use uuid::Uuid;
 
-use super::domain::{Earning, NewProof, Proof, ProofFilter};
+use sea_orm::ConnectionTrait;
+
+use super::domain::{
+    Earning, GetKnowledgeReward, ListProofsOfKnowledge, ListStudentEarnings, NewProof, Proof,
+    RecordProofOfKnowledge,
+};
 use super::store;
 use crate::audit::{Audited, Change};
 use crate::auth::{Principal, Role};
@@ -16,7 +20,7 @@ use crate::identity::domain::UserType;
 use crate::money::{Amount, RequestId, format_azr};
 use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount, Transaction};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -44,6 +48,86 @@ pub struct Earnings {
     pub total_micros: i64,
 }
 
+/// Answers a proof sent again under its source id: the proof recorded the
+/// first time, unchanged, and audited as a call; a different proof under
+/// that id is refused.
+async fn replay_proof(
+    transaction: Audited,
+    caller: &Principal,
+    source: &RequestId,
+    fingerprint: &str,
+    existing: Proof,
+) -> Result<Recorded> {
+    if existing.fingerprint != fingerprint {
+        return Err(Error::AlreadyExists {
+            entity: "proof of knowledge",
+            field: "source_transaction_id".into(),
+        });
+    }
+    let change = Change::new(RESOURCE, existing.id)
+        .old(&existing)
+        .new_values(&existing)
+        .request_id(source.as_str());
+    transaction.commit(caller, change).await?;
+    Ok(Recorded {
+        proof: existing,
+        replayed: true,
+    })
+}
+
+/// What a new proof must name: a user who is a student, and one of their
+/// wallets to pay.
+async fn check_student_and_wallet(db: &impl ConnectionTrait, new: &NewProof) -> Result<()> {
+    let student = directory::find_user(db, new.student)
+        .await?
+        .ok_or_else(|| Error::not_found("user", new.student))?;
+    if student.user_type != UserType::Student {
+        return Err(Error::FailedPrecondition {
+            reason: "NOT_A_STUDENT",
+            message: format!(
+                "user {} is a {}, not a student",
+                student.id,
+                student.user_type.as_str()
+            ),
+        });
+    }
+    let wallet = directory::find_wallet(db, new.wallet)
+        .await?
+        .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
+    if wallet.owner_id != student.id {
+        return Err(Error::invalid(
+            "wallet_id",
+            "must be a wallet of the student's",
+        ));
+    }
+    Ok(())
+}
+
+/// The ledger command that pays `proof`'s reward from the circulation pool,
+/// with its ledger request id (one per proof, so it is paid once).
+fn reward_payout(proof: &Proof, new: &NewProof) -> Result<(RequestId, Command)> {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("proof_of_knowledge_id".into(), proof.id.to_string().into());
+    metadata.insert(
+        "source_transaction_id".into(),
+        proof.source_transaction_id.clone().into(),
+    );
+    let command = Command::PoolPayout {
+        pool: SystemAccount::CirculationPool,
+        to_wallet: new.wallet,
+        amount: new.reward,
+        note: Note {
+            reason: format!("knowledge reward: {} {}", new.kind.as_str(), new.subject),
+            metadata,
+        },
+    };
+    let request_id = RequestId::parse(
+        "source_transaction_id",
+        &format!("azora:knowledge-reward:{}", proof.id),
+    )?;
+    Ok((request_id, command))
+}
+
 impl Rewards {
     pub fn new(
         db: DatabaseConnection,
@@ -57,6 +141,27 @@ impl Rewards {
             max_reward,
             cache,
         }
+    }
+
+    /// Rewards' one way into the ledger: applies `command` inside this unit
+    /// of work (which also invalidates what it changed), so the money moves
+    /// only if the unit commits.
+    async fn apply(
+        &self,
+        transaction: &mut Audited,
+        caller: &Principal,
+        request_id: RequestId,
+        command: Command,
+    ) -> Result<Transaction> {
+        let mut outcomes = ledger::apply_in(
+            transaction,
+            &self.policy,
+            &[(caller.clone(), request_id, command)],
+        )
+        .await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))
     }
 
     /// Admins, machine accounts (users an admin gave the `service` role,
@@ -76,9 +181,9 @@ impl Rewards {
     pub async fn record(
         &self,
         caller: &Principal,
-        source: RequestId,
-        new: NewProof,
+        record: RecordProofOfKnowledge,
     ) -> Result<Recorded> {
+        let RecordProofOfKnowledge { source, proof: new } = record;
         self.require_verifier(caller).await?;
         if caller.user_id == new.student {
             return Err(Error::PermissionDenied);
@@ -110,99 +215,19 @@ impl Rewards {
         let fingerprint = new.fingerprint();
         let mut transaction = Audited::begin(&self.db, &self.cache).await?;
         if let Some(existing) = store::find_by_source(&*transaction, source.as_str()).await? {
-            if existing.fingerprint != fingerprint {
-                return Err(Error::AlreadyExists {
-                    entity: "proof of knowledge",
-                    field: "source_transaction_id".into(),
-                });
-            }
-            let change = Change::new(RESOURCE, existing.id)
-                .old(&existing)
-                .new_values(&existing)
-                .request_id(source.as_str());
-            transaction.commit(caller, change).await?;
-            return Ok(Recorded {
-                proof: existing,
-                replayed: true,
-            });
+            return replay_proof(transaction, caller, source, &fingerprint, existing).await;
         }
-        let student = directory::find_user(&*transaction, new.student)
-            .await?
-            .ok_or_else(|| Error::not_found("user", new.student))?;
-        if student.user_type != UserType::Student {
-            return Err(Error::FailedPrecondition {
-                reason: "NOT_A_STUDENT",
-                message: format!(
-                    "user {} is a {}, not a student",
-                    student.id,
-                    student.user_type.as_str()
-                ),
-            });
-        }
-        let wallet = directory::find_wallet(&*transaction, new.wallet)
-            .await?
-            .ok_or_else(|| Error::not_found("wallet", new.wallet))?;
-        if wallet.owner_id != student.id {
-            return Err(Error::invalid(
-                "wallet_id",
-                "must be a wallet of the student's",
-            ));
-        }
+        check_student_and_wallet(&*transaction, new).await?;
         let now = Utc::now().trunc_subsecs(6);
-        let mut proof = Proof {
-            id: Uuid::now_v7(),
-            student: new.student,
-            kind: new.kind,
-            subject: new.subject.clone(),
-            score_hundredths: new.score_hundredths,
-            evidence_hash: new.evidence_hash.clone(),
-            verified_by: caller.user_id,
-            verified_at: now,
-            source_transaction_id: source.as_str().to_owned(),
-            fingerprint,
-            reward: None,
-        };
+        let mut proof = Proof::verified(new, source, fingerprint, caller.user_id, now);
         // The proof first: its unique source id is what makes a concurrent
         // twin wait here, before any money moves.
         store::insert_proof(&*transaction, &proof).await?;
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("proof_of_knowledge_id".into(), proof.id.to_string().into());
-        metadata.insert(
-            "source_transaction_id".into(),
-            source.as_str().to_owned().into(),
-        );
-        let command = Command::PoolPayout {
-            pool: SystemAccount::CirculationPool,
-            to_wallet: new.wallet,
-            amount: new.reward,
-            note: Note {
-                reason: format!("knowledge reward: {} {}", new.kind.as_str(), new.subject),
-                metadata,
-            },
-        };
-        let ledger_request = RequestId::parse(
-            "source_transaction_id",
-            &format!("azora:knowledge-reward:{}", proof.id),
-        )?;
-        let mut outcomes = ledger::apply_in(
-            &mut transaction,
-            &self.policy,
-            &[(caller.clone(), ledger_request, command)],
-        )
-        .await?;
-        let paid = outcomes
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
-        let earning = Earning {
-            id: Uuid::now_v7(),
-            student: new.student,
-            proof: proof.id,
-            source_transaction_id: proof.source_transaction_id.clone(),
-            wallet: new.wallet,
-            amount_micros: new.reward.micros(),
-            transaction: paid.id,
-            created_at: now,
-        };
+        let (ledger_request, command) = reward_payout(&proof, new)?;
+        let paid = self
+            .apply(&mut transaction, caller, ledger_request, command)
+            .await?;
+        let earning = Earning::for_proof(&proof, new.wallet, new.reward, paid.id, now);
         store::insert_earning(&*transaction, &earning).await?;
         proof.reward = Some(earning);
         let change = Change::new(RESOURCE, proof.id)
@@ -215,23 +240,31 @@ impl Rewards {
         })
     }
 
-    pub async fn get_by_source(&self, caller: &Principal, source: &str) -> Result<Proof> {
+    pub async fn get_by_source(
+        &self,
+        caller: &Principal,
+        get: GetKnowledgeReward,
+    ) -> Result<Proof> {
+        let source = get.source;
         caller.readable(
-            store::find_by_source(&self.db, source).await?,
+            store::find_by_source(&self.db, source.as_str()).await?,
             |proof| proof.student,
-            || Error::not_found("knowledge reward", source),
+            || Error::not_found("knowledge reward", source.as_str()),
         )
     }
 
     pub async fn list_proofs(
         &self,
         caller: &Principal,
-        mut filter: ProofFilter,
-        page_size: i32,
-        page_token: &str,
+        list: ListProofsOfKnowledge,
     ) -> Result<Page<Proof>> {
+        let ListProofsOfKnowledge {
+            mut filter,
+            page_size,
+            page_token,
+        } = list;
         filter.student = caller.visible_owner(filter.student)?;
-        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut items = store::list_proofs(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut items, |proof| proof.id);
         Ok(Page {
@@ -243,15 +276,18 @@ impl Rewards {
     pub async fn list_earnings(
         &self,
         caller: &Principal,
-        student: Option<Uuid>,
-        page_size: i32,
-        page_token: &str,
+        list: ListStudentEarnings,
     ) -> Result<Earnings> {
+        let ListStudentEarnings {
+            student,
+            page_size,
+            page_token,
+        } = list;
         // Staff name a student; without one, everyone reads their own.
         let student = caller.visible_owner(student)?.unwrap_or(caller.user_id);
         let page = PageRequest::parse(
             page_size,
-            page_token,
+            &page_token,
             &format!("student_earnings|{student}"),
         )?;
         let mut items = store::list_earnings(&self.db, student, &page).await?;

@@ -1,20 +1,23 @@
-//! KnowledgeRewardService over gRPC: parse, call one operation, convert.
+//! KnowledgeRewardService over gRPC. Each handler parses its request with a
+//! `TryFrom` into the domain input type named after the RPC (collecting
+//! every violation), calls one operation and converts the result back.
 
 use tonic::{Request, Response, Status};
 
 use super::domain::{
-    Earning, NewProof, Proof, ProofFilter, ProofKind, format_score, parse_evidence_hash,
-    parse_score, parse_subject,
+    Earning, GetKnowledgeReward, ListProofsOfKnowledge, ListStudentEarnings, NewProof, Proof,
+    ProofFilter, ProofKind, RecordProofOfKnowledge, format_score, parse_evidence_hash, parse_score,
+    parse_subject,
 };
-use super::operations::Rewards;
+use super::operations::{Earnings, Rewards};
 use crate::auth::principal;
-use crate::error::{Error, FieldViolation};
+use crate::error::Error;
 use crate::money::RequestId;
 use crate::proto::treasury::{self as pb, knowledge_reward_service_server::KnowledgeRewardService};
 use crate::proto::types::Decimal;
-use crate::transport::amount;
-use crate::transport::parse_id;
-use crate::transport::{Violations, azr_decimal as decimal, optional, timestamp};
+use crate::transport::{
+    Violations, amount, azr_decimal as decimal, optional, parse_id, required, timestamp,
+};
 
 pub struct KnowledgeRewardApi {
     rewards: Rewards,
@@ -24,26 +27,6 @@ impl KnowledgeRewardApi {
     pub fn new(rewards: Rewards) -> Self {
         Self { rewards }
     }
-}
-
-fn kind_from(field: &str, value: i32) -> Result<Option<ProofKind>, FieldViolation> {
-    match pb::ProofKind::try_from(value) {
-        Ok(pb::ProofKind::Unspecified) => Ok(None),
-        Ok(pb::ProofKind::Course) => Ok(Some(ProofKind::Course)),
-        Ok(pb::ProofKind::Achievement) => Ok(Some(ProofKind::Achievement)),
-        Err(_) => Err(FieldViolation::new(field, "is not a known proof kind")),
-    }
-}
-
-fn kind_to(value: ProofKind) -> pb::ProofKind {
-    match value {
-        ProofKind::Course => pb::ProofKind::Course,
-        ProofKind::Achievement => pb::ProofKind::Achievement,
-    }
-}
-
-fn source_id(field: &str, text: &str) -> Result<RequestId, FieldViolation> {
-    RequestId::parse(field, text)
 }
 
 fn earning_to_proto(earning: Earning) -> pb::StudentEarning {
@@ -87,7 +70,7 @@ fn proof_to_proto(proof: Proof) -> pb::ProofOfKnowledge {
     pb::ProofOfKnowledge {
         id: id.to_string(),
         student_id: student.to_string(),
-        kind: kind_to(kind) as i32,
+        kind: kind.to_wire(),
         subject,
         score: Some(Decimal {
             value: format_score(score_hundredths),
@@ -100,13 +83,24 @@ fn proof_to_proto(proof: Proof) -> pb::ProofOfKnowledge {
     }
 }
 
-#[tonic::async_trait]
-impl KnowledgeRewardService for KnowledgeRewardApi {
-    async fn record_proof_of_knowledge(
-        &self,
-        request_message: Request<pb::RecordProofOfKnowledgeRequest>,
-    ) -> Result<Response<pb::RecordProofOfKnowledgeResponse>, Status> {
-        let caller = principal(&request_message)?;
+fn earnings_to_proto(earnings: Earnings) -> pb::ListStudentEarningsResponse {
+    let Earnings {
+        page,
+        reward_count,
+        total_micros,
+    } = earnings;
+    pb::ListStudentEarningsResponse {
+        earnings: page.items.into_iter().map(earning_to_proto).collect(),
+        next_page_token: page.next_page_token,
+        total_earned_azr: decimal(total_micros),
+        total_earned_usd: decimal(total_micros),
+        reward_count,
+    }
+}
+
+impl TryFrom<pb::RecordProofOfKnowledgeRequest> for RecordProofOfKnowledge {
+    type Error = Error;
+    fn try_from(message: pb::RecordProofOfKnowledgeRequest) -> Result<Self, Error> {
         let pb::RecordProofOfKnowledgeRequest {
             source_transaction_id,
             student_id,
@@ -116,15 +110,15 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
             score,
             evidence_hash,
             reward_amount,
-        } = request_message.into_inner();
+        } = message;
         let mut v = Violations::default();
-        let source = v.check(source_id("source_transaction_id", &source_transaction_id));
+        let source = v.check(RequestId::parse(
+            "source_transaction_id",
+            &source_transaction_id,
+        ));
         let student = v.check(parse_id("student_id", &student_id));
         let wallet = v.check(parse_id("wallet_id", &wallet_id));
-        let kind = v.check(
-            kind_from("kind", kind)
-                .and_then(|kind| kind.ok_or_else(|| FieldViolation::new("kind", "is required"))),
-        );
+        let kind = v.check(required("kind", ProofKind::from_wire("kind", kind)));
         let subject = v.check(parse_subject("subject", &subject));
         let score = v.check(parse_score(
             "score",
@@ -132,10 +126,10 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
         ));
         let evidence_hash = v.check(parse_evidence_hash("evidence_hash", &evidence_hash));
         let reward = v.check(amount("reward_amount", reward_amount.as_ref()));
-        let (source, new) = v.finish(|| {
-            Some((
-                source?,
-                NewProof {
+        v.finish(|| {
+            Some(RecordProofOfKnowledge {
+                source: source?,
+                proof: NewProof {
                     student: student?,
                     wallet: wallet?,
                     kind: kind?,
@@ -144,9 +138,73 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
                     evidence_hash: evidence_hash?,
                     reward: reward?,
                 },
-            ))
-        })?;
-        let recorded = self.rewards.record(&caller, source, new).await?;
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::GetKnowledgeRewardRequest> for GetKnowledgeReward {
+    type Error = Error;
+    fn try_from(message: pb::GetKnowledgeRewardRequest) -> Result<Self, Error> {
+        let pb::GetKnowledgeRewardRequest {
+            source_transaction_id,
+        } = message;
+        let source = RequestId::parse("source_transaction_id", &source_transaction_id)?;
+        Ok(GetKnowledgeReward { source })
+    }
+}
+
+impl TryFrom<pb::ListProofsOfKnowledgeRequest> for ListProofsOfKnowledge {
+    type Error = Error;
+    fn try_from(message: pb::ListProofsOfKnowledgeRequest) -> Result<Self, Error> {
+        let pb::ListProofsOfKnowledgeRequest {
+            page_size,
+            page_token,
+            student_id,
+            kind,
+        } = message;
+        let mut v = Violations::default();
+        let student = v.check(optional(&student_id, |text| parse_id("student_id", text)));
+        let kind = v.check(ProofKind::from_wire("kind", kind));
+        v.finish(|| {
+            Some(ListProofsOfKnowledge {
+                filter: ProofFilter {
+                    student: student?,
+                    kind: kind?,
+                },
+                page_size,
+                page_token,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ListStudentEarningsRequest> for ListStudentEarnings {
+    type Error = Error;
+    fn try_from(message: pb::ListStudentEarningsRequest) -> Result<Self, Error> {
+        let pb::ListStudentEarningsRequest {
+            page_size,
+            page_token,
+            student_id,
+        } = message;
+        let student = optional(&student_id, |text| parse_id("student_id", text))?;
+        Ok(ListStudentEarnings {
+            student,
+            page_size,
+            page_token,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl KnowledgeRewardService for KnowledgeRewardApi {
+    async fn record_proof_of_knowledge(
+        &self,
+        request: Request<pb::RecordProofOfKnowledgeRequest>,
+    ) -> Result<Response<pb::RecordProofOfKnowledgeResponse>, Status> {
+        let caller = principal(&request)?;
+        let record = RecordProofOfKnowledge::try_from(request.into_inner())?;
+        let recorded = self.rewards.record(&caller, record).await?;
         Ok(Response::new(pb::RecordProofOfKnowledgeResponse {
             proof: Some(proof_to_proto(recorded.proof)),
             replayed: recorded.replayed,
@@ -155,15 +213,11 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
 
     async fn get_knowledge_reward(
         &self,
-        request_message: Request<pb::GetKnowledgeRewardRequest>,
+        request: Request<pb::GetKnowledgeRewardRequest>,
     ) -> Result<Response<pb::GetKnowledgeRewardResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::GetKnowledgeRewardRequest {
-            source_transaction_id,
-        } = request_message.into_inner();
-        let source =
-            source_id("source_transaction_id", &source_transaction_id).map_err(Error::from)?;
-        let proof = self.rewards.get_by_source(&caller, source.as_str()).await?;
+        let caller = principal(&request)?;
+        let get = GetKnowledgeReward::try_from(request.into_inner())?;
+        let proof = self.rewards.get_by_source(&caller, get).await?;
         Ok(Response::new(pb::GetKnowledgeRewardResponse {
             proof: Some(proof_to_proto(proof)),
         }))
@@ -171,28 +225,11 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
 
     async fn list_proofs_of_knowledge(
         &self,
-        request_message: Request<pb::ListProofsOfKnowledgeRequest>,
+        request: Request<pb::ListProofsOfKnowledgeRequest>,
     ) -> Result<Response<pb::ListProofsOfKnowledgeResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::ListProofsOfKnowledgeRequest {
-            page_size,
-            page_token,
-            student_id,
-            kind,
-        } = request_message.into_inner();
-        let mut v = Violations::default();
-        let student = v.check(optional(&student_id, |text| parse_id("student_id", text)));
-        let kind = v.check(kind_from("kind", kind));
-        let filter = v.finish(|| {
-            Some(ProofFilter {
-                student: student?,
-                kind: kind?,
-            })
-        })?;
-        let page = self
-            .rewards
-            .list_proofs(&caller, filter, page_size, &page_token)
-            .await?;
+        let caller = principal(&request)?;
+        let list = ListProofsOfKnowledge::try_from(request.into_inner())?;
+        let page = self.rewards.list_proofs(&caller, list).await?;
         Ok(Response::new(pb::ListProofsOfKnowledgeResponse {
             proofs: page.items.into_iter().map(proof_to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -201,31 +238,11 @@ impl KnowledgeRewardService for KnowledgeRewardApi {
 
     async fn list_student_earnings(
         &self,
-        request_message: Request<pb::ListStudentEarningsRequest>,
+        request: Request<pb::ListStudentEarningsRequest>,
     ) -> Result<Response<pb::ListStudentEarningsResponse>, Status> {
-        let caller = principal(&request_message)?;
-        let pb::ListStudentEarningsRequest {
-            page_size,
-            page_token,
-            student_id,
-        } = request_message.into_inner();
-        let student =
-            optional(&student_id, |text| parse_id("student_id", text)).map_err(Error::from)?;
-        let earnings = self
-            .rewards
-            .list_earnings(&caller, student, page_size, &page_token)
-            .await?;
-        Ok(Response::new(pb::ListStudentEarningsResponse {
-            earnings: earnings
-                .page
-                .items
-                .into_iter()
-                .map(earning_to_proto)
-                .collect(),
-            next_page_token: earnings.page.next_page_token,
-            total_earned_azr: decimal(earnings.total_micros),
-            total_earned_usd: decimal(earnings.total_micros),
-            reward_count: earnings.reward_count,
-        }))
+        let caller = principal(&request)?;
+        let list = ListStudentEarnings::try_from(request.into_inner())?;
+        let earnings = self.rewards.list_earnings(&caller, list).await?;
+        Ok(Response::new(earnings_to_proto(earnings)))
     }
 }
