@@ -21,39 +21,16 @@ use uuid::Uuid;
 
 use crate::error::Error;
 
+wire_enum!(Role as crate::proto::identity::Role, "role" {
+    Admin => "admin",
+    Treasurer => "treasurer",
+    Auditor => "auditor",
+    Member => "member",
+    Service => "service",
+});
+
 /// What a key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    Admin,
-    Treasurer,
-    Auditor,
-    Member,
-    Service,
-}
-
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Admin,
-        Role::Treasurer,
-        Role::Auditor,
-        Role::Member,
-        Role::Service,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Treasurer => "treasurer",
-            Role::Auditor => "auditor",
-            Role::Member => "member",
-            Role::Service => "service",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|role| role.as_str() == text)
-    }
-
     /// Staff roles read every user's resources; members and service keys
     /// read only their own.
     pub fn reads_everything(self) -> bool {
@@ -72,19 +49,6 @@ pub struct RequestContext {
     /// Audit events this call has recorded; the authentication layer flags a
     /// successful mutating call that recorded none.
     pub audited: Arc<AtomicUsize>,
-}
-
-impl serde::Serialize for Role {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Role {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
-        Self::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("unknown role {text:?}")))
-    }
 }
 
 /// The authenticated caller: the user, the key they used and its role, and

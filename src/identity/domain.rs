@@ -11,7 +11,7 @@ use crate::auth::Role;
 use crate::error::FieldViolation;
 use crate::fixed;
 
-text_enum!(UserType {
+wire_enum!(UserType as crate::proto::identity::UserType, "user type" {
     Student => "student",
     Teacher => "teacher",
     Founder => "founder",
@@ -20,7 +20,7 @@ text_enum!(UserType {
     Staff => "staff",
 });
 
-text_enum!(KycStatus {
+wire_enum!(KycStatus as crate::proto::identity::KycStatus, "KYC status" {
     Pending => "pending",
     InReview => "in_review",
     Verified => "verified",
@@ -260,6 +260,31 @@ impl UserFilter {
         )
     }
 }
+
+/// UpdateUser: which user, and the changes its field mask names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserUpdate {
+    pub id: Uuid,
+    pub changes: UserChanges,
+}
+
+/// SetUserRole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoleChange {
+    pub user: Uuid,
+    pub role: Role,
+}
+
+/// SetKycStatus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KycUpdate {
+    pub user: Uuid,
+    pub change: KycChange,
+}
+
+/// Whose wallets or keys to list; `None` is everyone the caller may see.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnedBy(pub Option<Uuid>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KycChange {

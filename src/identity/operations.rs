@@ -6,8 +6,8 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::domain::{
-    ApiKey, IssuedApiKey, KycChange, NewApiKey, NewUser, NewWallet, User, UserChanges, UserFilter,
-    UserType, Username, Wallet,
+    ApiKey, IssuedApiKey, KycUpdate, NewApiKey, NewUser, NewWallet, OwnedBy, RoleChange, User,
+    UserFilter, UserType, UserUpdate, Username, Wallet,
 };
 use super::store;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use crate::auth::{self, KeyCache, Principal, Role};
 use crate::cache::{Cache, Entry, Generation, Invalidation};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageQuery, PageRequest};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -100,14 +100,16 @@ impl Identity {
     pub async fn list_users(
         &self,
         caller: &Principal,
-        mut filter: UserFilter,
-        page_size: i32,
-        page_token: &str,
+        PageQuery {
+            mut filter,
+            page_size,
+            page_token,
+        }: PageQuery<UserFilter>,
     ) -> Result<Page<User>> {
         if !caller.role.reads_everything() {
             filter.only_user = Some(caller.user_id);
         }
-        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut users = store::list_users(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut users, |user| user.id);
         Ok(Page {
@@ -120,8 +122,7 @@ impl Identity {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
-        changes: UserChanges,
+        UserUpdate { id, changes }: UserUpdate,
     ) -> Result<User> {
         let allowed = caller.is_admin()
             || (caller.user_id == id
@@ -155,8 +156,7 @@ impl Identity {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
-        role: Role,
+        RoleChange { user: id, role }: RoleChange,
     ) -> Result<User> {
         caller.require_role(&[Role::Admin])?;
         let mut transaction =
@@ -206,8 +206,7 @@ impl Identity {
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
-        change: KycChange,
+        KycUpdate { user: id, change }: KycUpdate,
     ) -> Result<User> {
         caller.require_role(&[Role::Admin, Role::Auditor])?;
         let mut transaction =
@@ -282,12 +281,14 @@ impl Identity {
     pub async fn list_wallets(
         &self,
         caller: &Principal,
-        owner: Option<Uuid>,
-        page_size: i32,
-        page_token: &str,
+        PageQuery {
+            filter: OwnedBy(owner),
+            page_size,
+            page_token,
+        }: PageQuery<OwnedBy>,
     ) -> Result<Page<Wallet>> {
         let owner = caller.visible_owner(owner)?;
-        let page = PageRequest::parse(page_size, page_token, &format!("wallets|{owner:?}"))?;
+        let page = PageRequest::parse(page_size, &page_token, &format!("wallets|{owner:?}"))?;
         let mut wallets = store::list_wallets(&self.db, owner, &page).await?;
         let next_page_token = page.finish(&mut wallets, |wallet| wallet.id);
         Ok(Page {
@@ -335,12 +336,14 @@ impl Identity {
     pub async fn list_api_keys(
         &self,
         caller: &Principal,
-        user: Option<Uuid>,
-        page_size: i32,
-        page_token: &str,
+        PageQuery {
+            filter: OwnedBy(user),
+            page_size,
+            page_token,
+        }: PageQuery<OwnedBy>,
     ) -> Result<Page<ApiKey>> {
         let user = caller.visible_owner(user)?;
-        let page = PageRequest::parse(page_size, page_token, &format!("api_keys|{user:?}"))?;
+        let page = PageRequest::parse(page_size, &page_token, &format!("api_keys|{user:?}"))?;
         let mut keys = store::list_api_keys(&self.db, user, &page).await?;
         let next_page_token = page.finish(&mut keys, |key| key.id);
         Ok(Page {

@@ -4,24 +4,23 @@
 use tonic::{Request, Response, Status};
 
 use super::domain::{
-    ApiKey, CountryCode, Email, KycChange, KycStatus, LanguageTag, Metadata, NewApiKey, NewUser,
-    NewWallet, ReputationScore, User, UserChanges, UserFilter, UserType, Username, Wallet,
-    parse_label,
+    ApiKey, CountryCode, Email, KycChange, KycStatus, KycUpdate, LanguageTag, Metadata, NewApiKey,
+    NewUser, NewWallet, OwnedBy, ReputationScore, RoleChange, User, UserChanges, UserFilter,
+    UserType, UserUpdate, Username, Wallet, parse_label,
 };
 use super::operations::Identity;
 use crate::address::{Address, display_address};
 use crate::auth::{Role, principal};
 use crate::error::{Error, FieldViolation};
 use crate::fixed::format_units;
+use crate::money::AZR_SCALE;
+use crate::pagination::PageQuery;
 use crate::proto::identity::{self as pb, identity_service_server::IdentityService};
 use crate::proto::types::Decimal;
 use crate::transport::parse_id;
 use crate::transport::{
-    Violations, datetime_from, json_object, json_to_struct, optional, request_key, timestamp,
+    Violations, json_object, json_to_struct, optional, optional_time, request_key, timestamp,
 };
-
-/// Scale of AZR amounts: 6 fractional digits (micro-AZR), as USDC.
-const AZR_SCALE: u32 = 6;
 
 pub struct IdentityApi {
     identity: Identity,
@@ -30,80 +29,6 @@ pub struct IdentityApi {
 impl IdentityApi {
     pub fn new(identity: Identity) -> Self {
         Self { identity }
-    }
-}
-
-fn user_type_from(field: &str, value: i32) -> Result<UserType, FieldViolation> {
-    match pb::UserType::try_from(value) {
-        Ok(pb::UserType::Student) => Ok(UserType::Student),
-        Ok(pb::UserType::Teacher) => Ok(UserType::Teacher),
-        Ok(pb::UserType::Founder) => Ok(UserType::Founder),
-        Ok(pb::UserType::Partner) => Ok(UserType::Partner),
-        Ok(pb::UserType::Investor) => Ok(UserType::Investor),
-        Ok(pb::UserType::Staff) => Ok(UserType::Staff),
-        Ok(pb::UserType::Unspecified) | Err(_) => Err(FieldViolation::new(
-            field,
-            "must be a user type other than USER_TYPE_UNSPECIFIED",
-        )),
-    }
-}
-
-fn user_type_to(value: UserType) -> pb::UserType {
-    match value {
-        UserType::Student => pb::UserType::Student,
-        UserType::Teacher => pb::UserType::Teacher,
-        UserType::Founder => pb::UserType::Founder,
-        UserType::Partner => pb::UserType::Partner,
-        UserType::Investor => pb::UserType::Investor,
-        UserType::Staff => pb::UserType::Staff,
-    }
-}
-
-fn role_from(field: &str, value: i32) -> Result<Role, FieldViolation> {
-    match pb::Role::try_from(value) {
-        Ok(pb::Role::Admin) => Ok(Role::Admin),
-        Ok(pb::Role::Treasurer) => Ok(Role::Treasurer),
-        Ok(pb::Role::Auditor) => Ok(Role::Auditor),
-        Ok(pb::Role::Member) => Ok(Role::Member),
-        Ok(pb::Role::Service) => Ok(Role::Service),
-        Ok(pb::Role::Unspecified) | Err(_) => Err(FieldViolation::new(
-            field,
-            "must be a role other than ROLE_UNSPECIFIED",
-        )),
-    }
-}
-
-fn role_to(value: Role) -> pb::Role {
-    match value {
-        Role::Admin => pb::Role::Admin,
-        Role::Treasurer => pb::Role::Treasurer,
-        Role::Auditor => pb::Role::Auditor,
-        Role::Member => pb::Role::Member,
-        Role::Service => pb::Role::Service,
-    }
-}
-
-fn kyc_from(field: &str, value: i32) -> Result<KycStatus, FieldViolation> {
-    match pb::KycStatus::try_from(value) {
-        Ok(pb::KycStatus::Pending) => Ok(KycStatus::Pending),
-        Ok(pb::KycStatus::InReview) => Ok(KycStatus::InReview),
-        Ok(pb::KycStatus::Verified) => Ok(KycStatus::Verified),
-        Ok(pb::KycStatus::Rejected) => Ok(KycStatus::Rejected),
-        Ok(pb::KycStatus::Expired) => Ok(KycStatus::Expired),
-        Ok(pb::KycStatus::Unspecified) | Err(_) => Err(FieldViolation::new(
-            field,
-            "must be a KYC status other than KYC_STATUS_UNSPECIFIED",
-        )),
-    }
-}
-
-fn kyc_to(value: KycStatus) -> pb::KycStatus {
-    match value {
-        KycStatus::Pending => pb::KycStatus::Pending,
-        KycStatus::InReview => pb::KycStatus::InReview,
-        KycStatus::Verified => pb::KycStatus::Verified,
-        KycStatus::Rejected => pb::KycStatus::Rejected,
-        KycStatus::Expired => pb::KycStatus::Expired,
     }
 }
 
@@ -150,8 +75,8 @@ fn user_to_proto(user: User) -> pb::User {
         id: id.to_string(),
         username,
         email: email.unwrap_or_default(),
-        user_type: user_type_to(user_type) as i32,
-        role: role_to(role) as i32,
+        user_type: user_type.to_wire(),
+        role: role.to_wire(),
         wallet_address: wallet_address
             .as_deref()
             .map(display_address)
@@ -159,7 +84,7 @@ fn user_to_proto(user: User) -> pb::User {
         jurisdiction: jurisdiction.unwrap_or_default(),
         country: country.unwrap_or_default(),
         language,
-        kyc_status: kyc_to(kyc_status) as i32,
+        kyc_status: kyc_status.to_wire(),
         kyc_reason: kyc_reason.unwrap_or_default(),
         kyc_update_time: kyc_updated_at.map(timestamp),
         reputation_score: Some(Decimal {
@@ -217,7 +142,7 @@ fn api_key_to_proto(key: ApiKey) -> pb::ApiKey {
         id: id.to_string(),
         user_id: user_id.to_string(),
         name,
-        role: role_to(role) as i32,
+        role: role.to_wire(),
         prefix,
         create_time: Some(timestamp(created_at)),
         expire_time: expires_at.map(timestamp),
@@ -242,7 +167,7 @@ impl TryFrom<pb::CreateUserRequest> for NewUser {
         let mut v = Violations::default();
         let username = v.check(Username::parse("username", &username));
         let email = v.check(optional(&email, |text| Email::parse("email", text)));
-        let user_type = v.check(user_type_from("user_type", user_type));
+        let user_type = v.check(UserType::require_wire("user_type", user_type));
         let wallet_address = v.check(optional(&wallet_address, |text| {
             Address::parse("wallet_address", text)
         }));
@@ -271,74 +196,235 @@ impl TryFrom<pb::CreateUserRequest> for NewUser {
     }
 }
 
-/// Parses an UpdateUser request into the user's id and the changes its mask
-/// names; unknown and read-only paths are rejected.
-fn parse_update(request: pb::UpdateUserRequest) -> Result<(uuid::Uuid, UserChanges), Error> {
-    let pb::UpdateUserRequest {
-        user,
-        update_mask,
-        request_id: _,
-    } = request;
-    let Some(user) = user else {
-        return Err(Error::invalid("user", "is required"));
-    };
-    let mut v = Violations::default();
-    let id = v.check(parse_id("user.id", &user.id));
-    let paths = update_mask.map(|mask| mask.paths).unwrap_or_default();
-    if paths.is_empty() {
-        v.0.push(FieldViolation::new(
-            "update_mask",
-            "must name at least one field to change",
-        ));
-    }
-    let mut changes = UserChanges::default();
-    for path in &paths {
-        let field = format!("user.{path}");
-        match path.as_str() {
-            "email" => {
-                changes.email = v.check(optional(&user.email, |text| Email::parse(&field, text)))
-            }
-            "user_type" => changes.user_type = v.check(user_type_from(&field, user.user_type)),
-            "wallet_address" => {
-                changes.wallet_address = v.check(optional(&user.wallet_address, |text| {
-                    Address::parse(&field, text)
-                }))
-            }
-            "jurisdiction" => {
-                changes.jurisdiction = v.check(optional(&user.jurisdiction, |text| {
-                    CountryCode::parse(&field, text)
-                }))
-            }
-            "country" => {
-                changes.country = v.check(optional(&user.country, |text| {
-                    CountryCode::parse(&field, text)
-                }))
-            }
-            "language" => changes.language = v.check(LanguageTag::parse(&field, &user.language)),
-            "metadata" => changes.metadata = v.check(metadata_from(&field, user.metadata.clone())),
-            "reputation_score" => {
-                let text = user
-                    .reputation_score
-                    .as_ref()
-                    .map(|decimal| decimal.value.as_str())
-                    .unwrap_or_default();
-                changes.reputation_score = v.check(ReputationScore::parse(&field, text));
-            }
-            "role" => v.0.push(FieldViolation::new(
+/// UpdateUser: the user's id and the changes its mask names; unknown and
+/// read-only paths are rejected.
+impl TryFrom<pb::UpdateUserRequest> for UserUpdate {
+    type Error = Error;
+
+    fn try_from(request: pb::UpdateUserRequest) -> Result<Self, Error> {
+        let pb::UpdateUserRequest {
+            user,
+            update_mask,
+            request_id: _,
+        } = request;
+        let Some(user) = user else {
+            return Err(Error::invalid("user", "is required"));
+        };
+        let mut v = Violations::default();
+        let id = v.check(parse_id("user.id", &user.id));
+        let paths = update_mask.map(|mask| mask.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.0.push(FieldViolation::new(
                 "update_mask",
-                "role is changed with SetUserRole",
-            )),
-            "kyc_status" | "kyc_reason" => v.0.push(FieldViolation::new(
-                "update_mask",
-                "KYC status is changed with SetKycStatus",
-            )),
-            other => v.0.push(FieldViolation::new(
-                "update_mask",
-                format!("{other:?} is not an updatable field"),
-            )),
+                "must name at least one field to change",
+            ));
         }
+        let mut changes = UserChanges::default();
+        for path in &paths {
+            change_one(&mut v, &mut changes, path, &user);
+        }
+        v.finish(|| Some(UserUpdate { id: id?, changes }))
     }
-    v.finish(|| Some((id?, changes)))
+}
+
+/// Parses the one field of `user` that `path` names into `changes`.
+fn change_one(v: &mut Violations, changes: &mut UserChanges, path: &str, user: &pb::User) {
+    let field = format!("user.{path}");
+    match path {
+        "email" => {
+            changes.email = v.check(optional(&user.email, |text| Email::parse(&field, text)))
+        }
+        "user_type" => changes.user_type = v.check(UserType::require_wire(&field, user.user_type)),
+        "wallet_address" => {
+            changes.wallet_address = v.check(optional(&user.wallet_address, |text| {
+                Address::parse(&field, text)
+            }))
+        }
+        "jurisdiction" => {
+            changes.jurisdiction = v.check(optional(&user.jurisdiction, |text| {
+                CountryCode::parse(&field, text)
+            }))
+        }
+        "country" => {
+            changes.country = v.check(optional(&user.country, |text| {
+                CountryCode::parse(&field, text)
+            }))
+        }
+        "language" => changes.language = v.check(LanguageTag::parse(&field, &user.language)),
+        "metadata" => changes.metadata = v.check(metadata_from(&field, user.metadata.clone())),
+        "reputation_score" => {
+            let text = user
+                .reputation_score
+                .as_ref()
+                .map(|decimal| decimal.value.as_str())
+                .unwrap_or_default();
+            changes.reputation_score = v.check(ReputationScore::parse(&field, text));
+        }
+        "role" => v.0.push(FieldViolation::new(
+            "update_mask",
+            "role is changed with SetUserRole",
+        )),
+        "kyc_status" | "kyc_reason" => v.0.push(FieldViolation::new(
+            "update_mask",
+            "KYC status is changed with SetKycStatus",
+        )),
+        other => v.0.push(FieldViolation::new(
+            "update_mask",
+            format!("{other:?} is not an updatable field"),
+        )),
+    }
+}
+
+impl TryFrom<pb::ListUsersRequest> for PageQuery<UserFilter> {
+    type Error = Error;
+
+    fn try_from(request: pb::ListUsersRequest) -> Result<Self, Error> {
+        let pb::ListUsersRequest {
+            page_size,
+            page_token,
+            user_type,
+            kyc_status,
+            jurisdiction,
+        } = request;
+        let mut v = Violations::default();
+        let user_type = v.check(filter_enum("user_type", user_type, UserType::require_wire));
+        let kyc_status = v.check(filter_enum(
+            "kyc_status",
+            kyc_status,
+            KycStatus::require_wire,
+        ));
+        let jurisdiction = v.check(optional(&jurisdiction, |text| {
+            CountryCode::parse("jurisdiction", text)
+        }));
+        let filter = v.finish(|| {
+            Some(UserFilter {
+                user_type: user_type?,
+                kyc_status: kyc_status?,
+                jurisdiction: jurisdiction?.map(|code| code.as_str().to_owned()),
+                only_user: None,
+            })
+        })?;
+        Ok(PageQuery {
+            filter,
+            page_size,
+            page_token,
+        })
+    }
+}
+
+impl TryFrom<pb::SetUserRoleRequest> for RoleChange {
+    type Error = Error;
+
+    fn try_from(request: pb::SetUserRoleRequest) -> Result<Self, Error> {
+        let mut v = Violations::default();
+        let user = v.check(parse_id("user_id", &request.user_id));
+        let role = v.check(Role::require_wire("role", request.role));
+        v.finish(|| {
+            Some(RoleChange {
+                user: user?,
+                role: role?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::SetKycStatusRequest> for KycUpdate {
+    type Error = Error;
+
+    fn try_from(request: pb::SetKycStatusRequest) -> Result<Self, Error> {
+        let pb::SetKycStatusRequest {
+            user_id,
+            kyc_status,
+            reason,
+            request_id: _,
+        } = request;
+        let mut v = Violations::default();
+        let user = v.check(parse_id("user_id", &user_id));
+        let status = v.check(KycStatus::require_wire("kyc_status", kyc_status));
+        if reason.chars().count() > KycChange::MAX_REASON {
+            v.0.push(FieldViolation::new(
+                "reason",
+                format!("must be at most {} characters", KycChange::MAX_REASON),
+            ));
+        }
+        if status == Some(KycStatus::Rejected) && reason.trim().is_empty() {
+            v.0.push(FieldViolation::new("reason", "is required when rejecting"));
+        }
+        v.finish(|| {
+            let reason = (!reason.trim().is_empty()).then_some(reason);
+            Some(KycUpdate {
+                user: user?,
+                change: KycChange {
+                    status: status?,
+                    reason,
+                },
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::CreateWalletRequest> for NewWallet {
+    type Error = Error;
+
+    fn try_from(request: pb::CreateWalletRequest) -> Result<Self, Error> {
+        let mut v = Violations::default();
+        let owner_id = v.check(parse_id("owner_id", &request.owner_id));
+        let address = v.check(Address::parse("address", &request.address));
+        let label = v.check(parse_label("label", &request.label));
+        v.finish(|| {
+            Some(NewWallet {
+                owner_id: owner_id?,
+                address: address?,
+                label: label?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ListWalletsRequest> for PageQuery<OwnedBy> {
+    type Error = Error;
+
+    fn try_from(request: pb::ListWalletsRequest) -> Result<Self, Error> {
+        let owner = optional(&request.owner_id, |text| parse_id("owner_id", text))?;
+        Ok(PageQuery {
+            filter: OwnedBy(owner),
+            page_size: request.page_size,
+            page_token: request.page_token,
+        })
+    }
+}
+
+impl TryFrom<pb::CreateApiKeyRequest> for NewApiKey {
+    type Error = Error;
+
+    fn try_from(request: pb::CreateApiKeyRequest) -> Result<Self, Error> {
+        let mut v = Violations::default();
+        let user_id = v.check(parse_id("user_id", &request.user_id));
+        let name = v.check(parse_label("name", &request.name));
+        let role = v.check(Role::require_wire("role", request.role));
+        let expires_at = v.check(optional_time("expire_time", request.expire_time.as_ref()));
+        v.finish(|| {
+            Some(NewApiKey {
+                user_id: user_id?,
+                name: name?,
+                role: role?,
+                expires_at: expires_at?,
+            })
+        })
+    }
+}
+
+impl TryFrom<pb::ListApiKeysRequest> for PageQuery<OwnedBy> {
+    type Error = Error;
+
+    fn try_from(request: pb::ListApiKeysRequest) -> Result<Self, Error> {
+        let user = optional(&request.user_id, |text| parse_id("user_id", text))?;
+        Ok(PageQuery {
+            filter: OwnedBy(user),
+            page_size: request.page_size,
+            page_token: request.page_token,
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -375,31 +461,8 @@ impl IdentityService for IdentityApi {
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
         let caller = principal(&request)?;
-        let pb::ListUsersRequest {
-            page_size,
-            page_token,
-            user_type,
-            kyc_status,
-            jurisdiction,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let user_type = v.check(filter_enum("user_type", user_type, user_type_from));
-        let kyc_status = v.check(filter_enum("kyc_status", kyc_status, kyc_from));
-        let jurisdiction = v.check(optional(&jurisdiction, |text| {
-            CountryCode::parse("jurisdiction", text)
-        }));
-        let filter = v.finish(|| {
-            Some(UserFilter {
-                user_type: user_type?,
-                kyc_status: kyc_status?,
-                jurisdiction: jurisdiction?.map(|code| code.as_str().to_owned()),
-                only_user: None,
-            })
-        })?;
-        let page = self
-            .identity
-            .list_users(&caller, filter, page_size, &page_token)
-            .await?;
+        let query = PageQuery::try_from(request.into_inner())?;
+        let page = self.identity.list_users(&caller, query).await?;
         Ok(Response::new(pb::ListUsersResponse {
             users: page.items.into_iter().map(user_to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -413,8 +476,8 @@ impl IdentityService for IdentityApi {
         let caller = principal(&request)?;
         let message = request.into_inner();
         let key = request_key(&message, &message.request_id)?;
-        let (id, changes) = parse_update(message)?;
-        let user = self.identity.update_user(&caller, key, id, changes).await?;
+        let update = UserUpdate::try_from(message)?;
+        let user = self.identity.update_user(&caller, key, update).await?;
         Ok(Response::new(pb::UpdateUserResponse {
             user: Some(user_to_proto(user)),
         }))
@@ -427,16 +490,8 @@ impl IdentityService for IdentityApi {
         let caller = principal(&request)?;
         let message = request.into_inner();
         let key = request_key(&message, &message.request_id)?;
-        let pb::SetUserRoleRequest {
-            user_id,
-            role,
-            request_id: _,
-        } = message;
-        let mut v = Violations::default();
-        let id = v.check(parse_id("user_id", &user_id));
-        let role = v.check(role_from("role", role));
-        let (id, role) = v.finish(|| Some((id?, role?)))?;
-        let user = self.identity.set_user_role(&caller, key, id, role).await?;
+        let change = RoleChange::try_from(message)?;
+        let user = self.identity.set_user_role(&caller, key, change).await?;
         Ok(Response::new(pb::SetUserRoleResponse {
             user: Some(user_to_proto(user)),
         }))
@@ -449,38 +504,8 @@ impl IdentityService for IdentityApi {
         let caller = principal(&request)?;
         let message = request.into_inner();
         let key = request_key(&message, &message.request_id)?;
-        let pb::SetKycStatusRequest {
-            user_id,
-            kyc_status,
-            reason,
-            request_id: _,
-        } = message;
-        let mut v = Violations::default();
-        let id = v.check(parse_id("user_id", &user_id));
-        let status = v.check(kyc_from("kyc_status", kyc_status));
-        if reason.chars().count() > KycChange::MAX_REASON {
-            v.0.push(FieldViolation::new(
-                "reason",
-                format!("must be at most {} characters", KycChange::MAX_REASON),
-            ));
-        }
-        if status == Some(KycStatus::Rejected) && reason.trim().is_empty() {
-            v.0.push(FieldViolation::new("reason", "is required when rejecting"));
-        }
-        let (id, change) = v.finish(|| {
-            let reason = (!reason.trim().is_empty()).then_some(reason);
-            Some((
-                id?,
-                KycChange {
-                    status: status?,
-                    reason,
-                },
-            ))
-        })?;
-        let user = self
-            .identity
-            .set_kyc_status(&caller, key, id, change)
-            .await?;
+        let update = KycUpdate::try_from(message)?;
+        let user = self.identity.set_kyc_status(&caller, key, update).await?;
         Ok(Response::new(pb::SetKycStatusResponse {
             user: Some(user_to_proto(user)),
         }))
@@ -493,23 +518,7 @@ impl IdentityService for IdentityApi {
         let caller = principal(&request)?;
         let message = request.into_inner();
         let key = request_key(&message, &message.request_id)?;
-        let pb::CreateWalletRequest {
-            owner_id,
-            address,
-            label,
-            request_id: _,
-        } = message;
-        let mut v = Violations::default();
-        let owner_id = v.check(parse_id("owner_id", &owner_id));
-        let address = v.check(Address::parse("address", &address));
-        let label = v.check(parse_label("label", &label));
-        let new = v.finish(|| {
-            Some(NewWallet {
-                owner_id: owner_id?,
-                address: address?,
-                label: label?,
-            })
-        })?;
+        let new = NewWallet::try_from(message)?;
         let wallet = self.identity.create_wallet(&caller, key, new).await?;
         Ok(Response::new(pb::CreateWalletResponse {
             wallet: Some(wallet_to_proto(wallet)),
@@ -534,16 +543,8 @@ impl IdentityService for IdentityApi {
         request: Request<pb::ListWalletsRequest>,
     ) -> Result<Response<pb::ListWalletsResponse>, Status> {
         let caller = principal(&request)?;
-        let pb::ListWalletsRequest {
-            page_size,
-            page_token,
-            owner_id,
-        } = request.into_inner();
-        let owner = optional(&owner_id, |text| parse_id("owner_id", text)).map_err(Error::from)?;
-        let page = self
-            .identity
-            .list_wallets(&caller, owner, page_size, &page_token)
-            .await?;
+        let query = PageQuery::try_from(request.into_inner())?;
+        let page = self.identity.list_wallets(&caller, query).await?;
         Ok(Response::new(pb::ListWalletsResponse {
             wallets: page.items.into_iter().map(wallet_to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -557,31 +558,7 @@ impl IdentityService for IdentityApi {
         let caller = principal(&request)?;
         let message = request.into_inner();
         let key = request_key(&message, &message.request_id)?;
-        let pb::CreateApiKeyRequest {
-            user_id,
-            name,
-            role,
-            expire_time,
-            request_id: _,
-        } = message;
-        let mut v = Violations::default();
-        let user_id = v.check(parse_id("user_id", &user_id));
-        let name = v.check(parse_label("name", &name));
-        let role = v.check(role_from("role", role));
-        let expires_at = v.check(
-            expire_time
-                .as_ref()
-                .map(|at| datetime_from("expire_time", at))
-                .transpose(),
-        );
-        let new = v.finish(|| {
-            Some(NewApiKey {
-                user_id: user_id?,
-                name: name?,
-                role: role?,
-                expires_at: expires_at?,
-            })
-        })?;
+        let new = NewApiKey::try_from(message)?;
         let issued = self.identity.create_api_key(&caller, key, new).await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_proto(issued.key)),
@@ -595,16 +572,8 @@ impl IdentityService for IdentityApi {
         request: Request<pb::ListApiKeysRequest>,
     ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         let caller = principal(&request)?;
-        let pb::ListApiKeysRequest {
-            page_size,
-            page_token,
-            user_id,
-        } = request.into_inner();
-        let user = optional(&user_id, |text| parse_id("user_id", text)).map_err(Error::from)?;
-        let page = self
-            .identity
-            .list_api_keys(&caller, user, page_size, &page_token)
-            .await?;
+        let query = PageQuery::try_from(request.into_inner())?;
+        let page = self.identity.list_api_keys(&caller, query).await?;
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: page.items.into_iter().map(api_key_to_proto).collect(),
             next_page_token: page.next_page_token,
