@@ -487,51 +487,70 @@ pub struct Verification {
 /// is OUT_OF_RANGE. (Verifying past the head once looked for links that were
 /// never written and reported an intact chain as broken at its head.)
 pub async fn verify(db: &impl ConnectionTrait, from: i64, to: Option<i64>) -> Result<Verification> {
+    let head = chain_head::Entity::find_by_id(1)
+        .one(db)
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| Error::internal("the audit chain head is missing"))?;
+    check_range(from, to, head.sequence)?;
+    let unchained = pending::Entity::find().count(db).await.map_err(classify)? as i64;
+    let walk = walk_links(db, from, to.unwrap_or(head.sequence)).await?;
+    // The head must be the last link: deleting the newest links is a break too.
+    let broken_at = walk.broken_at.or_else(|| {
+        (to.is_none() && head.sequence > 0 && walk.previous != head.hash).then_some(head.sequence)
+    });
+    Ok(Verification {
+        intact: broken_at.is_none(),
+        first_broken_sequence: broken_at,
+        checked: walk.checked,
+        head_sequence: head.sequence,
+        head_hash: head.hash,
+        unchained,
+    })
+}
+
+/// A range to verify must exist (see [`verify`]).
+fn check_range(from: i64, to: Option<i64>, head: i64) -> Result<()> {
     if let Some(to) = to.filter(|to| *to < from) {
         return Err(Error::invalid(
             "to_sequence",
             format!("{to} is before from_sequence {from}"),
         ));
     }
-    let head = chain_head::Entity::find_by_id(1)
-        .one(db)
-        .await
-        .map_err(classify)?
-        .ok_or_else(|| Error::internal("the audit chain head is missing"))?;
-    if from > 1 && from > head.sequence {
+    if from > 1 && from > head {
         return Err(Error::OutOfRange {
             field: "from_sequence",
-            message: format!("{from} is beyond the chain head {}", head.sequence),
+            message: format!("{from} is beyond the chain head {head}"),
         });
     }
-    if let Some(to) = to.filter(|to| *to > head.sequence) {
+    if let Some(to) = to.filter(|to| *to > head) {
         return Err(Error::OutOfRange {
             field: "to_sequence",
-            message: format!("{to} is beyond the chain head {}", head.sequence),
+            message: format!("{to} is beyond the chain head {head}"),
         });
     }
-    let unchained = pending::Entity::find().count(db).await.map_err(classify)? as i64;
-    let last = to.unwrap_or(head.sequence);
-    let mut previous = if from <= 1 {
-        GENESIS_HASH.to_owned()
-    } else {
-        chain::Entity::find_by_id(from - 1)
-            .one(db)
-            .await
-            .map_err(classify)?
-            .map(|link| link.hash)
-            .unwrap_or_default()
-    };
-    let broken = |sequence: i64, checked: i64| Verification {
-        intact: false,
-        first_broken_sequence: Some(sequence),
-        checked,
-        head_sequence: head.sequence,
-        head_hash: head.hash.clone(),
-        unchained,
+    Ok(())
+}
+
+/// How far a walk along the chain got.
+struct Walk {
+    /// Links that were intact.
+    checked: i64,
+    /// The hash of the last intact link (or of the link before `from`).
+    previous: String,
+    /// The first sequence number that is missing or does not hash.
+    broken_at: Option<i64>,
+}
+
+/// Recomputes links `from..=last`, a batch at a time, stopping at the first
+/// that is missing or does not hash.
+async fn walk_links(db: &impl ConnectionTrait, from: i64, last: i64) -> Result<Walk> {
+    let mut walk = Walk {
+        checked: 0,
+        previous: hash_before(db, from).await?,
+        broken_at: None,
     };
     let mut expected = from.max(1);
-    let mut checked = 0;
     while expected <= last {
         let links = chain::Entity::find()
             .filter(chain::Column::Sequence.gte(expected))
@@ -542,43 +561,54 @@ pub async fn verify(db: &impl ConnectionTrait, from: i64, to: Option<i64>) -> Re
             .await
             .map_err(classify)?;
         if links.is_empty() {
-            return Ok(broken(expected, checked));
+            walk.broken_at = Some(expected);
+            return Ok(walk);
         }
-        let events: std::collections::HashMap<Uuid, audit_event::Model> =
-            audit_event::Entity::find()
-                .filter(audit_event::Column::Id.is_in(links.iter().map(|link| link.event_id)))
-                .all(db)
-                .await
-                .map_err(classify)?
-                .into_iter()
-                .map(|event| (event.id, event))
-                .collect();
+        let events = events_by_id(db, links.iter().map(|link| link.event_id)).await?;
         for link in links {
             let intact = link.sequence == expected
-                && link.previous_hash == previous
-                && events
-                    .get(&link.event_id)
-                    .is_some_and(|event| chain_hash(&previous, event, link.sequence) == link.hash);
+                && link.previous_hash == walk.previous
+                && events.get(&link.event_id).is_some_and(|event| {
+                    chain_hash(&walk.previous, event, link.sequence) == link.hash
+                });
             if !intact {
-                return Ok(broken(expected, checked));
+                walk.broken_at = Some(expected);
+                return Ok(walk);
             }
-            previous = link.hash;
+            walk.previous = link.hash;
             expected += 1;
-            checked += 1;
+            walk.checked += 1;
         }
     }
-    // The head must be the last link: deleting the newest links is a break too.
-    if to.is_none() && head.sequence > 0 && previous != head.hash {
-        return Ok(broken(head.sequence, checked));
+    Ok(walk)
+}
+
+/// The hash a walk starting at `from` must find as its first link's
+/// previous hash.
+async fn hash_before(db: &impl ConnectionTrait, from: i64) -> Result<String> {
+    if from <= 1 {
+        return Ok(GENESIS_HASH.to_owned());
     }
-    Ok(Verification {
-        intact: true,
-        first_broken_sequence: None,
-        checked,
-        head_sequence: head.sequence,
-        head_hash: head.hash.clone(),
-        unchained,
-    })
+    Ok(chain::Entity::find_by_id(from - 1)
+        .one(db)
+        .await
+        .map_err(classify)?
+        .map(|link| link.hash)
+        .unwrap_or_default())
+}
+
+async fn events_by_id(
+    db: &impl ConnectionTrait,
+    ids: impl Iterator<Item = Uuid>,
+) -> Result<std::collections::HashMap<Uuid, audit_event::Model>> {
+    Ok(audit_event::Entity::find()
+        .filter(audit_event::Column::Id.is_in(ids))
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|event| (event.id, event))
+        .collect())
 }
 
 /// The chain links of some events, by event id.
