@@ -103,14 +103,6 @@ impl AuditFilter {
     }
 }
 
-/// A ListAuditEvents call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditQuery {
-    pub filter: AuditFilter,
-    pub page_size: i32,
-    pub page_token: String,
-}
-
 /// The part of the chain a VerifyAuditLog call checks: `[from, to]`, to the
 /// head when `to` is None.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,13 +196,6 @@ pub struct Report {
     pub pending_claims_micros: i64,
 }
 
-/// A page of reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReportQuery {
-    pub page_size: i32,
-    pub page_token: String,
-}
-
 /// Something an operator should look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Alert {
@@ -235,15 +220,14 @@ impl Alert {
     }
 }
 
-/// A ListAlerts call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AlertQuery {
+/// Which alerts to list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlertFilter {
     pub unacknowledged_only: bool,
-    pub page_size: i32,
-    pub page_token: String,
 }
 
-impl AlertQuery {
+impl AlertFilter {
+    /// What a page token of this listing is bound to.
     pub fn fingerprint(&self) -> String {
         format!("alerts|{}", self.unacknowledged_only)
     }

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::alerts;
 use super::checks;
 use super::domain::{
-    Alert, AlertQuery, AlertWatch, AuditEvent, AuditQuery, AuditRange, Report, ReportQuery,
-    ReportRequest, ReportStatus, Severity,
+    Alert, AlertFilter, AlertWatch, AuditEvent, AuditFilter, AuditRange, Report, ReportRequest,
+    ReportStatus, Severity,
 };
 use super::store;
 // Compliance caches nothing, so its units of work invalidate nothing.
@@ -20,7 +20,7 @@ use crate::db::{begin_snapshot, classify};
 use crate::error::Error;
 use crate::idempotency::RequestKey;
 use crate::money::RequestId;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageQuery, PageRequest};
 use crate::transport::Polled;
 use crate::treasury::reports;
 
@@ -49,9 +49,9 @@ impl Compliance {
     pub async fn list_audit_events(
         &self,
         caller: &Principal,
-        query: AuditQuery,
+        query: PageQuery<AuditFilter>,
     ) -> Result<Page<AuditEvent>> {
-        let AuditQuery {
+        let PageQuery {
             mut filter,
             page_size,
             page_token,
@@ -259,7 +259,7 @@ impl Compliance {
     pub async fn list_reports(
         &self,
         caller: &Principal,
-        query: ReportQuery,
+        query: PageQuery<()>,
     ) -> Result<Page<Report>> {
         caller.require_role(OVERSEERS)?;
         let page = PageRequest::parse(query.page_size, &query.page_token, "reports")?;
@@ -271,10 +271,19 @@ impl Compliance {
         })
     }
 
-    pub async fn list_alerts(&self, caller: &Principal, query: AlertQuery) -> Result<Page<Alert>> {
+    pub async fn list_alerts(
+        &self,
+        caller: &Principal,
+        query: PageQuery<AlertFilter>,
+    ) -> Result<Page<Alert>> {
         caller.require_role(OVERSEERS)?;
-        let page = PageRequest::parse(query.page_size, &query.page_token, &query.fingerprint())?;
-        let mut alerts = store::list_alerts(&self.db, query.unacknowledged_only, &page).await?;
+        let PageQuery {
+            filter,
+            page_size,
+            page_token,
+        } = query;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
+        let mut alerts = store::list_alerts(&self.db, filter.unacknowledged_only, &page).await?;
         let next_page_token = page.finish(&mut alerts, |alert| alert.id);
         Ok(Page {
             items: alerts,

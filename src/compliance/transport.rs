@@ -9,19 +9,20 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::domain::{
-    Alert, AlertQuery, AlertWatch, AuditEvent, AuditFilter, AuditQuery, AuditRange, Check, Report,
-    ReportQuery, ReportRequest, ReportType,
+    Alert, AlertFilter, AlertWatch, AuditEvent, AuditFilter, AuditRange, Check, Report,
+    ReportRequest, ReportType,
 };
 use super::operations::Compliance;
 use crate::audit::Verification;
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::money::RequestId;
+use crate::pagination::PageQuery;
 use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
 use crate::streams::Watchers;
 use crate::transport::{
-    Polled, Violations, azr_decimal as decimal, datetime_from, optional, parse_id, polling_stream,
-    request_key, timestamp,
+    Polled, Violations, azr_decimal as decimal, datetime_from, optional, optional_time, parse_id,
+    polling_stream, request_key, timestamp,
 };
 
 /// How often a WatchAlerts stream looks for new alerts.
@@ -54,13 +55,6 @@ fn text(field: &str, value: &str) -> Result<String, FieldViolation> {
     }
 }
 
-fn optional_time(
-    field: &str,
-    value: Option<&prost_types::Timestamp>,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, FieldViolation> {
-    value.map(|at| datetime_from(field, at)).transpose()
-}
-
 fn required_time(
     field: &str,
     value: Option<&prost_types::Timestamp>,
@@ -71,7 +65,7 @@ fn required_time(
     }
 }
 
-impl TryFrom<pb::ListAuditEventsRequest> for AuditQuery {
+impl TryFrom<pb::ListAuditEventsRequest> for PageQuery<AuditFilter> {
     type Error = Error;
     fn try_from(request: pb::ListAuditEventsRequest) -> Result<Self, Error> {
         let pb::ListAuditEventsRequest {
@@ -96,7 +90,7 @@ impl TryFrom<pb::ListAuditEventsRequest> for AuditQuery {
         let start = v.check(optional_time("start_time", start_time.as_ref()));
         let end = v.check(optional_time("end_time", end_time.as_ref()));
         v.finish(|| {
-            Some(AuditQuery {
+            Some(PageQuery {
                 filter: AuditFilter {
                     actor: actor?,
                     resource_type: resource_type?,
@@ -198,28 +192,31 @@ fn period_violations(
     violations
 }
 
-impl From<pb::ListComplianceReportsRequest> for ReportQuery {
+impl From<pb::ListComplianceReportsRequest> for PageQuery<()> {
     fn from(request: pb::ListComplianceReportsRequest) -> Self {
         let pb::ListComplianceReportsRequest {
             page_size,
             page_token,
         } = request;
-        ReportQuery {
+        PageQuery {
+            filter: (),
             page_size,
             page_token,
         }
     }
 }
 
-impl From<pb::ListAlertsRequest> for AlertQuery {
+impl From<pb::ListAlertsRequest> for PageQuery<AlertFilter> {
     fn from(request: pb::ListAlertsRequest) -> Self {
         let pb::ListAlertsRequest {
             page_size,
             page_token,
             unacknowledged_only,
         } = request;
-        AlertQuery {
-            unacknowledged_only,
+        PageQuery {
+            filter: AlertFilter {
+                unacknowledged_only,
+            },
             page_size,
             page_token,
         }
@@ -397,7 +394,7 @@ impl ComplianceService for ComplianceApi {
         request: Request<pb::ListAuditEventsRequest>,
     ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
         let caller = principal(&request)?;
-        let query = AuditQuery::try_from(request.into_inner())?;
+        let query = PageQuery::try_from(request.into_inner())?;
         let page = self.compliance.list_audit_events(&caller, query).await?;
         Ok(Response::new(pb::ListAuditEventsResponse {
             events: page.items.into_iter().map(Into::into).collect(),
@@ -461,7 +458,7 @@ impl ComplianceService for ComplianceApi {
         request: Request<pb::ListComplianceReportsRequest>,
     ) -> Result<Response<pb::ListComplianceReportsResponse>, Status> {
         let caller = principal(&request)?;
-        let query = ReportQuery::from(request.into_inner());
+        let query = PageQuery::from(request.into_inner());
         let page = self.compliance.list_reports(&caller, query).await?;
         Ok(Response::new(pb::ListComplianceReportsResponse {
             reports: page.items.into_iter().map(Into::into).collect(),
@@ -474,7 +471,7 @@ impl ComplianceService for ComplianceApi {
         request: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
         let caller = principal(&request)?;
-        let query = AlertQuery::from(request.into_inner());
+        let query = PageQuery::from(request.into_inner());
         let page = self.compliance.list_alerts(&caller, query).await?;
         Ok(Response::new(pb::ListAlertsResponse {
             alerts: page.items.into_iter().map(Into::into).collect(),

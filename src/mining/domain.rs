@@ -325,14 +325,6 @@ impl SessionFilter {
     }
 }
 
-/// A ListSessions call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionQuery {
-    pub filter: SessionFilter,
-    pub page_size: i32,
-    pub page_token: String,
-}
-
 /// The samples of one RecordStatistics stream, all valid, for one session.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Statistics {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::domain::{
     ALLOWED_CLOCK_SKEW_SECONDS, NewSession, Performance, PerformanceWindow, RecordedSamples,
-    Sample, Session, SessionQuery, SessionStatus, SessionWatch, Statistics,
+    Sample, Session, SessionFilter, SessionStatus, SessionWatch, Statistics,
 };
 use super::store;
 use crate::audit::{Audited, Begun, Change, Replay};
@@ -17,7 +17,7 @@ use crate::error::{Error, FieldViolation};
 use crate::idempotency::RequestKey;
 use crate::identity::directory;
 use crate::money::{Amount, RequestId};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageQuery, PageRequest};
 use crate::transport::Polled;
 use crate::treasury::domain::{AllocationPolicy, Command, Note};
 use crate::treasury::ledger;
@@ -315,9 +315,9 @@ impl Mining {
     pub async fn list_sessions(
         &self,
         caller: &Principal,
-        query: SessionQuery,
+        query: PageQuery<SessionFilter>,
     ) -> Result<Page<Session>> {
-        let SessionQuery {
+        let PageQuery {
             mut filter,
             page_size,
             page_token,

@@ -5,24 +5,25 @@
 use std::pin::Pin;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use futures::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::domain::{
     MAX_SAMPLES_PER_STREAM, NewSession, Performance, PerformanceWindow, RawSample, RecordedSamples,
-    Sample, Session, SessionFilter, SessionQuery, SessionStatus, SessionWatch, Statistics,
-    parse_algorithm, parse_text,
+    Sample, Session, SessionFilter, SessionStatus, SessionWatch, Statistics, parse_algorithm,
+    parse_text,
 };
 use super::operations::{Mining, Recorded};
 use crate::auth::principal;
 use crate::error::{Error, FieldViolation};
 use crate::idempotency::{Fingerprint, RequestKey};
+use crate::pagination::PageQuery;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
 use crate::streams::Watchers;
 use crate::transport::{
-    Polled, Violations, azr_decimal as decimal, datetime_from, optional, parse_id, polling_stream,
+    Polled, Violations, azr_decimal as decimal, optional, optional_time, parse_id, polling_stream,
     request_key, timestamp,
 };
 
@@ -47,13 +48,6 @@ impl MiningApi {
             shutdown,
         }
     }
-}
-
-fn optional_time(
-    field: &str,
-    value: Option<&prost_types::Timestamp>,
-) -> Result<Option<DateTime<Utc>>, FieldViolation> {
-    value.map(|at| datetime_from(field, at)).transpose()
 }
 
 impl From<Session> for pb::Session {
@@ -251,7 +245,7 @@ impl TryFrom<pb::StartSessionRequest> for NewSession {
     }
 }
 
-impl TryFrom<pb::ListSessionsRequest> for SessionQuery {
+impl TryFrom<pb::ListSessionsRequest> for PageQuery<SessionFilter> {
     type Error = Error;
     fn try_from(request: pb::ListSessionsRequest) -> Result<Self, Error> {
         let pb::ListSessionsRequest {
@@ -272,7 +266,7 @@ impl TryFrom<pb::ListSessionsRequest> for SessionQuery {
         let start = v.check(optional_time("start_time", start_time.as_ref()));
         let end = v.check(optional_time("end_time", end_time.as_ref()));
         v.finish(|| {
-            Some(SessionQuery {
+            Some(PageQuery {
                 filter: SessionFilter {
                     miner: miner?,
                     status: status?,
@@ -532,7 +526,7 @@ impl MiningService for MiningApi {
         request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let caller = principal(&request)?;
-        let query = SessionQuery::try_from(request.into_inner())?;
+        let query = PageQuery::try_from(request.into_inner())?;
         let page = self.mining.list_sessions(&caller, query).await?;
         Ok(Response::new(pb::ListSessionsResponse {
             sessions: page.items.into_iter().map(Into::into).collect(),

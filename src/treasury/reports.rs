@@ -1,6 +1,7 @@
 //! What the Treasury tells an auditor about its books: read-only figures over
 //! the ledger tables (`ledger_transactions`, `ledger_entries`,
-//! `system_accounts`) and the wallet balance columns it keeps. Compliance
+//! `system_accounts`) and the wallet balance columns it keeps
+//! ([`wallet_balance`]). Compliance
 //! reports are built from these; nothing here writes.
 //!
 //! Every function takes any connection, so a caller reading inside one
@@ -17,7 +18,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{ledger_entry, system_account};
+use super::entities::{ledger_entry, system_account, wallet_balance};
 use crate::db::{classify, statement};
 use crate::error::Error;
 
@@ -279,20 +280,17 @@ pub async fn balances_from_entries(
 /// buckets and each system account's balance.
 pub async fn balances_on_record(db: &impl ConnectionTrait) -> Result<Balances> {
     let mut balances = Balances::new();
-    let wallets = db
-        .query_all_raw(statement(
-            db,
-            "SELECT id, available_micros, pending_micros, staked_micros FROM wallets",
-            Vec::new(),
-        ))
+    for row in wallet_balance::Entity::find()
+        .all(db)
         .await
-        .map_err(classify)?;
-    for row in wallets {
-        let id = row.try_get::<Uuid>("", "id").map_err(classify)?.to_string();
-        for bucket in ["available", "pending", "staked"] {
-            let micros: i64 = row
-                .try_get("", &format!("{bucket}_micros"))
-                .map_err(classify)?;
+        .map_err(classify)?
+    {
+        let id = row.id.to_string();
+        for (bucket, micros) in [
+            ("available", row.available_micros),
+            ("pending", row.pending_micros),
+            ("staked", row.staked_micros),
+        ] {
             balances.insert(AccountBucket::new(id.clone(), bucket), micros);
         }
     }
