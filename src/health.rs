@@ -122,7 +122,7 @@ impl HealthProber {
         database_latency: i64,
         redis: Option<(bool, i64)>,
     ) -> Result<(), crate::Error> {
-        use crate::compliance::store::{Severity, raise_alert, record_health};
+        use crate::compliance::alerts::{self, Severity, record_health};
         let mut memory = self.memory.lock().await;
         memory.probes += 1;
         let now = chrono::Utc::now();
@@ -137,11 +137,11 @@ impl HealthProber {
                 since.to_rfc3339(),
                 now.to_rfc3339()
             );
-            raise_alert(&self.db, Severity::Critical, self.database_entry, &message).await?;
+            alerts::raise(&self.db, Severity::Critical, self.database_entry, &message).await?;
         }
         if let Some((up, _)) = redis {
             if memory.redis_up != Some(false) && !up {
-                raise_alert(
+                alerts::raise(
                     &self.db,
                     Severity::Warning,
                     REDIS,

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use azora::compliance::store::{Severity, raise_alert};
+use azora::compliance::alerts::{Severity, raise as raise_alert};
 use azora::proto::compliance as pb;
 use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
 use azora::proto::identity as ipb;

@@ -212,9 +212,9 @@ impl Authentication {
                     "{} succeeded without an audit event",
                     principal.context.method
                 );
-                let raised = crate::compliance::store::raise_alert(
+                let raised = crate::compliance::alerts::raise(
                     db,
-                    crate::compliance::store::Severity::Critical,
+                    crate::compliance::alerts::Severity::Critical,
                     "audit",
                     &message,
                 )

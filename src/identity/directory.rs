@@ -9,7 +9,7 @@
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
-use super::domain::{ApiKey, User, Wallet};
+use super::domain::{ApiKey, KycStatus, User, Wallet};
 use super::store;
 use crate::auth::Role;
 use crate::error::Error;
@@ -38,4 +38,28 @@ pub async fn find_key_holder_by_hash(
     hash: &str,
 ) -> Result<Option<(ApiKey, Role)>> {
     store::find_key_holder_by_hash(db, hash).await
+}
+
+/// Who holds a wallet, as far as compliance checks need to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalletHolder {
+    pub wallet: Uuid,
+    pub username: String,
+    pub kyc_status: KycStatus,
+}
+
+/// The holders of `wallets` (those that exist), in no particular order.
+pub async fn wallet_holders(
+    db: &impl ConnectionTrait,
+    wallets: &[Uuid],
+) -> Result<Vec<WalletHolder>> {
+    Ok(store::wallet_holders(db, wallets)
+        .await?
+        .into_iter()
+        .map(|(wallet, username, kyc_status)| WalletHolder {
+            wallet,
+            username,
+            kyc_status,
+        })
+        .collect())
 }

@@ -418,3 +418,33 @@ pub async fn revoke_api_keys_except(
         .map_err(classify)?;
     Ok(result.rows_affected)
 }
+
+/// The owners of `wallets` with their KYC status: (wallet, username, KYC),
+/// one row per wallet found.
+pub async fn wallet_holders(
+    db: &impl ConnectionTrait,
+    wallets: &[Uuid],
+) -> Result<Vec<(Uuid, String, KycStatus)>> {
+    if wallets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = vec!["?"; wallets.len()].join(", ");
+    let sql = format!(
+        "SELECT w.id AS wallet, u.username AS username, u.kyc_status AS kyc \
+         FROM wallets w JOIN users u ON u.id = w.owner_id WHERE w.id IN ({placeholders})"
+    );
+    let values = wallets.iter().map(|id| (*id).into()).collect();
+    db.query_all_raw(crate::db::statement(db, &sql, values))
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            let kyc: String = row.try_get("", "kyc").map_err(classify)?;
+            Ok((
+                row.try_get("", "wallet").map_err(classify)?,
+                row.try_get("", "username").map_err(classify)?,
+                KycStatus::parse(&kyc).ok_or_else(|| corrupt("kyc_status", &kyc))?,
+            ))
+        })
+        .collect()
+}

@@ -21,34 +21,10 @@ pub const TEMPERATURE_RANGE: (f64, f64) = (-50.0, 150.0);
 /// overflow" where SQLite returns infinity.
 pub const MAX_MEASUREMENT: f64 = 1e18;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SessionStatus {
-    Active,
-    Ended,
-}
-
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionStatus::Active => "active",
-            SessionStatus::Ended => "ended",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(SessionStatus::Active),
-            "ended" => Some(SessionStatus::Ended),
-            _ => None,
-        }
-    }
-}
-
-impl serde::Serialize for SessionStatus {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
+wire_enum!(SessionStatus as crate::proto::mining::SessionStatus, "session status" {
+    Active => "active",
+    Ended => "ended",
+});
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSession {
@@ -348,6 +324,33 @@ impl SessionFilter {
         format!("mining_sessions|{self:?}")
     }
 }
+
+/// The samples of one RecordStatistics stream, all valid, for one session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statistics {
+    pub session: Uuid,
+    pub samples: Vec<Sample>,
+}
+
+/// What a GetMiningPerformance call aggregates: samples in `[start, end)`,
+/// of one miner or of all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PerformanceWindow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub miner: Option<Uuid>,
+}
+
+/// A WatchSession call: the session's samples stored after sequence
+/// `after`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionWatch {
+    pub session: Uuid,
+    pub after: i64,
+}
+
+/// Samples of a session with their sequence (their row id: commit order).
+pub type RecordedSamples = Vec<(i64, Sample)>;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Performance {

@@ -1,13 +1,13 @@
 //! Mining use cases: who may touch which session, all-or-nothing streams, and
 //! ending a session together with the mint of its earnings.
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::domain::{
-    ALLOWED_CLOCK_SKEW_SECONDS, NewSession, Performance, Sample, Session, SessionFilter,
-    SessionStatus,
+    ALLOWED_CLOCK_SKEW_SECONDS, NewSession, Performance, PerformanceWindow, RecordedSamples,
+    Sample, Session, SessionFilter, SessionStatus, SessionWatch, Statistics,
 };
 use super::store;
 use crate::audit::{Audited, Begun, Change, Replay};
@@ -17,8 +17,8 @@ use crate::error::{Error, FieldViolation};
 use crate::idempotency::RequestKey;
 use crate::identity::directory;
 use crate::money::{Amount, RequestId};
-use crate::pagination::Page;
-use crate::pagination::PageRequest;
+use crate::pagination::{Page, PageQuery, PageRequest};
+use crate::transport::Polled;
 use crate::treasury::domain::{AllocationPolicy, Command, Note};
 use crate::treasury::ledger;
 
@@ -26,6 +26,10 @@ type Result<T> = std::result::Result<T, Error>;
 
 /// Roles that mine (for themselves); auditors only read.
 const MINERS: &[Role] = &[Role::Admin, Role::Treasurer, Role::Member, Role::Service];
+/// Samples per WatchSession message at most.
+const WATCH_BATCH: u64 = 500;
+/// Samples outside their session's time named per refusal at most.
+const MAX_TIME_VIOLATIONS: usize = 10;
 
 /// What a `RecordStatistics` stream did.
 pub struct Recorded {
@@ -79,10 +83,6 @@ impl Mining {
         invalidation.add(Generation::Ledger);
         replay.invalidate(invalidation);
         replay.answer(caller, "mining_session", session).await
-    }
-
-    pub fn database(&self) -> &DatabaseConnection {
-        &self.db
     }
 
     pub async fn start_session(
@@ -150,14 +150,20 @@ impl Mining {
         }
     }
 
+    /// Stores a stream's samples, all or none, and adds them to the
+    /// session's totals; numbered samples the session already holds are
+    /// skipped, and a resent stream (same request id) stores nothing.
     pub async fn record_statistics(
         &self,
         caller: &Principal,
         key: Option<RequestKey>,
-        id: Uuid,
-        samples: Vec<Sample>,
+        statistics: Statistics,
     ) -> Result<Recorded> {
         caller.require_role(MINERS)?;
+        let Statistics {
+            session: id,
+            samples,
+        } = statistics;
         let sent = samples.len() as i64;
         let mut transaction =
             match Audited::begin_once(&self.db, &self.cache, caller, key.as_ref()).await? {
@@ -175,28 +181,7 @@ impl Mining {
             };
         let mut session =
             Self::check_writer(caller, store::lock_session(&*transaction, id).await?, id)?;
-        if session.status == SessionStatus::Ended {
-            return Err(Error::FailedPrecondition {
-                reason: "SESSION_ENDED",
-                message: format!("mining session {id} has ended and takes no more samples"),
-            });
-        }
-        let latest = Utc::now() + Duration::seconds(ALLOWED_CLOCK_SKEW_SECONDS);
-        let outside: Vec<FieldViolation> = samples
-            .iter()
-            .enumerate()
-            .filter(|(_, sample)| sample.at < session.started_at || sample.at > latest)
-            .take(10)
-            .map(|(index, _)| {
-                FieldViolation::new(
-                    format!("samples[{index}].sample_time"),
-                    "must be within the session: not before its start, not in the future",
-                )
-            })
-            .collect();
-        if !outside.is_empty() {
-            return Err(Error::InvalidArgument(outside));
-        }
+        check_takes_samples(&session, &samples)?;
         let before = serde_json::json!({ "sample_count": session.sample_count, "earnings_micros": session.earnings_micros });
         let samples = session
             .new_samples(samples)
@@ -213,14 +198,10 @@ impl Mining {
             "samples_skipped": skipped,
         });
         transaction.invalidate(performance_changed(session.miner));
-        transaction
-            .commit(
-                caller,
-                Change::new("mining_session", id)
-                    .old(before)
-                    .new_values(after),
-            )
-            .await?;
+        let change = Change::new("mining_session", id)
+            .old(before)
+            .new_values(after);
+        transaction.commit(caller, change).await?;
         Ok(Recorded {
             session,
             stored: samples.len() as i64,
@@ -265,29 +246,7 @@ impl Mining {
         session.status = SessionStatus::Ended;
         session.ended_at = Some(now);
         if session.earnings_micros > 0 {
-            let amount = Amount::from_micros(session.earnings_micros).ok_or_else(|| {
-                Error::FailedPrecondition {
-                    reason: "EARNINGS_TOO_LARGE",
-                    message: "the session's earnings exceed the largest single mint".into(),
-                }
-            })?;
-            let mut metadata = serde_json::Map::new();
-            metadata.insert(
-                "mining_session_id".into(),
-                serde_json::Value::String(id.to_string()),
-            );
-            let trusted = self.auto_confirm_limit.is_some_and(|limit| amount <= limit);
-            let command = Command::Mint {
-                amount,
-                to_wallet: Some(session.wallet),
-                note: Note {
-                    reason: format!("earnings of mining session {id}"),
-                    metadata,
-                },
-                mining_session: Some(id),
-                pending: !trusted,
-                backing_reference: trusted.then(|| format!("auto-confirm:{id}")),
-            };
+            let command = self.earnings_mint(&session)?;
             let request_id = RequestId::parse("request_id", &format!("azora:mining-session:{id}"))?;
             let miner = Principal {
                 user_id: session.miner,
@@ -316,6 +275,35 @@ impl Mining {
         Ok(session)
     }
 
+    /// The mint of an ended session's earnings: pending for a treasurer to
+    /// confirm, unless within the auto-confirm limit.
+    fn earnings_mint(&self, session: &Session) -> Result<Command> {
+        let id = session.id;
+        let amount = Amount::from_micros(session.earnings_micros).ok_or_else(|| {
+            Error::FailedPrecondition {
+                reason: "EARNINGS_TOO_LARGE",
+                message: "the session's earnings exceed the largest single mint".into(),
+            }
+        })?;
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(
+            "mining_session_id".into(),
+            serde_json::Value::String(id.to_string()),
+        );
+        let trusted = self.auto_confirm_limit.is_some_and(|limit| amount <= limit);
+        Ok(Command::Mint {
+            amount,
+            to_wallet: Some(session.wallet),
+            note: Note {
+                reason: format!("earnings of mining session {id}"),
+                metadata,
+            },
+            mining_session: Some(id),
+            pending: !trusted,
+            backing_reference: trusted.then(|| format!("auto-confirm:{id}")),
+        })
+    }
+
     pub async fn get_session(&self, caller: &Principal, id: Uuid) -> Result<Session> {
         caller.readable(
             store::find_session(&self.db, id).await?,
@@ -327,12 +315,15 @@ impl Mining {
     pub async fn list_sessions(
         &self,
         caller: &Principal,
-        mut filter: SessionFilter,
-        page_size: i32,
-        page_token: &str,
+        query: PageQuery<SessionFilter>,
     ) -> Result<Page<Session>> {
+        let PageQuery {
+            mut filter,
+            page_size,
+            page_token,
+        } = query;
         filter.miner = caller.visible_owner(filter.miner)?;
-        let page = PageRequest::parse(page_size, page_token, &filter.fingerprint())?;
+        let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut sessions = store::list_sessions(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut sessions, |session| session.id);
         Ok(Page {
@@ -341,13 +332,13 @@ impl Mining {
         })
     }
 
+    /// Performance by algorithm and by pool over the window (cached).
     pub async fn performance(
         &self,
         caller: &Principal,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        miner: Option<Uuid>,
+        window: PerformanceWindow,
     ) -> Result<(Vec<Performance>, Vec<Performance>)> {
+        let PerformanceWindow { start, end, miner } = window;
         let miner = caller.visible_owner(miner)?;
         let entry = Entry::MiningPerformance { miner, start, end };
         self.cache
@@ -359,5 +350,78 @@ impl Mining {
             })
             .await?
             .ok_or_else(|| Error::internal("no performance"))
+    }
+
+    /// A caller may watch the sessions they may read.
+    pub async fn start_watching_session(
+        &self,
+        caller: &Principal,
+        watch: SessionWatch,
+    ) -> Result<()> {
+        self.get_session(caller, watch.session).await.map(drop)
+    }
+
+    /// One poll of a WatchSession stream: the session's samples after
+    /// sequence `after` (at most [`WATCH_BATCH`]) and the cursor past them.
+    /// A session's samples are inserted under its row lock, so their
+    /// sequence (row id) order is their commit order and the cursor skips
+    /// none. With nothing new, the stream is finished once the session has
+    /// ended (its samples were committed before it ended).
+    pub async fn poll_session(
+        &self,
+        id: Uuid,
+        after: i64,
+    ) -> Result<(i64, Polled<RecordedSamples>)> {
+        let batch = store::samples_after(&self.db, id, after, WATCH_BATCH).await?;
+        if let Some((last, _)) = batch.last() {
+            return Ok((*last, Polled::Messages(vec![batch])));
+        }
+        let ended = store::find_session(&self.db, id)
+            .await?
+            .is_some_and(|session| session.status == SessionStatus::Ended);
+        let drained = ended
+            && store::samples_after(&self.db, id, after, 1)
+                .await?
+                .is_empty();
+        Ok((
+            after,
+            if drained {
+                Polled::Finished
+            } else {
+                Polled::Nothing
+            },
+        ))
+    }
+}
+
+/// A session takes samples while active, each within its time: not before
+/// its start, not in the future (beyond a rig's clock skew).
+fn check_takes_samples(session: &Session, samples: &[Sample]) -> Result<()> {
+    if session.status == SessionStatus::Ended {
+        return Err(Error::FailedPrecondition {
+            reason: "SESSION_ENDED",
+            message: format!(
+                "mining session {} has ended and takes no more samples",
+                session.id
+            ),
+        });
+    }
+    let latest = Utc::now() + Duration::seconds(ALLOWED_CLOCK_SKEW_SECONDS);
+    let outside: Vec<FieldViolation> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, sample)| sample.at < session.started_at || sample.at > latest)
+        .take(MAX_TIME_VIOLATIONS)
+        .map(|(index, _)| {
+            FieldViolation::new(
+                format!("samples[{index}].sample_time"),
+                "must be within the session: not before its start, not in the future",
+            )
+        })
+        .collect();
+    if outside.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(outside))
     }
 }

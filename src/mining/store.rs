@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Set, Statement, Value,
+    QueryOrder, QueryResult, QuerySelect, QueryTrait, Set, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -229,7 +229,38 @@ pub async fn performance(
     end: DateTime<Utc>,
     miner: Option<Uuid>,
 ) -> Result<Vec<Performance>> {
-    let backend = db.get_database_backend();
+    let statement = performance_statement(db.get_database_backend(), group, start, end, miner);
+    let sessions = db
+        .query_all_raw(statement)
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(session_sums)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(group_sessions(sessions))
+}
+
+/// One session's sums over its samples in the window, and its group.
+struct SessionSums {
+    key: String,
+    samples: i64,
+    hashrate: f64,
+    power: f64,
+    shares_accepted: i64,
+    shares_rejected: i64,
+    earnings_micros: i64,
+}
+
+/// Sums per session, which each fit an i64 (a session's totals are checked
+/// as samples arrive), ordered by group; [`group_sessions`] adds them up in
+/// i128, so no number of sessions can overflow them in SQL.
+fn performance_statement(
+    backend: DbBackend,
+    group: &'static str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    miner: Option<Uuid>,
+) -> Statement {
     let placeholder = |index: usize| match backend {
         DbBackend::Postgres => format!("${index}"),
         _ => "?".to_owned(),
@@ -242,9 +273,6 @@ pub async fn performance(
         }
         None => String::new(),
     };
-    // Sums per session, which each fit an i64 (a session's totals are
-    // checked as samples arrive); the sums over sessions are added here in
-    // i128, so no number of sessions can overflow them in SQL.
     let sql = format!(
         "SELECT s.{group} AS key, CAST(COUNT(*) AS BIGINT) AS samples, \
          SUM(m.hashrate_mhs) AS hashrate, SUM(m.power_watts) AS power, \
@@ -256,47 +284,54 @@ pub async fn performance(
         placeholder(1),
         placeholder(2)
     );
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await
-        .map_err(classify)?;
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+fn session_sums(row: &QueryResult) -> Result<SessionSums> {
+    Ok(SessionSums {
+        key: row.try_get("", "key").map_err(classify)?,
+        samples: row.try_get("", "samples").map_err(classify)?,
+        hashrate: row.try_get("", "hashrate").map_err(classify)?,
+        power: row.try_get("", "power").map_err(classify)?,
+        shares_accepted: row.try_get("", "shares_accepted").map_err(classify)?,
+        shares_rejected: row.try_get("", "shares_rejected").map_err(classify)?,
+        earnings_micros: row.try_get("", "earnings_micros").map_err(classify)?,
+    })
+}
+
+/// Adds up sessions (ordered by group) into one figure per group, the
+/// averages over all of the group's samples.
+fn group_sessions(sessions: Vec<SessionSums>) -> Vec<Performance> {
     let mut groups: Vec<(Performance, f64, f64)> = Vec::new();
-    for row in rows {
-        let key: String = row.try_get("", "key").map_err(classify)?;
-        let samples: i64 = row.try_get("", "samples").map_err(classify)?;
-        let hashrate: f64 = row.try_get("", "hashrate").map_err(classify)?;
-        let power: f64 = row.try_get("", "power").map_err(classify)?;
-        let accepted: i64 = row.try_get("", "shares_accepted").map_err(classify)?;
-        let rejected: i64 = row.try_get("", "shares_rejected").map_err(classify)?;
-        let earnings: i64 = row.try_get("", "earnings_micros").map_err(classify)?;
-        if groups.last().is_none_or(|(last, _, _)| last.key != key) {
-            groups.push((
-                Performance {
-                    key,
-                    sessions: 0,
-                    samples: 0,
-                    average_hashrate: 0.0,
-                    average_power: 0.0,
-                    shares_accepted: 0,
-                    shares_rejected: 0,
-                    earnings_micros: 0,
-                },
-                0.0,
-                0.0,
-            ));
+    for session in sessions {
+        if groups
+            .last()
+            .is_none_or(|(last, _, _)| last.key != session.key)
+        {
+            let empty = Performance {
+                key: session.key.clone(),
+                sessions: 0,
+                samples: 0,
+                average_hashrate: 0.0,
+                average_power: 0.0,
+                shares_accepted: 0,
+                shares_rejected: 0,
+                earnings_micros: 0,
+            };
+            groups.push((empty, 0.0, 0.0));
         }
         let Some((group, hashrate_sum, power_sum)) = groups.last_mut() else {
             continue;
         };
         group.sessions += 1;
-        group.samples += samples;
-        *hashrate_sum += hashrate;
-        *power_sum += power;
-        group.shares_accepted += i128::from(accepted);
-        group.shares_rejected += i128::from(rejected);
-        group.earnings_micros += i128::from(earnings);
+        group.samples += session.samples;
+        *hashrate_sum += session.hashrate;
+        *power_sum += session.power;
+        group.shares_accepted += i128::from(session.shares_accepted);
+        group.shares_rejected += i128::from(session.shares_rejected);
+        group.earnings_micros += i128::from(session.earnings_micros);
     }
-    Ok(groups
+    groups
         .into_iter()
         .map(|(mut group, hashrate_sum, power_sum)| {
             if group.samples > 0 {
@@ -305,5 +340,40 @@ pub async fn performance(
             }
             group
         })
-        .collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sums(key: &str, samples: i64, hashrate: f64, earnings_micros: i64) -> SessionSums {
+        SessionSums {
+            key: key.to_owned(),
+            samples,
+            hashrate,
+            power: 0.0,
+            shares_accepted: i64::MAX,
+            shares_rejected: 0,
+            earnings_micros,
+        }
+    }
+
+    #[test]
+    fn sessions_add_up_per_group_in_i128_and_average_over_every_sample() {
+        let groups = group_sessions(vec![
+            sums("ethash", 1, 10.0, i64::MAX),
+            sums("ethash", 3, 30.0, i64::MAX),
+            sums("sha256", 2, 8.0, 5),
+        ]);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].key, "ethash");
+        assert_eq!(groups[0].sessions, 2);
+        assert_eq!(groups[0].samples, 4);
+        assert_eq!(groups[0].average_hashrate, 10.0);
+        assert_eq!(groups[0].earnings_micros, 2 * i128::from(i64::MAX));
+        assert_eq!(groups[0].shares_accepted, 2 * i128::from(i64::MAX));
+        assert_eq!(groups[1].average_hashrate, 4.0);
+        assert_eq!(groups[1].earnings_micros, 5);
+    }
 }

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod entities;
 pub mod ledger;
 pub mod operations;
+pub mod reports;
 mod store;
 mod transport;
 
