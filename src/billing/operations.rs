@@ -23,7 +23,7 @@ use crate::identity::directory;
 use crate::money::{Amount, RequestId};
 use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount, Transaction};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -174,27 +174,6 @@ fn invoice_payment(invoice: &Invoice, wallet: Uuid) -> Result<(RequestId, Comman
 impl Billing {
     pub fn new(db: DatabaseConnection, policy: AllocationPolicy, cache: Cache) -> Self {
         Self { db, policy, cache }
-    }
-
-    /// Billing's one way into the ledger: applies `command` inside this
-    /// unit of work (which also invalidates what it changed), so the money
-    /// moves only if the unit commits.
-    async fn apply(
-        &self,
-        transaction: &mut Audited,
-        caller: &Principal,
-        request_id: RequestId,
-        command: Command,
-    ) -> Result<Transaction> {
-        let mut outcomes = ledger::apply_in(
-            transaction,
-            &self.policy,
-            &[(caller.clone(), request_id, command)],
-        )
-        .await?;
-        outcomes
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))
     }
 
     pub async fn create_subscription(
@@ -363,9 +342,9 @@ impl Billing {
             let (request_id, command) = invoice_payment(&invoice, wallet)?;
             // The ledger checks, under its lock, that the caller owns the
             // wallet and that it holds enough.
-            let paid = self
-                .apply(&mut transaction, caller, request_id, command)
-                .await?;
+            let paid =
+                ledger::apply_one(&mut transaction, &self.policy, caller, request_id, command)
+                    .await?;
             invoice.mark_paid(caller.user_id, wallet, paid.id, paid.created_at);
             store::update_invoice(&*transaction, &invoice).await?;
         }

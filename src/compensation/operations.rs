@@ -21,7 +21,7 @@ use crate::identity::domain::UserType;
 use crate::money::{Amount, RequestId};
 use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount, Transaction};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -164,27 +164,6 @@ impl Compensations {
         Self { db, policy, cache }
     }
 
-    /// Compensation's one way into the ledger: applies `command` inside
-    /// this unit of work (which also invalidates what it changed), so the
-    /// money moves only if the unit commits.
-    async fn apply(
-        &self,
-        transaction: &mut Audited,
-        caller: &Principal,
-        request_id: RequestId,
-        command: Command,
-    ) -> Result<Transaction> {
-        let mut outcomes = ledger::apply_in(
-            transaction,
-            &self.policy,
-            &[(caller.clone(), request_id, command)],
-        )
-        .await?;
-        outcomes
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))
-    }
-
     pub async fn create(
         &self,
         caller: &Principal,
@@ -286,7 +265,8 @@ impl Compensations {
                 }
             }
             let (request_id, command) = compensation_payout(record)?;
-            let paid = self.apply(transaction, caller, request_id, command).await?;
+            let paid =
+                ledger::apply_one(transaction, &self.policy, caller, request_id, command).await?;
             record.status = CompensationStatus::Paid;
             record.paid_by = Some(caller.user_id);
             record.transaction = Some(paid.id);

@@ -252,15 +252,9 @@ impl Mining {
                 user_id: session.miner,
                 ..caller.clone()
             };
-            let mut outcomes = ledger::apply_in(
-                &mut transaction,
-                &self.policy,
-                &[(miner, request_id, command)],
-            )
-            .await?;
-            let minted = outcomes
-                .pop()
-                .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))?;
+            let minted =
+                ledger::apply_one(&mut transaction, &self.policy, &miner, request_id, command)
+                    .await?;
             session.mint_transaction = Some(minted.id);
         }
         store::update_session(&*transaction, &session).await?;

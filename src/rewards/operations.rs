@@ -20,7 +20,7 @@ use crate::identity::domain::UserType;
 use crate::money::{Amount, RequestId, format_azr};
 use crate::pagination::Page;
 use crate::pagination::PageRequest;
-use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount, Transaction};
+use crate::treasury::domain::{AllocationPolicy, Command, Note, SystemAccount};
 use crate::treasury::ledger;
 
 type Result<T> = std::result::Result<T, Error>;
@@ -143,27 +143,6 @@ impl Rewards {
         }
     }
 
-    /// Rewards' one way into the ledger: applies `command` inside this unit
-    /// of work (which also invalidates what it changed), so the money moves
-    /// only if the unit commits.
-    async fn apply(
-        &self,
-        transaction: &mut Audited,
-        caller: &Principal,
-        request_id: RequestId,
-        command: Command,
-    ) -> Result<Transaction> {
-        let mut outcomes = ledger::apply_in(
-            transaction,
-            &self.policy,
-            &[(caller.clone(), request_id, command)],
-        )
-        .await?;
-        outcomes
-            .pop()
-            .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))
-    }
-
     /// Admins, machine accounts (users an admin gave the `service` role,
     /// such as a learning platform) and teachers verify, with any of their
     /// keys. A service key verifies for its user, so only if the user may: a
@@ -224,9 +203,14 @@ impl Rewards {
         // twin wait here, before any money moves.
         store::insert_proof(&*transaction, &proof).await?;
         let (ledger_request, command) = reward_payout(&proof, new)?;
-        let paid = self
-            .apply(&mut transaction, caller, ledger_request, command)
-            .await?;
+        let paid = ledger::apply_one(
+            &mut transaction,
+            &self.policy,
+            caller,
+            ledger_request,
+            command,
+        )
+        .await?;
         let earning = Earning::for_proof(&proof, new.wallet, new.reward, paid.id, now);
         store::insert_earning(&*transaction, &earning).await?;
         proof.reward = Some(earning);

@@ -113,3 +113,18 @@ pub async fn apply_in(
     work.invalidate(invalidation);
     Ok(outcomes)
 }
+
+/// [`apply_in`] for one command: its transaction, or the ledger's reason for
+/// refusing it (insufficient funds, a wallet the caller does not own).
+pub async fn apply_one(
+    work: &mut Audited,
+    policy: &AllocationPolicy,
+    caller: &Principal,
+    request_id: RequestId,
+    command: Command,
+) -> Result<Transaction, Error> {
+    apply_in(work, policy, &[(caller.clone(), request_id, command)])
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(Error::internal("the ledger gave no outcome")))
+}
