@@ -1,18 +1,14 @@
 //! MiningService over a real gRPC channel, on PostgreSQL and SQLite.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::money::micros;
+use crate::common::{Backend, TestApp, authed, mining, violated_fields};
 use azora::proto::identity as ipb;
 use azora::proto::mining as pb;
-use azora::proto::mining::mining_service_client::MiningServiceClient;
 use azora::proto::treasury as tpb;
 use azora::proto::types::Decimal;
-use common::money::micros;
-use common::{Backend, TestApp, authed, violated_fields};
 use tonic::Code;
-use tonic::transport::Channel;
 
 on_both_backends!(
     a_session_streams_thousands_of_samples_and_ending_it_mints_its_earnings_once,
@@ -173,7 +169,7 @@ async fn a_mining_claim_is_confirmed_once_with_its_backing_by_someone_else(backe
         later.pending_claims, 1,
         "the treasurer's own claim is still open"
     );
-    common::money::assert_books_balance(&app).await;
+    crate::common::money::assert_books_balance(&app).await;
 }
 
 async fn a_rejected_claim_mints_nothing_and_stays_rejected(backend: Backend) {
@@ -204,7 +200,7 @@ async fn a_rejected_claim_mints_nothing_and_stays_rejected(backend: Backend) {
     assert_eq!(app.available(&wallet).await, "0.000000");
     let summary = app.summary().await;
     assert_eq!(summary.total_minted.unwrap().value, "0.000000");
-    common::money::assert_books_balance(&app).await;
+    crate::common::money::assert_books_balance(&app).await;
 }
 
 async fn earnings_within_the_auto_confirm_limit_are_minted_at_once(backend: Backend) {
@@ -329,10 +325,6 @@ fn sample(at: chrono::DateTime<chrono::Utc>, hashrate: f64, earnings: &str) -> p
         }),
         ..Default::default()
     }
-}
-
-async fn mining(app: &TestApp) -> MiningServiceClient<Channel> {
-    MiningServiceClient::new(app.channel().await)
 }
 
 async fn start(app: &TestApp, key: &str, wallet: &str, algorithm: &str, pool: &str) -> pb::Session {

@@ -1,10 +1,10 @@
 //! The audit trail and the ComplianceService over a real gRPC channel, on
 //! PostgreSQL and SQLite.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::money::azr;
+use crate::common::{Backend, TestApp, authed, compliance};
 use azora::audit::entities::audit_event;
 use azora::proto::compliance as pb;
 use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
@@ -15,8 +15,6 @@ use azora::proto::mining::mining_service_client::MiningServiceClient;
 use azora::proto::treasury as tpb;
 use azora::proto::treasury::treasury_service_client::TreasuryServiceClient;
 use azora::proto::types::Decimal;
-use common::money::azr;
-use common::{Backend, TestApp, authed};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -38,10 +36,6 @@ async fn channel_with_agent(app: &TestApp) -> Channel {
         .connect()
         .await
         .unwrap()
-}
-
-async fn compliance(app: &TestApp) -> ComplianceServiceClient<Channel> {
-    ComplianceServiceClient::new(app.channel().await)
 }
 
 /// Waits until the chainer has chained every committed event.
@@ -121,7 +115,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
             &member,
             ipb::CreateWalletRequest {
                 owner_id: member_id.clone(),
-                address: common::money::address(),
+                address: crate::common::money::address(),
                 label: String::new(),
                 ..Default::default()
             },
@@ -165,7 +159,7 @@ async fn every_mutating_call_is_audited_once_with_actor_values_peer_and_agent(ba
                 request_id: id(),
                 from_wallet_id: wallet.clone(),
                 amount: azr("5"),
-                destination_address: common::money::address(),
+                destination_address: crate::common::money::address(),
                 ..Default::default()
             },
         ))

@@ -6,21 +6,19 @@
 //! The budget is fixed so CI time is bounded: [`CASES`] cases per property
 //! (the gRPC property: [`GRPC_CASES_PER_RPC`] per RPC), with a fixed seed
 //! (`AZORA_FUZZ_SEED` picks another; `AZORA_FUZZ_CASES` another budget).
-//! `cargo test --test fuzz -- --nocapture` prints each property's executions.
-
-mod common;
+//! `cargo test --test it fuzz:: -- --nocapture` prints each property's executions.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::{Backend, TestApp, authed};
 use azora::codec::decode_request;
 use azora::error::FieldViolation;
 use azora::fixed::{format_units, parse_units};
 use azora::money::{Amount, MAX_AMOUNT_MICROS, RequestId, format_azr};
 use azora::pagination::{MAX_PAGE_SIZE, PageRequest};
 use azora::transport::{MAX_JSON_DEPTH, MAX_JSON_OBJECT_BYTES, json_object, json_to_struct};
-use common::{Backend, TestApp, authed};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use prost::Message;

@@ -5,11 +5,9 @@
 //! says so and passes on a developer machine, but fails under CI (`CI` set),
 //! where `.ci/run` installs them.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 
 fn available(program: &str, probe: &[&str]) -> bool {
     Command::new(program)

@@ -2,13 +2,11 @@
 //! SQLite: the state machine, four eyes, paying through the ledger once,
 //! exact summaries and who may see what.
 
-mod common;
-
+use crate::common::money::{assert_books_balance, audited_calls, azr, micros};
+use crate::common::{Backend, TestApp, authed, request_id, violated_fields};
 use azora::proto::identity as ipb;
 use azora::proto::treasury as pb;
 use azora::proto::treasury::founder_compensation_service_client::FounderCompensationServiceClient;
-use common::money::{assert_books_balance, audited_calls, azr, micros};
-use common::{Backend, TestApp, authed, violated_fields};
 use sea_orm::ConnectionTrait;
 use tokio::task::JoinSet;
 use tonic::Code;
@@ -28,10 +26,6 @@ on_both_backends!(
 
 async fn client(app: &TestApp) -> FounderCompensationServiceClient<Channel> {
     FounderCompensationServiceClient::new(app.channel().await)
-}
-
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 /// A founder (a member key) with a wallet: (user id, key, wallet id).

@@ -1,10 +1,8 @@
 //! Health, shutdown and database outages, against the real server.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestApp};
+use crate::common::{Backend, TestApp};
 use sea_orm::ConnectionTrait;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -90,7 +88,7 @@ async fn shutdown_flips_health_to_not_serving_and_ends_watch_streams(backend: Ba
 
 async fn redis_is_reported_when_configured(backend: Backend) {
     let up = TestApp::spawn_with(backend, |settings| {
-        settings.redis_url = Some(common::secret_for_tests("redis://127.0.0.1:6379"));
+        settings.redis_url = Some(crate::common::secret_for_tests("redis://127.0.0.1:6379"));
     })
     .await;
     assert_eq!(check(&up, "redis").await, Ok(ServingStatus::Serving));
@@ -98,7 +96,7 @@ async fn redis_is_reported_when_configured(backend: Backend) {
     // Nothing listens on port 1: the server still starts, reports Redis down
     // and stays ready, since Redis is only a cache.
     let down = TestApp::spawn_with(backend, |settings| {
-        settings.redis_url = Some(common::secret_for_tests("redis://127.0.0.1:1"));
+        settings.redis_url = Some(crate::common::secret_for_tests("redis://127.0.0.1:1"));
     })
     .await;
     assert_eq!(check(&down, "redis").await, Ok(ServingStatus::NotServing));
@@ -144,9 +142,10 @@ async fn a_database_outage_flips_readiness_within_three_seconds_and_recovers() {
     })
     .await;
     let name = app.database.postgres_name.clone().unwrap();
-    let admin = sea_orm::Database::connect(format!("{}/postgres", common::postgres_server_url()))
-        .await
-        .unwrap();
+    let admin =
+        sea_orm::Database::connect(format!("{}/postgres", crate::common::postgres_server_url()))
+            .await
+            .unwrap();
     let mut identity = app.identity().await;
     let mut health = HealthClient::new(app.channel().await);
     let status = |health: &mut HealthClient<_>, service: &'static str| {
@@ -196,7 +195,7 @@ async fn a_database_outage_flips_readiness_within_three_seconds_and_recovers() {
 
     let call_started = Instant::now();
     let failed = identity
-        .list_users(common::authed(
+        .list_users(crate::common::authed(
             &app.admin_key,
             azora::proto::identity::ListUsersRequest::default(),
         ))
@@ -226,7 +225,7 @@ async fn a_database_outage_flips_readiness_within_three_seconds_and_recovers() {
         up_at.elapsed()
     );
     identity
-        .list_users(common::authed(
+        .list_users(crate::common::authed(
             &app.admin_key,
             azora::proto::identity::ListUsersRequest::default(),
         ))

@@ -3,14 +3,12 @@
 //! request leaves its id unused; a resent mining stream or sample never
 //! counts twice. On PostgreSQL and SQLite, over a real channel.
 
-mod common;
-
+use crate::common::money::{address, audited_calls};
+use crate::common::{Backend, TestApp, authed, violated_fields};
 use azora::proto::identity as ipb;
 use azora::proto::mining as mpb;
 use azora::proto::mining::mining_service_client::MiningServiceClient;
 use azora::proto::types::Decimal;
-use common::money::{address, audited_calls};
-use common::{Backend, TestApp, authed, violated_fields};
 use tokio::task::JoinSet;
 use tonic::Code;
 

@@ -1,19 +1,17 @@
 //! Identical concurrent ledger requests replay; they never fail a whole batch
 //! into one-by-one retries. PostgreSQL (SQLite serialises its writers, so
 //! two batches never race there). The writer logs every batch that failed
-//! whole; this test process listens to the server's log to count them.
-
-mod common;
+//! whole; this test listens to its server's log to count them.
 
 use std::sync::{Arc, Mutex};
 
+use crate::common::money::azr;
+use crate::common::{Backend, TestApp, authed};
 use azora::proto::treasury as tpb;
 use azora::proto::treasury::treasury_service_client::TreasuryServiceClient;
-use common::money::azr;
-use common::{Backend, TestApp, authed};
 use tokio::task::JoinSet;
 
-/// Everything the server logs in this test process.
+/// Everything this test's server logs.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -31,11 +29,15 @@ impl std::io::Write for Captured {
 async fn identical_concurrent_transfers_replay_without_failing_a_batch() {
     let log = Captured::default();
     let writer = log.clone();
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter("azora=warn")
         .with_writer(move || writer.clone())
         .with_ansi(false)
-        .init();
+        .finish();
+    crate::common::capture::with_subscriber(subscriber, twins_and_singles(log)).await;
+}
+
+async fn twins_and_singles(log: Captured) {
     let app = TestApp::spawn_with(Backend::Postgres, |settings| {
         settings.ledger_writers = 2;
     })
@@ -76,7 +78,7 @@ async fn identical_concurrent_transfers_replay_without_failing_a_batch() {
     }
     // 40 twins and 160 singles: 200 transfers of 0.01.
     assert_eq!(app.available(&to).await, "2.000000");
-    common::money::assert_books_balance(&app).await;
+    crate::common::money::assert_books_balance(&app).await;
     let said = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let failed = said.matches("ledger batch failed").count();
     assert_eq!(failed, 0, "batches failed whole:\n{said}");

@@ -2,14 +2,12 @@
 //! ledger's arithmetic, its invariants under concurrency, idempotency, the
 //! two-phase chain flows, history, authorization and bad input.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::money::{assert_books_balance, azr, micros};
+use crate::common::{Backend, TestApp, authed, request_id, violated_fields};
 use azora::proto::identity as ipb;
 use azora::proto::treasury as pb;
-use common::money::{assert_books_balance, azr, micros};
-use common::{Backend, TestApp, authed, violated_fields};
 use sea_orm::ConnectionTrait;
 use tokio::task::JoinSet;
 use tonic::Code;
@@ -29,10 +27,6 @@ on_both_backends!(
     transactions_list_newest_first_with_filters_and_pages,
     the_database_itself_refuses_to_break_the_invariants,
 );
-
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
 
 async fn a_mint_is_split_by_the_policy_and_the_summary_adds_up(backend: Backend) {
     let app = TestApp::spawn(backend).await;

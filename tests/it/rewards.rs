@@ -2,14 +2,12 @@
 //! SQLite: verified proofs pay students from circulation, once per source
 //! transaction id however often and however concurrently it is sent.
 
-mod common;
-
+use crate::common::money::{assert_books_balance, audited_calls, azr};
+use crate::common::{Backend, TestApp, authed, violated_fields};
 use azora::proto::identity as ipb;
 use azora::proto::treasury as pb;
 use azora::proto::treasury::knowledge_reward_service_client::KnowledgeRewardServiceClient;
 use azora::proto::types::Decimal;
-use common::money::{assert_books_balance, audited_calls, azr};
-use common::{Backend, TestApp, authed, violated_fields};
 use tokio::task::JoinSet;
 use tonic::Code;
 use tonic::transport::Channel;

@@ -3,18 +3,14 @@
 //! retried report is the original one. Over a real gRPC channel, on
 //! PostgreSQL and SQLite.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::money::azr;
+use crate::common::{Backend, TestApp, authed, compliance};
 use azora::proto::compliance as pb;
-use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
 use azora::proto::treasury as tpb;
-use common::money::azr;
-use common::{Backend, TestApp, authed};
-use tonic::transport::Channel;
 
 on_both_backends!(
     verifying_a_range_beyond_the_head_or_reversed_is_refused_and_raises_no_alert,
@@ -22,10 +18,6 @@ on_both_backends!(
     a_retried_report_request_returns_the_original_report_and_stores_nothing_new,
     concurrent_retries_of_one_report_request_store_one_report,
 );
-
-async fn compliance(app: &TestApp) -> ComplianceServiceClient<Channel> {
-    ComplianceServiceClient::new(app.channel().await)
-}
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp {
@@ -163,7 +155,7 @@ async fn verifying_a_range_beyond_the_head_or_reversed_is_refused_and_raises_no_
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{from}, {to}");
         assert!(
-            common::violated_fields(&status).contains(&field.to_owned()),
+            crate::common::violated_fields(&status).contains(&field.to_owned()),
             "{from}, {to}: {status:?}"
         );
     }
@@ -270,7 +262,7 @@ async fn reports_generated_while_sixteen_clients_transfer_have_no_false_finding(
         "{} of {REPORTS} reports had a false finding: {failures:?}",
         failures.len()
     );
-    common::money::assert_books_balance(&app).await;
+    crate::common::money::assert_books_balance(&app).await;
 }
 
 /// Books on which one check fails (a 20 AZR transfer by a sender without
@@ -362,7 +354,7 @@ async fn a_retried_report_request_returns_the_original_report_and_stores_nothing
     for different in [other_period, other_type] {
         let status = generate(&app.admin_key, different).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        assert_eq!(common::violated_fields(&status), ["request_id"]);
+        assert_eq!(crate::common::violated_fields(&status), ["request_id"]);
     }
     assert_eq!(report_count(&app).await, reports);
 
@@ -390,7 +382,7 @@ async fn a_retried_report_request_returns_the_original_report_and_stores_nothing
     let status = generate(&app.admin_key, ad_hoc_report("has space"))
         .await
         .unwrap_err();
-    assert_eq!(common::violated_fields(&status), ["request_id"]);
+    assert_eq!(crate::common::violated_fields(&status), ["request_id"]);
     assert_eq!(report_count(&app).await, 3);
     // Without an id a request is not recognised as a retry: two reports.
     generate(&app.admin_key, ad_hoc_report("")).await.unwrap();
@@ -398,7 +390,7 @@ async fn a_retried_report_request_returns_the_original_report_and_stores_nothing
     assert_eq!(report_count(&app).await, 5);
 
     // Every successful call, the retry included, is audited once.
-    let audited = common::money::audited_calls(&app, "compliance_report").await;
+    let audited = crate::common::money::audited_calls(&app, "compliance_report").await;
     assert_eq!(audited.len(), 6, "{audited:?}");
 }
 

@@ -3,21 +3,16 @@
 //! a key holds a bounded number of them, and a client that reconnects with
 //! its cursor misses nothing and sees nothing twice.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::common::{Backend, TestApp, authed, compliance, mining};
 use azora::compliance::alerts::{Severity, raise as raise_alert};
 use azora::proto::compliance as pb;
-use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
 use azora::proto::identity as ipb;
 use azora::proto::mining as mpb;
-use azora::proto::mining::mining_service_client::MiningServiceClient;
 use azora::proto::types::Decimal;
-use common::{Backend, TestApp, authed};
 use sea_orm::EntityTrait;
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 on_both_backends!(
@@ -30,14 +25,6 @@ on_both_backends!(
 
 /// The key-cache TTL of these tests: streams must end within it.
 const TTL: Duration = Duration::from_millis(1000);
-
-async fn compliance(app: &TestApp) -> ComplianceServiceClient<Channel> {
-    ComplianceServiceClient::new(app.channel().await)
-}
-
-async fn mining(app: &TestApp) -> MiningServiceClient<Channel> {
-    MiningServiceClient::new(app.channel().await)
-}
 
 async fn watch_alerts(
     app: &TestApp,
@@ -434,7 +421,10 @@ async fn an_alert_watcher_that_resumes_from_its_cursor_misses_nothing_and_sees_n
         .unwrap_err();
     assert_eq!(beyond.code(), Code::OutOfRange);
     let negative = watch_alerts(&app, &auditor, Some(-1)).await.unwrap_err();
-    assert_eq!(common::violated_fields(&negative), ["after_sequence"]);
+    assert_eq!(
+        crate::common::violated_fields(&negative),
+        ["after_sequence"]
+    );
 }
 
 /// Receives samples from `stream` until it has `count`.
@@ -480,5 +470,8 @@ async fn a_session_watcher_that_resumes_from_its_cursor_misses_no_sample(backend
     let negative = watch_session(&app, &miner, &session_id, -1)
         .await
         .unwrap_err();
-    assert_eq!(common::violated_fields(&negative), ["after_sequence"]);
+    assert_eq!(
+        crate::common::violated_fields(&negative),
+        ["after_sequence"]
+    );
 }

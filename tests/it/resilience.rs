@@ -2,20 +2,18 @@
 //! limits and overload — against real servers, a private `redis-server` and
 //! a TCP proxy in front of PostgreSQL that the tests cut.
 //!
-//! Timings are printed (`cargo test --test resilience -- --nocapture`).
-
-mod common;
+//! Timings are printed (`cargo test --test it resilience:: -- --nocapture`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::common::infra::{RedisServer, TcpProxy};
+use crate::common::money::{azr, micros};
+use crate::common::{Backend, TestApp, authed, secret_for_tests};
 use azora::proto::identity as ipb;
 use azora::proto::identity::identity_service_client::IdentityServiceClient;
 use azora::proto::treasury as tpb;
 use azora::proto::treasury::treasury_service_client::TreasuryServiceClient;
-use common::infra::{RedisServer, TcpProxy};
-use common::money::{azr, micros};
-use common::{Backend, TestApp, authed, secret_for_tests};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -345,7 +343,7 @@ async fn a_database_outage_fails_calls_unavailable_within_three_seconds_and_reco
         let url = settings
             .database_url
             .expose()
-            .replace(&common::postgres_server_url(), &proxied);
+            .replace(&crate::common::postgres_server_url(), &proxied);
         settings.database_url = secret_for_tests(&url);
     })
     .await;
@@ -866,7 +864,7 @@ async fn a_silent_database_network_fails_calls_unavailable_within_three_seconds(
         let url = settings
             .database_url
             .expose()
-            .replace(&common::postgres_server_url(), &proxied);
+            .replace(&crate::common::postgres_server_url(), &proxied);
         settings.database_url = secret_for_tests(&url);
     })
     .await;
@@ -1126,7 +1124,7 @@ async fn a_crash_between_commit_and_invalidation_leaves_no_stale_read_after_a_re
 
     let redis_address: SocketAddr = format!("127.0.0.1:{}", redis.port).parse().unwrap();
     let proxy = TcpProxy::start(redis_address).await;
-    let port = common::infra::free_port();
+    let port = crate::common::infra::free_port();
     let mut doomed = tokio::process::Command::new(env!("CARGO_BIN_EXE_azora"))
         .arg("serve")
         .env("AZORA_DATABASE_URL", &app.database.url)

@@ -16,14 +16,15 @@
 //! bodies that are not one message refused as such; nothing written by a
 //! call that was refused; the same answer on both backends for the text and
 //! nesting limits; and the server healthy afterwards.
-//! `cargo test --test malformed -- --nocapture` prints the sweep's size.
-
-mod common;
+//! `cargo test --test it malformed:: -- --nocapture` prints the sweep's size.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::common::capture::{self, CaptureId};
+use crate::common::money::{address, azr};
+use crate::common::{Backend, TestApp, authed};
 use azora::proto::compliance as cpb;
 use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
 use azora::proto::identity as ipb;
@@ -32,8 +33,6 @@ use azora::proto::mining::mining_service_client::MiningServiceClient;
 use azora::proto::treasury as tpb;
 use azora::proto::treasury::billing_service_client::BillingServiceClient;
 use azora::proto::treasury::founder_compensation_service_client::FounderCompensationServiceClient;
-use common::money::{address, azr};
-use common::{Backend, TestApp, authed};
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost_reflect::{
@@ -968,21 +967,13 @@ async fn call(
         .unwrap_or(Outcome::Hung)
 }
 
-/// Server-side warnings and errors (an INTERNAL's cause is logged, never
-/// sent), so a failure can say why.
-fn server_log() -> Arc<Mutex<Vec<String>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<String>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let _ = tracing_subscriber::registry()
-            .with(tracing_subscriber::filter::LevelFilter::WARN)
-            .with(Collector(log.clone()))
-            .try_init();
-        log
-    })
-    .clone()
+/// A subscriber that keeps the server's warnings and errors (an INTERNAL's
+/// cause is logged, never sent), so a failure can say why.
+fn server_log(log: Arc<Mutex<Vec<String>>>) -> impl tracing::Subscriber + Send + Sync {
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::WARN)
+        .with(Collector(log))
 }
 
 struct Collector(Arc<Mutex<Vec<String>>>);
@@ -1008,25 +999,35 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collector {
     }
 }
 
-/// Every panic in the process since the hook was set, as "the call in
-/// flight: the panic".
-fn panics() -> &'static Mutex<Vec<String>> {
-    static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Every panic of this sweep's threads since the hook was set, as "the call
+/// in flight: the panic". Other tests share the process; their panics are
+/// not the sweep's.
+fn panics() -> Vec<String> {
+    static PANICS: Mutex<Vec<(CaptureId, String)>> = Mutex::new(Vec::new());
     static HOOK: OnceLock<()> = OnceLock::new();
     HOOK.get_or_init(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let call = in_flight()
-                .lock()
-                .map(|call| call.clone())
-                .unwrap_or_default();
-            if let Ok(mut panics) = PANICS.lock() {
-                panics.push(format!("during {call}: {info}"));
+            if let Some(sweep) = capture::current() {
+                let call = in_flight()
+                    .lock()
+                    .map(|call| call.clone())
+                    .unwrap_or_default();
+                if let Ok(mut panics) = PANICS.lock() {
+                    panics.push((sweep, format!("during {call}: {info}")));
+                }
             }
             previous(info);
         }));
     });
-    &PANICS
+    let sweep = capture::current().expect("the sweep runs captured");
+    PANICS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(of, _)| *of == sweep)
+        .map(|(_, panic)| panic.clone())
+        .collect()
 }
 
 /// The call the sweep is making, for the panic hook.
@@ -1036,7 +1037,7 @@ fn in_flight() -> &'static Mutex<String> {
 }
 
 fn panic_count() -> usize {
-    panics().lock().unwrap().len()
+    panics().len()
 }
 
 /// One call of the sweep.
@@ -1088,7 +1089,11 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
     // caused them.
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
-    let log = server_log();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    capture::with_subscriber(server_log(log.clone()), sweep(backend, log)).await;
+}
+
+async fn sweep(backend: Backend, log: Arc<Mutex<Vec<String>>>) {
     let panics_before = panic_count();
     let started = Instant::now();
     let app = TestApp::spawn_with(backend, |settings| {
@@ -1380,7 +1385,7 @@ async fn every_rpc_refuses_malformed_input_without_internal_errors_or_writes(bac
         "the snapshot saw only {} writes by accepted calls: it cannot tell a refused call that wrote",
         tally.accepted_writes
     );
-    let panic_lines: Vec<String> = panics().lock().unwrap()[panics_before..]
+    let panic_lines: Vec<String> = panics()[panics_before..]
         .iter()
         .map(|line| format!("  {}", line.replace('\n', " ")))
         .collect();

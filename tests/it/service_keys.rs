@@ -3,10 +3,10 @@
 //! the service key is never allowed anything the member is not. On
 //! PostgreSQL and SQLite, over a real channel.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::money::{address, azr};
+use crate::common::{Backend, TestApp, authed};
 use azora::proto::compliance as cpb;
 use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
 use azora::proto::identity as ipb;
@@ -17,8 +17,6 @@ use azora::proto::treasury::billing_service_client::BillingServiceClient;
 use azora::proto::treasury::founder_compensation_service_client::FounderCompensationServiceClient;
 use azora::proto::treasury::knowledge_reward_service_client::KnowledgeRewardServiceClient;
 use azora::proto::types::Decimal;
-use common::money::{address, azr};
-use common::{Backend, TestApp, authed};
 use prost::Message;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -66,10 +64,7 @@ fn decimal(value: &str) -> Option<Decimal> {
 }
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    })
+    Some(crate::common::timestamp(at))
 }
 
 fn sample() -> mpb::Sample {

@@ -1,13 +1,11 @@
 //! IdentityService over a real gRPC channel, on PostgreSQL and SQLite.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::{Backend, TestApp, authed, violated_fields};
 use azora::identity::entities::api_key;
 use azora::proto::identity as pb;
 use azora::proto::types::Decimal;
-use common::{Backend, TestApp, authed, violated_fields};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tonic::Code;

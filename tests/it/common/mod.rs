@@ -1,32 +1,30 @@
 //! The test harness: the real server, started by the same `Application` that
 //! `azora serve` runs, on port 0, against a fresh database per test —
-//! a new PostgreSQL database or a new SQLite file.
+//! a new PostgreSQL database or a new SQLite file. How the server is started
+//! and how users, keys and wallets are set up is the `azora-testkit` crate,
+//! which the benchmark shares; this module adds what only tests need:
+//! panicking helpers, assertions about the books and the audit trail, and
+//! infrastructure a test can break.
 
-#![allow(dead_code)]
+pub mod capture;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use azora::config::{Secret, Settings};
-use azora::identity::Identity;
+use azora::proto::compliance::compliance_service_client::ComplianceServiceClient;
 use azora::proto::identity as pb;
 use azora::proto::identity::identity_service_client::IdentityServiceClient;
-use azora::startup::Application;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use azora::proto::mining::mining_service_client::MiningServiceClient;
+use azora_testkit::{Admin, RunningServer, setup};
+pub use azora_testkit::{Backend, TestDatabase, authed, postgres_server_url, timestamp};
+use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
 /// Runs each named `async fn(Backend)` once on PostgreSQL and once on SQLite.
-#[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -48,77 +46,6 @@ macro_rules! on_both_backends {
     };
 }
 
-/// PostgreSQL server for tests; each test creates its own database on it.
-pub fn postgres_server_url() -> String {
-    std::env::var("AZORA_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-pub struct TestDatabase {
-    pub url: String,
-    pub backend: Backend,
-    pub postgres_name: Option<String>,
-    sqlite_file: Option<PathBuf>,
-}
-
-impl TestDatabase {
-    pub async fn create(backend: Backend) -> Self {
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        match backend {
-            Backend::Postgres => {
-                let name = format!("azora_test_{unique}");
-                let admin =
-                    sea_orm::Database::connect(format!("{}/postgres", postgres_server_url()))
-                        .await
-                        .expect("PostgreSQL must be running for the tests (see README)");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                admin.close().await.ok();
-                Self {
-                    url: format!("{}/{name}", postgres_server_url()),
-                    backend,
-                    postgres_name: Some(name),
-                    sqlite_file: None,
-                }
-            }
-            Backend::Sqlite => {
-                let file = std::env::temp_dir().join(format!("azora_test_{unique}.db"));
-                Self {
-                    url: format!("sqlite://{}?mode=rwc", file.display()),
-                    backend,
-                    postgres_name: None,
-                    sqlite_file: Some(file),
-                }
-            }
-        }
-    }
-}
-
-impl TestDatabase {
-    /// The same database for a second server (a replica); dropping the copy
-    /// leaves the database alone.
-    pub fn shared(&self) -> Self {
-        Self {
-            url: self.url.clone(),
-            backend: self.backend,
-            postgres_name: self.postgres_name.clone(),
-            sqlite_file: None,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Some(file) = &self.sqlite_file {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-            }
-        }
-    }
-}
-
 pub struct TestApp {
     pub address: SocketAddr,
     pub db: DatabaseConnection,
@@ -136,45 +63,39 @@ impl TestApp {
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
         let database = TestDatabase::create(backend).await;
-        Self::start(database, None, configure).await
+        Self::start(database, Admin::Bootstrap("admin"), configure).await
     }
 
     /// A second server on this one's database (a replica), with the same
     /// admin.
     pub async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> Self {
-        let admin = (self.admin_key.clone(), self.admin_id.clone());
-        Self::start(self.database.shared(), Some(admin), configure).await
+        let admin = Admin::Existing {
+            key: self.admin_key.clone(),
+            id: self.admin_id.clone(),
+        };
+        Self::start(self.database.shared(), admin, configure).await
     }
 
     async fn start(
         database: TestDatabase,
-        admin: Option<(String, String)>,
+        admin: Admin,
         configure: impl FnOnce(&mut Settings),
     ) -> Self {
-        let mut settings = Settings::with_database(database.url.clone());
-        // Runs any suite with the Redis cache on (tests that need Redis start
-        // their own and set it themselves).
-        settings.redis_url = std::env::var("AZORA_TEST_REDIS_URL").ok().map(Secret::new);
-        configure(&mut settings);
-        let application = Application::build(settings, true)
-            .await
-            .expect("build the server");
-        let address = application.local_addr();
-        let db = application.database().clone();
-        let (admin_key, admin_id) = match admin {
-            Some(admin) => admin,
-            None => {
-                let (user, issued) = Identity::new(db.clone())
-                    .bootstrap_admin("admin", None)
-                    .await
-                    .expect("bootstrap the admin");
-                (issued.secret, user.id.to_string())
-            }
-        };
-        let (shutdown, stopped) = oneshot::channel();
-        let server = tokio::spawn(application.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let RunningServer {
+            address,
+            db,
+            admin_key,
+            admin_id,
+            shutdown,
+            serving,
+        } = RunningServer::start(&database.url, admin, |settings| {
+            // Runs any suite with the Redis cache on (tests that need Redis
+            // start their own and set it themselves).
+            settings.redis_url = std::env::var("AZORA_TEST_REDIS_URL").ok().map(Secret::new);
+            configure(settings);
+        })
+        .await
+        .expect("start the server");
         Self {
             address,
             db,
@@ -182,7 +103,7 @@ impl TestApp {
             admin_id,
             database,
             shutdown: Some(shutdown),
-            server: Some(server),
+            server: Some(serving),
         }
     }
 
@@ -191,9 +112,7 @@ impl TestApp {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .unwrap()
-            .connect()
+        azora_testkit::connect(self.address)
             .await
             .expect("connect to the server")
     }
@@ -224,46 +143,17 @@ impl TestApp {
         role: pb::Role,
     ) -> (String, String) {
         let mut identity = self.identity().await;
-        let user = identity
-            .create_user(authed(
-                &self.admin_key,
-                pb::CreateUserRequest {
-                    username: username.into(),
-                    user_type: user_type as i32,
-                    ..Default::default()
-                },
-            ))
+        let user = setup::create_user(&mut identity, &self.admin_key, username, user_type)
             .await
-            .expect("create user")
-            .into_inner()
-            .user
-            .unwrap();
+            .expect("create user");
         if role != pb::Role::Member {
-            identity
-                .set_user_role(authed(
-                    &self.admin_key,
-                    pb::SetUserRoleRequest {
-                        user_id: user.id.clone(),
-                        role: role as i32,
-                        ..Default::default()
-                    },
-                ))
+            setup::set_user_role(&mut identity, &self.admin_key, &user.id, role)
                 .await
                 .expect("set role");
         }
-        let key = identity
-            .create_api_key(authed(
-                &self.admin_key,
-                pb::CreateApiKeyRequest {
-                    user_id: user.id.clone(),
-                    role: role as i32,
-                    ..Default::default()
-                },
-            ))
+        let key = setup::create_api_key(&mut identity, &self.admin_key, &user.id, role)
             .await
-            .expect("create key")
-            .into_inner()
-            .secret;
+            .expect("create key");
         (user.id, key)
     }
 }
@@ -272,15 +162,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.begin_shutdown();
     }
-}
-
-/// A request carrying `authorization: Bearer <key>`.
-pub fn authed<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-    request
 }
 
 /// The fields named by an INVALID_ARGUMENT status's BadRequest details.
@@ -300,6 +181,19 @@ pub fn secret_for_tests(url: &str) -> Secret {
     Secret::new(url)
 }
 
+/// A fresh request id.
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub async fn compliance(app: &TestApp) -> ComplianceServiceClient<Channel> {
+    ComplianceServiceClient::new(app.channel().await)
+}
+
+pub async fn mining(app: &TestApp) -> MiningServiceClient<Channel> {
+    MiningServiceClient::new(app.channel().await)
+}
+
 /// Treasury helpers: users with wallets, and money in them.
 pub mod money {
     use super::*;
@@ -308,15 +202,9 @@ pub mod money {
     use std::collections::BTreeMap;
 
     use azora::identity::entities::wallet;
-    use azora::proto::types::Decimal;
     use azora::treasury::entities::{ledger_entry, ledger_transaction, system_account};
+    pub use azora_testkit::azr;
     use sea_orm::EntityTrait;
-
-    pub fn azr(value: &str) -> Option<Decimal> {
-        Some(Decimal {
-            value: value.into(),
-        })
-    }
 
     /// A random, valid (lowercase) address.
     pub fn address() -> String {
@@ -339,43 +227,28 @@ pub mod money {
         }
 
         pub async fn wallet_for(&self, owner_id: &str) -> String {
-            self.identity()
-                .await
-                .create_wallet(authed(
-                    &self.admin_key,
-                    pb::CreateWalletRequest {
-                        owner_id: owner_id.into(),
-                        address: address(),
-                        label: String::new(),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .expect("create wallet")
-                .into_inner()
-                .wallet
-                .unwrap()
-                .id
+            setup::create_wallet(
+                &mut self.identity().await,
+                &self.admin_key,
+                owner_id,
+                address(),
+            )
+            .await
+            .expect("create wallet")
         }
 
         /// Gives a wallet exactly `amount` AZR, by a confirmed deposit.
         pub async fn fund(&self, wallet: &str, amount: &str) -> tpb::Transaction {
-            self.treasury()
-                .await
-                .deposit(authed(
-                    &self.admin_key,
-                    tpb::DepositRequest {
-                        request_id: uuid::Uuid::new_v4().to_string(),
-                        to_wallet_id: wallet.into(),
-                        amount: azr(amount),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .expect("deposit")
-                .into_inner()
-                .transaction
-                .unwrap()
+            let request_id = uuid::Uuid::new_v4().to_string();
+            setup::deposit(
+                &mut self.treasury().await,
+                &self.admin_key,
+                request_id,
+                wallet,
+                amount,
+            )
+            .await
+            .expect("deposit")
         }
 
         /// Mints `amount` AZR with no recipient wallet: the policy's shares
@@ -569,116 +442,11 @@ pub mod money {
 /// front of PostgreSQL that the test can cut.
 pub mod infra {
     use std::net::SocketAddr;
-    use std::process::{Child, Command, Stdio};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
 
+    pub use azora_testkit::{RedisServer, free_port};
     use tokio::net::{TcpListener, TcpStream};
     use tokio::task::AbortHandle;
-
-    /// A port nothing listens on right now.
-    pub fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    /// A private `redis-server` without persistence on a spare port; stopped
-    /// on drop.
-    pub struct RedisServer {
-        pub port: u16,
-        child: Option<Child>,
-    }
-
-    impl RedisServer {
-        pub fn start() -> Self {
-            let mut server = Self {
-                port: free_port(),
-                child: None,
-            };
-            server.restart();
-            server
-        }
-
-        pub fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-
-        /// Starts it (again, empty) on the same port; waits until it answers.
-        pub fn restart(&mut self) {
-            assert!(self.child.is_none(), "already running");
-            let child = Command::new("redis-server")
-                .args(["--port", &self.port.to_string()])
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed for the tests");
-            self.child = Some(child);
-            let started = Instant::now();
-            while self.cli(&["PING"]).as_deref() != Some("PONG") {
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "redis-server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-
-        /// Kills it, as a crash would: no data survives.
-        pub fn kill(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-
-        /// Freezes it (SIGSTOP): connections stay open, commands hang, the
-        /// data is kept. `resume` continues it.
-        pub fn pause(&self) {
-            self.signal("-STOP");
-        }
-
-        pub fn resume(&self) {
-            self.signal("-CONT");
-        }
-
-        fn signal(&self, signal: &str) {
-            let pid = self.child.as_ref().expect("running").id().to_string();
-            let status = Command::new("kill").args([signal, &pid]).status().unwrap();
-            assert!(status.success());
-        }
-
-        /// `redis-cli` against it; `None` when it does not answer.
-        pub fn cli(&self, arguments: &[&str]) -> Option<String> {
-            let output = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string()])
-                .args(arguments)
-                .stderr(Stdio::null())
-                .output()
-                .ok()?;
-            let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            (output.status.success() && !text.is_empty() && !text.starts_with("Could not connect"))
-                .then_some(text)
-        }
-
-        /// How many keys match `pattern`.
-        pub fn count_keys(&self, pattern: &str) -> usize {
-            self.cli(&["--scan", "--pattern", pattern])
-                .map_or(0, |keys| keys.lines().count())
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            if self.child.is_some() {
-                self.resume();
-            }
-            self.kill();
-        }
-    }
 
     #[derive(Default)]
     struct ProxyState {

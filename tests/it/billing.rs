@@ -3,10 +3,10 @@
 //! the ledger, authorization, and supply conserved under a mixed workload of
 //! every money-moving service.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::money::{assert_books_balance, audited_calls, azr, micros};
+use crate::common::{Backend, TestApp, authed, timestamp, violated_fields};
 use azora::proto::identity as ipb;
 use azora::proto::treasury as pb;
 use azora::proto::treasury::billing_service_client::BillingServiceClient;
@@ -14,8 +14,6 @@ use azora::proto::treasury::founder_compensation_service_client::FounderCompensa
 use azora::proto::treasury::knowledge_reward_service_client::KnowledgeRewardServiceClient;
 use azora::proto::types::Decimal;
 use chrono::{Months, Utc};
-use common::money::{assert_books_balance, audited_calls, azr, micros};
-use common::{Backend, TestApp, authed, violated_fields};
 use tokio::task::JoinSet;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -31,13 +29,6 @@ on_both_backends!(
 
 async fn client(app: &TestApp) -> BillingServiceClient<Channel> {
     BillingServiceClient::new(app.channel().await)
-}
-
-fn timestamp(at: chrono::DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: at.timestamp_subsec_nanos() as i32,
-    }
 }
 
 async fn subscribe(

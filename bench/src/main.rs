@@ -1,0 +1,169 @@
+//! Benchmarks of azora over real gRPC against real PostgreSQL.
+//!
+//! `azora-bench transfers` starts the server (the same `Application` that
+//! `azora serve` runs) on a fresh PostgreSQL database, creates wallets with
+//! owners and keys, and drives Transfer RPCs from concurrent clients for a
+//! fixed time. In the same run it drives the equivalent plain transfer SQL
+//! (lock and update two wallet rows, insert one entry row, commit) straight
+//! against the same PostgreSQL with as many connections, as the ceiling, and
+//! prints both with the ratio.
+//!
+//! `azora-bench reads` measures, in one run, `GetBalance` served from the
+//! Redis cache, the same without a cache (from PostgreSQL), and an empty RPC
+//! (`grpc.health.v1.Health/Check`) as the ceiling of the gRPC layer, plus an
+//! authenticated call refused before any I/O, to separate authentication
+//! from the cache.
+//!
+//! `azora-bench samples` streams mining samples (RecordStatistics) from
+//! concurrent rigs, each with its own session.
+//!
+//! The database, the in-process server and the setup calls are the
+//! `azora-testkit` crate's, which the integration tests use too.
+
+mod phase;
+mod reads;
+mod samples;
+mod setup;
+mod transfers;
+
+use std::time::Duration;
+
+use azora_testkit::TestDatabase;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "azora-bench",
+    about = "Benchmarks azora over gRPC against PostgreSQL."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Transfer RPCs against the plain-SQL ceiling.
+    Transfers {
+        /// Concurrent clients (and raw-SQL connections).
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// How long each phase runs, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Wallets the transfers move money among.
+        #[arg(long, default_value_t = 1000)]
+        wallets: usize,
+        /// gRPC channels the clients share.
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+        /// Concurrent ledger writers in the server.
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
+        /// PostgreSQL server; the bench creates its own database on it.
+        #[arg(
+            long,
+            env = "AZORA_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres_url: String,
+    },
+    /// GetBalance cached (Redis) and uncached against an empty RPC.
+    Reads {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// How long each phase runs, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Wallets (each with its owner's member key) the reads spread over.
+        #[arg(long, default_value_t = 100)]
+        wallets: usize,
+        /// gRPC channels the clients share.
+        #[arg(long, default_value_t = 2)]
+        channels: usize,
+        /// PostgreSQL server; the bench creates its own database on it.
+        #[arg(
+            long,
+            env = "AZORA_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres_url: String,
+    },
+    /// Mining samples streamed by concurrent rigs (RecordStatistics).
+    Samples {
+        /// Concurrent rigs, each with its own session, streaming in a loop.
+        #[arg(long, default_value_t = 16)]
+        rigs: usize,
+        /// How long to stream, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Samples per stream (one RecordStatistics call).
+        #[arg(long, default_value_t = 5000)]
+        stream: usize,
+        /// Samples per stream message.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// PostgreSQL server; the bench creates its own database on it.
+        #[arg(
+            long,
+            env = "AZORA_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres_url: String,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 10s"))?;
+    match unit {
+        "s" | "" => Ok(Duration::from_secs(value)),
+        "ms" => Ok(Duration::from_millis(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(format!("unknown unit in {text:?}; use ms, s or m")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let command = Cli::parse().command;
+    let postgres_url = match &command {
+        Bench::Transfers { postgres_url, .. }
+        | Bench::Samples { postgres_url, .. }
+        | Bench::Reads { postgres_url, .. } => postgres_url.clone(),
+    };
+    let database = TestDatabase::create_postgres(&postgres_url, "azora_bench").await?;
+    let database_url = database.url.clone();
+    let outcome = match command {
+        Bench::Transfers {
+            clients,
+            duration,
+            wallets,
+            channels,
+            writers,
+            ..
+        } => transfers::run(clients, duration, wallets, channels, writers, &database_url).await,
+        Bench::Samples {
+            rigs,
+            duration,
+            stream,
+            batch,
+            ..
+        } => samples::run(rigs, duration, stream, batch, &database_url).await,
+        Bench::Reads {
+            clients,
+            duration,
+            wallets,
+            channels,
+            ..
+        } => reads::run(clients, duration, wallets, channels, &database_url).await,
+    };
+    database.remove().await.ok();
+    outcome
+}
