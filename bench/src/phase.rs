@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
-pub struct Phase {
+pub(crate) struct Phase {
     pub completed: usize,
     pub errors: usize,
     pub elapsed: Duration,
@@ -13,14 +13,14 @@ pub struct Phase {
 }
 
 /// What one client did in a phase: (completed, errors, latencies in µs).
-pub type ClientTally = (usize, usize, Vec<u32>);
+pub(crate) type ClientTally = (usize, usize, Vec<u32>);
 
 impl Phase {
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.completed as f64 / self.elapsed.as_secs_f64()
     }
 
-    pub fn percentile_ms(&self, percentile: f64) -> f64 {
+    pub(crate) fn percentile_ms(&self, percentile: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
         }
@@ -28,7 +28,7 @@ impl Phase {
         f64::from(self.latencies_us[index]) / 1000.0
     }
 
-    pub fn describe(&self, name: &str) -> String {
+    pub(crate) fn describe(&self, name: &str) -> String {
         format!(
             "{name:<18} {:>8} in {:>5.1} s = {:>7.0}/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
             self.completed,
@@ -41,7 +41,7 @@ impl Phase {
     }
 }
 
-pub fn merge(results: Vec<ClientTally>, elapsed: Duration) -> Phase {
+pub(crate) fn merge(results: Vec<ClientTally>, elapsed: Duration) -> Phase {
     let mut phase = Phase {
         completed: 0,
         errors: 0,
@@ -58,7 +58,7 @@ pub fn merge(results: Vec<ClientTally>, elapsed: Duration) -> Phase {
 }
 
 /// Phases run in slices, as one phase.
-pub fn combine(slices: Vec<Phase>) -> Phase {
+pub(crate) fn combine(slices: Vec<Phase>) -> Phase {
     let elapsed = slices.iter().map(|phase| phase.elapsed).sum();
     merge(
         slices
@@ -71,7 +71,7 @@ pub fn combine(slices: Vec<Phase>) -> Phase {
 
 /// Runs `call` from `clients` concurrent clients over `channels` for
 /// `duration`; `call(channel, client, iteration)` says whether it succeeded.
-pub async fn drive<F, Fut>(
+pub(crate) async fn drive<F, Fut>(
     clients: usize,
     duration: Duration,
     channels: &[Channel],

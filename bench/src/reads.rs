@@ -26,7 +26,7 @@ struct Reads {
     cached: Phase,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     clients: usize,
     duration: Duration,
     wallet_count: usize,

@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use crate::phase::{ClientTally, merge};
 use crate::setup::{create_holder, start_server};
 
-pub async fn run(
+pub(crate) async fn run(
     rigs: usize,
     duration: Duration,
     stream_size: usize,

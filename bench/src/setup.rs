@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 
 /// Starts the server in-process on `database_url`, logging only warnings;
 /// the first server on a database bootstraps `bench-admin`.
-pub async fn start_server(
+pub(crate) async fn start_server(
     database_url: &str,
     admin: Option<Admin>,
     configure: impl FnOnce(&mut Settings),
@@ -26,7 +26,7 @@ pub async fn start_server(
 }
 
 /// A student with a key of `role` and one wallet: (key, wallet id).
-pub async fn create_holder(
+pub(crate) async fn create_holder(
     identity: &mut IdentityServiceClient<Channel>,
     admin_key: &str,
     username: &str,
@@ -42,7 +42,7 @@ pub async fn create_holder(
 
 /// `count` members `<prefix>00000`…, each with a member key and a wallet
 /// funded with `amount` AZR: (key, wallet id).
-pub async fn funded_members(
+pub(crate) async fn funded_members(
     server: &RunningServer,
     prefix: &str,
     count: usize,
@@ -71,7 +71,10 @@ pub async fn funded_members(
 }
 
 /// `count` (at least one) connections to the server at `address`.
-pub async fn connect_channels(address: SocketAddr, count: usize) -> anyhow::Result<Vec<Channel>> {
+pub(crate) async fn connect_channels(
+    address: SocketAddr,
+    count: usize,
+) -> anyhow::Result<Vec<Channel>> {
     let mut channels = Vec::new();
     for _ in 0..count.max(1) {
         channels.push(azora_testkit::connect(address).await?);

@@ -18,7 +18,7 @@ use crate::setup::{connect_channels, funded_members, start_server};
 /// (key, wallet id) of each funded member.
 type Accounts = Arc<Vec<(String, String)>>;
 
-pub async fn run(
+pub(crate) async fn run(
     clients: usize,
     duration: Duration,
     wallet_count: usize,

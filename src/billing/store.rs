@@ -108,7 +108,7 @@ fn invoice_to_row(record: &Invoice) -> invoice::ActiveModel {
     }
 }
 
-pub async fn tier_price(db: &impl ConnectionTrait, tier: Tier) -> Result<i64> {
+pub(super) async fn tier_price(db: &impl ConnectionTrait, tier: Tier) -> Result<i64> {
     tier::Entity::find_by_id(tier.as_str().to_owned())
         .one(db)
         .await
@@ -117,7 +117,10 @@ pub async fn tier_price(db: &impl ConnectionTrait, tier: Tier) -> Result<i64> {
         .ok_or_else(|| Error::internal(format!("no price for tier {}", tier.as_str())))
 }
 
-pub async fn insert_subscription(db: &impl ConnectionTrait, record: &Subscription) -> Result<()> {
+pub(super) async fn insert_subscription(
+    db: &impl ConnectionTrait,
+    record: &Subscription,
+) -> Result<()> {
     subscription::Entity::insert(subscription_to_row(record))
         .exec_without_returning(db)
         .await
@@ -125,7 +128,10 @@ pub async fn insert_subscription(db: &impl ConnectionTrait, record: &Subscriptio
     Ok(())
 }
 
-pub async fn update_subscription(db: &impl ConnectionTrait, record: &Subscription) -> Result<()> {
+pub(super) async fn update_subscription(
+    db: &impl ConnectionTrait,
+    record: &Subscription,
+) -> Result<()> {
     subscription::Entity::update(subscription_to_row(record))
         .exec(db)
         .await
@@ -133,7 +139,7 @@ pub async fn update_subscription(db: &impl ConnectionTrait, record: &Subscriptio
     Ok(())
 }
 
-pub async fn find_subscription_by_request(
+pub(super) async fn find_subscription_by_request(
     db: &impl ConnectionTrait,
     created_by: Uuid,
     request_id: &str,
@@ -150,7 +156,7 @@ pub async fn find_subscription_by_request(
 
 /// The subscription, locked until the transaction ends: issuing, cancelling
 /// and replicas' issuers serialise on its row.
-pub async fn lock_subscription(
+pub(super) async fn lock_subscription(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<Subscription>> {
@@ -164,7 +170,7 @@ pub async fn lock_subscription(
 }
 
 /// Active subscriptions whose latest invoiced period has ended by `now`.
-pub async fn due_subscriptions(
+pub(super) async fn due_subscriptions(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
     limit: u64,
@@ -182,7 +188,7 @@ pub async fn due_subscriptions(
         .map_err(classify)
 }
 
-pub async fn list_subscriptions(
+pub(super) async fn list_subscriptions(
     db: &impl ConnectionTrait,
     filter: &SubscriptionFilter,
     page: &PageRequest,
@@ -208,7 +214,7 @@ pub async fn list_subscriptions(
         .collect()
 }
 
-pub async fn insert_invoices(db: &impl ConnectionTrait, invoices: &[Invoice]) -> Result<()> {
+pub(super) async fn insert_invoices(db: &impl ConnectionTrait, invoices: &[Invoice]) -> Result<()> {
     if invoices.is_empty() {
         return Ok(());
     }
@@ -219,7 +225,7 @@ pub async fn insert_invoices(db: &impl ConnectionTrait, invoices: &[Invoice]) ->
     Ok(())
 }
 
-pub async fn update_invoice(db: &impl ConnectionTrait, record: &Invoice) -> Result<()> {
+pub(super) async fn update_invoice(db: &impl ConnectionTrait, record: &Invoice) -> Result<()> {
     invoice::Entity::update(invoice_to_row(record))
         .exec(db)
         .await
@@ -227,7 +233,7 @@ pub async fn update_invoice(db: &impl ConnectionTrait, record: &Invoice) -> Resu
     Ok(())
 }
 
-pub async fn find_invoice(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Invoice>> {
+pub(super) async fn find_invoice(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Invoice>> {
     invoice::Entity::find_by_id(id)
         .one(db)
         .await
@@ -238,7 +244,7 @@ pub async fn find_invoice(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<
 
 /// The invoice, locked until the transaction ends: concurrent payments of
 /// one invoice serialise here and the second finds it paid.
-pub async fn lock_invoice(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Invoice>> {
+pub(super) async fn lock_invoice(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Invoice>> {
     invoice::Entity::find_by_id(id)
         .lock_exclusive()
         .one(db)
@@ -248,7 +254,7 @@ pub async fn lock_invoice(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<
         .transpose()
 }
 
-pub async fn list_invoices(
+pub(super) async fn list_invoices(
     db: &impl ConnectionTrait,
     filter: &InvoiceFilter,
     page: &PageRequest,
@@ -278,7 +284,7 @@ pub async fn list_invoices(
 }
 
 /// Sums over the user's wallets (the ledger's balances) and open invoices.
-pub async fn user_balances(db: &impl ConnectionTrait, user: Uuid) -> Result<UserBalances> {
+pub(super) async fn user_balances(db: &impl ConnectionTrait, user: Uuid) -> Result<UserBalances> {
     let wallets = db
         .query_one_raw(statement(
             db,

@@ -76,7 +76,7 @@ fn to_row(record: &Compensation) -> row::ActiveModel {
     }
 }
 
-pub async fn insert(db: &impl ConnectionTrait, record: &Compensation) -> Result<()> {
+pub(super) async fn insert(db: &impl ConnectionTrait, record: &Compensation) -> Result<()> {
     Entity::insert(to_row(record))
         .exec_without_returning(db)
         .await
@@ -85,7 +85,7 @@ pub async fn insert(db: &impl ConnectionTrait, record: &Compensation) -> Result<
 }
 
 /// Writes every field of the record; the database refuses illegal moves.
-pub async fn update(db: &impl ConnectionTrait, record: &Compensation) -> Result<()> {
+pub(super) async fn update(db: &impl ConnectionTrait, record: &Compensation) -> Result<()> {
     Entity::update(to_row(record))
         .exec(db)
         .await
@@ -93,7 +93,7 @@ pub async fn update(db: &impl ConnectionTrait, record: &Compensation) -> Result<
     Ok(())
 }
 
-pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Compensation>> {
+pub(super) async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Compensation>> {
     Entity::find_by_id(id)
         .one(db)
         .await
@@ -104,7 +104,7 @@ pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Compensa
 
 /// The record, locked until the transaction ends: approving, paying and
 /// cancelling one record serialise on its row.
-pub async fn lock(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Compensation>> {
+pub(super) async fn lock(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Compensation>> {
     Entity::find_by_id(id)
         .lock_exclusive()
         .one(db)
@@ -114,7 +114,7 @@ pub async fn lock(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Compensa
         .transpose()
 }
 
-pub async fn find_by_request(
+pub(super) async fn find_by_request(
     db: &impl ConnectionTrait,
     created_by: Uuid,
     request_id: &str,
@@ -130,7 +130,7 @@ pub async fn find_by_request(
 }
 
 /// The live (not cancelled) record for a founder, month and type, if any.
-pub async fn find_live(
+pub(super) async fn find_live(
     db: &impl ConnectionTrait,
     founder: Uuid,
     month: &Month,
@@ -148,7 +148,7 @@ pub async fn find_live(
         .transpose()
 }
 
-pub async fn list(
+pub(super) async fn list(
     db: &impl ConnectionTrait,
     filter: &CompensationFilter,
     page: &PageRequest,
@@ -181,7 +181,7 @@ pub async fn list(
 
 /// Exact sums by founder, month, type and status, folded into rows, per
 /// founder totals and a grand total.
-pub async fn summary(
+pub(super) async fn summary(
     db: &impl ConnectionTrait,
     founder: Option<Uuid>,
     start: Option<&Month>,

@@ -23,7 +23,7 @@ type Result<T> = std::result::Result<T, Error>;
 const TRANSFERS_PER_PAGE: u64 = 500;
 
 /// Every check over `[start, end)`.
-pub async fn run_all(
+pub(super) async fn run_all(
     db: &DatabaseTransaction,
     kyc_threshold_micros: i64,
     start: DateTime<Utc>,
@@ -45,7 +45,7 @@ pub async fn run_all(
 }
 
 /// What a failed check asks the operators to do.
-pub fn recommendation(check: &str) -> &'static str {
+pub(super) fn recommendation(check: &str) -> &'static str {
     match check {
         "peg" => {
             "Investigate the transactions whose USD amount differs from their AZR amount; the peg constraint may have been removed."
@@ -79,7 +79,7 @@ pub fn recommendation(check: &str) -> &'static str {
 }
 
 /// The treasury reserve at `end`, from the entries posted before it.
-pub async fn reserve_at(db: &DatabaseTransaction, end: DateTime<Utc>) -> Result<i64> {
+pub(super) async fn reserve_at(db: &DatabaseTransaction, end: DateTime<Utc>) -> Result<i64> {
     Ok(reports::balances_from_entries(db, Some(end))
         .await?
         .get(&AccountBucket::system("treasury_reserve"))

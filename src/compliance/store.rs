@@ -88,7 +88,7 @@ fn event_from_row(row: audit_event::Model) -> Result<AuditEvent> {
 /// sequence order and a watcher that has seen sequence n has seen (or will
 /// never see) every alert below n. It takes a transaction, never a bare
 /// connection: numbering and inserting in two autocommits would lose that.
-pub async fn raise_alert_in(
+pub(super) async fn raise_alert_in(
     transaction: &DatabaseTransaction,
     severity: Severity,
     source: &str,
@@ -144,7 +144,7 @@ async fn next_alert_sequence(transaction: &DatabaseTransaction) -> Result<i64> {
         .map_err(classify)
 }
 
-pub async fn find_alert(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Alert>> {
+pub(super) async fn find_alert(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Alert>> {
     alert::Entity::find_by_id(id)
         .one(db)
         .await
@@ -154,7 +154,7 @@ pub async fn find_alert(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Al
 }
 
 /// Newest first (ids are UUIDv7).
-pub async fn list_alerts(
+pub(super) async fn list_alerts(
     db: &impl ConnectionTrait,
     unacknowledged_only: bool,
     page: &PageRequest,
@@ -177,7 +177,7 @@ pub async fn list_alerts(
 }
 
 /// Alerts numbered after `after`, in sequence order, at most 100.
-pub async fn alerts_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<Alert>> {
+pub(super) async fn alerts_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<Alert>> {
     alert::Entity::find()
         .filter(alert::Column::Sequence.gt(after))
         .order_by_asc(alert::Column::Sequence)
@@ -191,7 +191,7 @@ pub async fn alerts_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<A
 }
 
 /// The sequence of the newest alert; 0 when there is none.
-pub async fn newest_alert_sequence(db: &impl ConnectionTrait) -> Result<i64> {
+pub(super) async fn newest_alert_sequence(db: &impl ConnectionTrait) -> Result<i64> {
     Ok(alert::Entity::find()
         .select_only()
         .column(alert::Column::Sequence)
@@ -204,7 +204,7 @@ pub async fn newest_alert_sequence(db: &impl ConnectionTrait) -> Result<i64> {
 }
 
 /// Marks an alert acknowledged, unless it already is.
-pub async fn acknowledge_alert(
+pub(super) async fn acknowledge_alert(
     db: &impl ConnectionTrait,
     id: Uuid,
     by: Uuid,
@@ -221,7 +221,7 @@ pub async fn acknowledge_alert(
     Ok(())
 }
 
-pub async fn record_health(
+pub(super) async fn record_health(
     db: &impl ConnectionTrait,
     component: &str,
     up: bool,
@@ -241,7 +241,7 @@ pub async fn record_health(
 }
 
 /// Newest first (ids are UUIDv7), without their chain links.
-pub async fn list_audit_events(
+pub(super) async fn list_audit_events(
     db: &impl ConnectionTrait,
     filter: &AuditFilter,
     page: &PageRequest,
@@ -280,7 +280,10 @@ pub async fn list_audit_events(
 }
 
 /// An audit event without its chain link.
-pub async fn find_audit_event(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<AuditEvent>> {
+pub(super) async fn find_audit_event(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<AuditEvent>> {
     audit_event::Entity::find_by_id(id)
         .one(db)
         .await
@@ -290,7 +293,10 @@ pub async fn find_audit_event(db: &impl ConnectionTrait, id: Uuid) -> Result<Opt
 }
 
 /// Fills in the chain links of `events` (those chained so far).
-pub async fn attach_links(db: &impl ConnectionTrait, events: &mut [AuditEvent]) -> Result<()> {
+pub(super) async fn attach_links(
+    db: &impl ConnectionTrait,
+    events: &mut [AuditEvent],
+) -> Result<()> {
     let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
     let mut links = crate::audit::links_of(db, &ids).await?;
     for event in events {
@@ -305,7 +311,7 @@ pub async fn attach_links(db: &impl ConnectionTrait, events: &mut [AuditEvent]) 
 
 /// Stores a report. Returns false, storing nothing, when the caller already
 /// has a report under the same request id (a concurrent retry won).
-pub async fn insert_report(db: &impl ConnectionTrait, report: &Report) -> Result<bool> {
+pub(super) async fn insert_report(db: &impl ConnectionTrait, report: &Report) -> Result<bool> {
     let inserted = report::Entity::insert(report::ActiveModel {
         id: Set(report.id),
         report_type: Set(report.kind.as_str().to_owned()),
@@ -334,7 +340,7 @@ pub async fn insert_report(db: &impl ConnectionTrait, report: &Report) -> Result
 }
 
 /// The report a caller generated under `request_id`, if any.
-pub async fn find_report_by_request(
+pub(super) async fn find_report_by_request(
     db: &impl ConnectionTrait,
     caller: Uuid,
     request_id: &str,
@@ -349,7 +355,7 @@ pub async fn find_report_by_request(
         .transpose()
 }
 
-pub async fn find_report(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Report>> {
+pub(super) async fn find_report(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Report>> {
     report::Entity::find_by_id(id)
         .one(db)
         .await
@@ -359,7 +365,10 @@ pub async fn find_report(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<R
 }
 
 /// Newest first (ids are UUIDv7).
-pub async fn list_reports(db: &impl ConnectionTrait, page: &PageRequest) -> Result<Vec<Report>> {
+pub(super) async fn list_reports(
+    db: &impl ConnectionTrait,
+    page: &PageRequest,
+) -> Result<Vec<Report>> {
     report::Entity::find()
         .apply_if(page.after, |query, after| {
             query.filter(report::Column::Id.lt(after))

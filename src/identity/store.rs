@@ -74,7 +74,11 @@ fn api_key_from_row(row: api_key::Model) -> Result<ApiKey> {
     })
 }
 
-pub async fn insert_user(db: &impl ConnectionTrait, new: NewUser, role: Role) -> Result<User> {
+pub(super) async fn insert_user(
+    db: &impl ConnectionTrait,
+    new: NewUser,
+    role: Role,
+) -> Result<User> {
     let row = user::ActiveModel {
         id: Set(Uuid::now_v7()),
         username: Set(new.username.as_str().to_owned()),
@@ -101,7 +105,7 @@ pub async fn insert_user(db: &impl ConnectionTrait, new: NewUser, role: Role) ->
     user_from_row(row)
 }
 
-pub async fn find_user(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>> {
+pub(super) async fn find_user(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<User>> {
     user::Entity::find_by_id(id)
         .one(db)
         .await
@@ -110,7 +114,7 @@ pub async fn find_user(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Use
         .transpose()
 }
 
-pub async fn find_user_by_username(
+pub(super) async fn find_user_by_username(
     db: &impl ConnectionTrait,
     username: &str,
 ) -> Result<Option<User>> {
@@ -123,7 +127,7 @@ pub async fn find_user_by_username(
         .transpose()
 }
 
-pub async fn list_users(
+pub(super) async fn list_users(
     db: &impl ConnectionTrait,
     filter: &UserFilter,
     page: &PageRequest,
@@ -156,7 +160,7 @@ pub async fn list_users(
 
 /// Applies `changes` and returns the user as the database now has it
 /// (`updated_at` is set by a trigger, so the row is read back).
-pub async fn update_user(
+pub(super) async fn update_user(
     db: &impl ConnectionTrait,
     id: Uuid,
     changes: UserChanges,
@@ -213,7 +217,7 @@ pub async fn update_user(
     find_user(db, id).await
 }
 
-pub async fn set_user_role(db: &impl ConnectionTrait, id: Uuid, role: Role) -> Result<()> {
+pub(super) async fn set_user_role(db: &impl ConnectionTrait, id: Uuid, role: Role) -> Result<()> {
     user::Entity::update_many()
         .col_expr(user::Column::Role, Expr::value(role.as_str()))
         .filter(user::Column::Id.eq(id))
@@ -226,7 +230,7 @@ pub async fn set_user_role(db: &impl ConnectionTrait, id: Uuid, role: Role) -> R
 /// Ids of all admins, locked until the transaction ends (PostgreSQL; on
 /// SQLite the IMMEDIATE transaction already serialises writers), so two
 /// concurrent demotions cannot both see "another admin remains".
-pub async fn lock_admin_ids(db: &impl ConnectionTrait) -> Result<Vec<Uuid>> {
+pub(super) async fn lock_admin_ids(db: &impl ConnectionTrait) -> Result<Vec<Uuid>> {
     let mut query = user::Entity::find()
         .select_only()
         .column(user::Column::Id)
@@ -238,7 +242,7 @@ pub async fn lock_admin_ids(db: &impl ConnectionTrait) -> Result<Vec<Uuid>> {
     query.into_tuple::<Uuid>().all(db).await.map_err(classify)
 }
 
-pub async fn any_admin_exists(db: &impl ConnectionTrait) -> Result<bool> {
+pub(super) async fn any_admin_exists(db: &impl ConnectionTrait) -> Result<bool> {
     let count = user::Entity::find()
         .filter(user::Column::Role.eq(Role::Admin.as_str()))
         .count(db)
@@ -247,7 +251,7 @@ pub async fn any_admin_exists(db: &impl ConnectionTrait) -> Result<bool> {
     Ok(count > 0)
 }
 
-pub async fn set_kyc_status(
+pub(super) async fn set_kyc_status(
     db: &impl ConnectionTrait,
     id: Uuid,
     change: &KycChange,
@@ -264,7 +268,7 @@ pub async fn set_kyc_status(
     Ok(())
 }
 
-pub async fn insert_wallet(db: &impl ConnectionTrait, new: NewWallet) -> Result<Wallet> {
+pub(super) async fn insert_wallet(db: &impl ConnectionTrait, new: NewWallet) -> Result<Wallet> {
     let row = wallet::ActiveModel {
         id: Set(Uuid::now_v7()),
         owner_id: Set(new.owner_id),
@@ -282,7 +286,7 @@ pub async fn insert_wallet(db: &impl ConnectionTrait, new: NewWallet) -> Result<
     Ok(wallet_from_row(row))
 }
 
-pub async fn find_wallet(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Wallet>> {
+pub(super) async fn find_wallet(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Wallet>> {
     Ok(wallet::Entity::find_by_id(id)
         .one(db)
         .await
@@ -290,7 +294,7 @@ pub async fn find_wallet(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<W
         .map(wallet_from_row))
 }
 
-pub async fn list_wallets(
+pub(super) async fn list_wallets(
     db: &impl ConnectionTrait,
     owner: Option<Uuid>,
     page: &PageRequest,
@@ -312,7 +316,7 @@ pub async fn list_wallets(
         .collect())
 }
 
-pub async fn insert_api_key(
+pub(super) async fn insert_api_key(
     db: &impl ConnectionTrait,
     new: NewApiKey,
     prefix: String,
@@ -335,7 +339,7 @@ pub async fn insert_api_key(
     api_key_from_row(row)
 }
 
-pub async fn find_api_key(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<ApiKey>> {
+pub(super) async fn find_api_key(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<ApiKey>> {
     api_key::Entity::find_by_id(id)
         .one(db)
         .await
@@ -346,7 +350,7 @@ pub async fn find_api_key(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<
 
 /// A key by its hash, with its user's role now (which bounds what the key
 /// may do), in one query: authentication runs it on every key-cache miss.
-pub async fn find_key_holder_by_hash(
+pub(super) async fn find_key_holder_by_hash(
     db: &impl ConnectionTrait,
     hash: &str,
 ) -> Result<Option<(ApiKey, Role)>> {
@@ -367,7 +371,7 @@ pub async fn find_key_holder_by_hash(
     Ok(Some((api_key_from_row(key)?, user_role)))
 }
 
-pub async fn list_api_keys(
+pub(super) async fn list_api_keys(
     db: &impl ConnectionTrait,
     user: Option<Uuid>,
     page: &PageRequest,
@@ -390,7 +394,11 @@ pub async fn list_api_keys(
 }
 
 /// Revokes the key if it is not revoked yet; a revoked key keeps its time.
-pub async fn revoke_api_key(db: &impl ConnectionTrait, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+pub(super) async fn revoke_api_key(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<()> {
     api_key::Entity::update_many()
         .col_expr(api_key::Column::RevokedAt, Expr::value(at))
         .filter(api_key::Column::Id.eq(id))
@@ -402,7 +410,7 @@ pub async fn revoke_api_key(db: &impl ConnectionTrait, id: Uuid, at: DateTime<Ut
 }
 
 /// Revokes every live key of `user` whose role is not one of `keep`.
-pub async fn revoke_api_keys_except(
+pub(super) async fn revoke_api_keys_except(
     db: &impl ConnectionTrait,
     user: Uuid,
     keep: &[Role],
@@ -421,7 +429,7 @@ pub async fn revoke_api_keys_except(
 
 /// The owners of `wallets` with their KYC status: (wallet, username, KYC),
 /// one row per wallet found.
-pub async fn wallet_holders(
+pub(super) async fn wallet_holders(
     db: &impl ConnectionTrait,
     wallets: &[Uuid],
 ) -> Result<Vec<(Uuid, String, KycStatus)>> {

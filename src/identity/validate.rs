@@ -21,13 +21,13 @@ const ISO_3166_ALPHA_2: &[&str] = &[
     "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
 ];
 
-pub fn is_country_code(code: &str) -> bool {
+pub(super) fn is_country_code(code: &str) -> bool {
     ISO_3166_ALPHA_2.binary_search(&code).is_ok()
 }
 
 /// A pragmatic BCP 47 check: a 2–3 letter language, then subtags of 1–8
 /// letters or digits (`en`, `pt-BR`, `zh-Hant-TW`).
-pub fn is_language_tag(tag: &str) -> bool {
+pub(super) fn is_language_tag(tag: &str) -> bool {
     let mut parts = tag.split('-');
     let language = parts.next().unwrap_or_default();
     (2..=3).contains(&language.len())

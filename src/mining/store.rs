@@ -61,7 +61,7 @@ fn sample_from_row(row: &sample::Model) -> Sample {
     }
 }
 
-pub async fn insert_session(db: &impl ConnectionTrait, session: &Session) -> Result<()> {
+pub(super) async fn insert_session(db: &impl ConnectionTrait, session: &Session) -> Result<()> {
     session::Entity::insert(session::ActiveModel {
         id: Set(session.id),
         miner_id: Set(session.miner),
@@ -89,7 +89,7 @@ pub async fn insert_session(db: &impl ConnectionTrait, session: &Session) -> Res
     Ok(())
 }
 
-pub async fn find_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
+pub(super) async fn find_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
     session::Entity::find_by_id(id)
         .one(db)
         .await
@@ -100,7 +100,7 @@ pub async fn find_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<
 
 /// The session, locked until the transaction ends: recording samples and
 /// ending the session serialise on this row.
-pub async fn lock_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
+pub(super) async fn lock_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Session>> {
     session::Entity::find_by_id(id)
         .lock_exclusive()
         .one(db)
@@ -110,7 +110,7 @@ pub async fn lock_session(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<
         .transpose()
 }
 
-pub async fn insert_samples(
+pub(super) async fn insert_samples(
     db: &impl ConnectionTrait,
     session_id: Uuid,
     samples: &[Sample],
@@ -137,7 +137,7 @@ pub async fn insert_samples(
 }
 
 /// Writes a session's running totals, status, end and mint.
-pub async fn update_session(db: &impl ConnectionTrait, session: &Session) -> Result<()> {
+pub(super) async fn update_session(db: &impl ConnectionTrait, session: &Session) -> Result<()> {
     use session::Column;
     session::Entity::update_many()
         .col_expr(Column::Status, Expr::value(session.status.as_str()))
@@ -165,7 +165,7 @@ pub async fn update_session(db: &impl ConnectionTrait, session: &Session) -> Res
 }
 
 /// Newest first (ids are UUIDv7).
-pub async fn list_sessions(
+pub(super) async fn list_sessions(
     db: &impl ConnectionTrait,
     filter: &SessionFilter,
     page: &PageRequest,
@@ -201,7 +201,7 @@ pub async fn list_sessions(
 }
 
 /// Samples of a session stored after sequence `after`, in order.
-pub async fn samples_after(
+pub(super) async fn samples_after(
     db: &impl ConnectionTrait,
     session_id: Uuid,
     after: i64,
@@ -222,7 +222,7 @@ pub async fn samples_after(
 
 /// Aggregates samples in `[start, end)` grouped by `group` (a column of
 /// `mining_sessions`: `algorithm` or `pool_name`).
-pub async fn performance(
+pub(super) async fn performance(
     db: &impl ConnectionTrait,
     group: &'static str,
     start: DateTime<Utc>,

@@ -69,7 +69,7 @@ async fn with_rewards(db: &impl ConnectionTrait, rows: Vec<proof::Model>) -> Res
         .collect()
 }
 
-pub async fn insert_proof(db: &impl ConnectionTrait, proof: &Proof) -> Result<()> {
+pub(super) async fn insert_proof(db: &impl ConnectionTrait, proof: &Proof) -> Result<()> {
     proof::Entity::insert(proof::ActiveModel {
         id: Set(proof.id),
         student_id: Set(proof.student),
@@ -88,7 +88,7 @@ pub async fn insert_proof(db: &impl ConnectionTrait, proof: &Proof) -> Result<()
     Ok(())
 }
 
-pub async fn insert_earning(db: &impl ConnectionTrait, earning: &Earning) -> Result<()> {
+pub(super) async fn insert_earning(db: &impl ConnectionTrait, earning: &Earning) -> Result<()> {
     earning::Entity::insert(earning::ActiveModel {
         id: Set(earning.id),
         student_id: Set(earning.student),
@@ -107,7 +107,10 @@ pub async fn insert_earning(db: &impl ConnectionTrait, earning: &Earning) -> Res
     Ok(())
 }
 
-pub async fn find_by_source(db: &impl ConnectionTrait, source: &str) -> Result<Option<Proof>> {
+pub(super) async fn find_by_source(
+    db: &impl ConnectionTrait,
+    source: &str,
+) -> Result<Option<Proof>> {
     let rows = proof::Entity::find()
         .filter(proof::Column::SourceTransactionId.eq(source))
         .all(db)
@@ -116,7 +119,7 @@ pub async fn find_by_source(db: &impl ConnectionTrait, source: &str) -> Result<O
     Ok(with_rewards(db, rows).await?.pop())
 }
 
-pub async fn list_proofs(
+pub(super) async fn list_proofs(
     db: &impl ConnectionTrait,
     filter: &ProofFilter,
     page: &PageRequest,
@@ -139,7 +142,7 @@ pub async fn list_proofs(
     with_rewards(db, rows).await
 }
 
-pub async fn list_earnings(
+pub(super) async fn list_earnings(
     db: &impl ConnectionTrait,
     student: Uuid,
     page: &PageRequest,
@@ -160,7 +163,7 @@ pub async fn list_earnings(
 }
 
 /// Every reward the student was ever paid: how many, and their exact sum.
-pub async fn total_earned(db: &impl ConnectionTrait, student: Uuid) -> Result<(i64, i64)> {
+pub(super) async fn total_earned(db: &impl ConnectionTrait, student: Uuid) -> Result<(i64, i64)> {
     let row = db
         .query_one_raw(statement(
             db,

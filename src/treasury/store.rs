@@ -30,7 +30,7 @@ fn corrupt(column: &str, value: &str) -> Error {
     Error::internal(format!("unexpected {column} {value:?} in the ledger"))
 }
 
-pub fn transaction_from_row(row: ledger_transaction::Model) -> Result<Transaction> {
+pub(super) fn transaction_from_row(row: ledger_transaction::Model) -> Result<Transaction> {
     let allocation = match (
         row.allocation_policy_version,
         row.alloc_treasury_micros,
@@ -123,7 +123,7 @@ fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::ActiveMo
 }
 
 /// The newest allocation policy.
-pub async fn latest_policy(db: &impl ConnectionTrait) -> Result<Option<AllocationPolicy>> {
+pub(super) async fn latest_policy(db: &impl ConnectionTrait) -> Result<Option<AllocationPolicy>> {
     Ok(allocation_policy::Entity::find()
         .order_by_desc(allocation_policy::Column::Version)
         .one(db)
@@ -138,7 +138,10 @@ pub async fn latest_policy(db: &impl ConnectionTrait) -> Result<Option<Allocatio
         }))
 }
 
-pub async fn insert_policy(db: &impl ConnectionTrait, policy: AllocationPolicy) -> Result<()> {
+pub(super) async fn insert_policy(
+    db: &impl ConnectionTrait,
+    policy: AllocationPolicy,
+) -> Result<()> {
     allocation_policy::Entity::insert(allocation_policy::ActiveModel {
         version: Set(policy.version),
         treasury_bp: Set(policy.treasury_bp),
@@ -160,7 +163,7 @@ pub async fn insert_policy(db: &impl ConnectionTrait, policy: AllocationPolicy) 
 /// replay, instead of a unique violation that would fail the whole batch
 /// into one-by-one retries. PostgreSQL only: SQLite write transactions are
 /// serialised already.
-pub async fn lock_idempotency_keys(
+pub(super) async fn lock_idempotency_keys(
     db: &impl ConnectionTrait,
     keys: &[(Uuid, String)],
 ) -> Result<()> {
@@ -195,7 +198,7 @@ pub async fn lock_idempotency_keys(
 
 /// Stored idempotency keys among `keys`: (caller, request id) → (fingerprint,
 /// transaction).
-pub async fn find_idempotency_keys(
+pub(super) async fn find_idempotency_keys(
     db: &impl ConnectionTrait,
     keys: &[(Uuid, String)],
 ) -> Result<HashMap<(Uuid, String), (String, Uuid)>> {
@@ -224,7 +227,7 @@ pub async fn find_idempotency_keys(
 }
 
 #[derive(Debug)]
-pub struct NewIdempotencyKey {
+pub(super) struct NewIdempotencyKey {
     pub caller: Uuid,
     pub request_id: String,
     pub operation: &'static str,
@@ -232,7 +235,7 @@ pub struct NewIdempotencyKey {
     pub transaction: Uuid,
 }
 
-pub async fn insert_idempotency_keys(
+pub(super) async fn insert_idempotency_keys(
     db: &impl ConnectionTrait,
     keys: Vec<NewIdempotencyKey>,
     now: DateTime<Utc>,
@@ -258,7 +261,7 @@ pub async fn insert_idempotency_keys(
 
 /// Transactions by id, locked for update (PostgreSQL; SQLite's IMMEDIATE
 /// transaction already holds the write lock).
-pub async fn lock_transactions(
+pub(super) async fn lock_transactions(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Transaction>> {
@@ -277,7 +280,7 @@ pub async fn lock_transactions(
         .collect()
 }
 
-pub async fn existing_tx_hashes(
+pub(super) async fn existing_tx_hashes(
     db: &impl ConnectionTrait,
     hashes: &[String],
 ) -> Result<HashSet<String>> {
@@ -298,14 +301,14 @@ pub async fn existing_tx_hashes(
 
 /// A wallet as the ledger worker sees it: owner and balances, locked.
 #[derive(Clone, Copy, Debug)]
-pub struct LockedWallet {
+pub(super) struct LockedWallet {
     pub owner: Uuid,
     pub balance: Balance,
 }
 
 /// Locks wallets in id order: every writer locks in this one order, so
 /// concurrent batches (or replicas) cannot deadlock on each other.
-pub async fn lock_wallets(
+pub(super) async fn lock_wallets(
     db: &impl ConnectionTrait,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, LockedWallet>> {
@@ -338,7 +341,7 @@ pub async fn lock_wallets(
 }
 
 /// Locks every system account, in code order, after the wallets.
-pub async fn lock_system_accounts(
+pub(super) async fn lock_system_accounts(
     db: &impl ConnectionTrait,
 ) -> Result<BTreeMap<SystemAccount, i64>> {
     system_account::Entity::find()
@@ -356,7 +359,7 @@ pub async fn lock_system_accounts(
         .collect()
 }
 
-pub async fn update_wallet_balance(
+pub(super) async fn update_wallet_balance(
     db: &impl ConnectionTrait,
     id: Uuid,
     balance: Balance,
@@ -385,7 +388,7 @@ pub async fn update_wallet_balance(
 /// arrays, whatever the count (a batch touches up to two wallets per
 /// transfer, and a statement each would dominate the batch's time); SQLite
 /// runs in-process, where a statement per wallet costs no round trip.
-pub async fn update_wallet_balances(
+pub(super) async fn update_wallet_balances(
     db: &impl ConnectionTrait,
     balances: &[(Uuid, Balance)],
 ) -> Result<()> {
@@ -420,7 +423,7 @@ pub async fn update_wallet_balances(
     Ok(())
 }
 
-pub async fn update_system_balance(
+pub(super) async fn update_system_balance(
     db: &impl ConnectionTrait,
     account: SystemAccount,
     micros: i64,
@@ -434,7 +437,7 @@ pub async fn update_system_balance(
     Ok(())
 }
 
-pub async fn insert_transactions(
+pub(super) async fn insert_transactions(
     db: &impl ConnectionTrait,
     transactions: &[Transaction],
 ) -> Result<()> {
@@ -449,7 +452,10 @@ pub async fn insert_transactions(
 }
 
 /// Writes the outcome of a confirmation or failure.
-pub async fn update_resolution(db: &impl ConnectionTrait, transaction: &Transaction) -> Result<()> {
+pub(super) async fn update_resolution(
+    db: &impl ConnectionTrait,
+    transaction: &Transaction,
+) -> Result<()> {
     ledger_transaction::Entity::update_many()
         .col_expr(
             ledger_transaction::Column::Status,
@@ -494,7 +500,7 @@ fn side(account: Account) -> (Option<Uuid>, Option<String>) {
     }
 }
 
-pub async fn insert_entries(
+pub(super) async fn insert_entries(
     db: &impl ConnectionTrait,
     entries: &[(Uuid, Leg)],
     posted_at: DateTime<Utc>,
@@ -524,7 +530,10 @@ pub async fn insert_entries(
     Ok(())
 }
 
-pub async fn find_transaction(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Transaction>> {
+pub(super) async fn find_transaction(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<Transaction>> {
     ledger_transaction::Entity::find_by_id(id)
         .one(db)
         .await
@@ -534,7 +543,7 @@ pub async fn find_transaction(db: &impl ConnectionTrait, id: Uuid) -> Result<Opt
 }
 
 /// Newest first: the cursor is the last id of the previous page.
-pub async fn list_transactions(
+pub(super) async fn list_transactions(
     db: &impl ConnectionTrait,
     filter: &TransactionFilter,
     page: &PageRequest,
@@ -587,7 +596,7 @@ pub async fn list_transactions(
         .collect()
 }
 
-pub async fn find_wallet_owner_and_balance(
+pub(super) async fn find_wallet_owner_and_balance(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<(Uuid, Balance, DateTime<Utc>)>> {
@@ -610,7 +619,7 @@ pub async fn find_wallet_owner_and_balance(
 
 /// A wallet's balances as of `at`, from its entries: what arrived in each
 /// bucket minus what left it. Integer sums, exact on both backends.
-pub async fn wallet_balance_as_of(
+pub(super) async fn wallet_balance_as_of(
     db: &impl ConnectionTrait,
     id: Uuid,
     at: DateTime<Utc>,
@@ -652,7 +661,7 @@ pub async fn wallet_balance_as_of(
     Ok(balance)
 }
 
-pub async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> Result<Summary> {
+pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> Result<Summary> {
     let system = system_account::Entity::find()
         .all(db)
         .await

@@ -17,21 +17,21 @@ use tracing::Dispatch;
 
 /// Tells one capturing test's threads from all others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CaptureId(u64);
+pub(crate) struct CaptureId(u64);
 
 thread_local! {
     static CURRENT: Cell<Option<CaptureId>> = const { Cell::new(None) };
 }
 
 /// The capture the current thread belongs to, if any.
-pub fn current() -> Option<CaptureId> {
+pub(crate) fn current() -> Option<CaptureId> {
     CURRENT.get()
 }
 
 /// Runs `test` as `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`
 /// runs a test body, with `subscriber` receiving what every thread of that
 /// runtime logs, and only that. A panic in `test` fails the caller.
-pub async fn with_subscriber<F>(subscriber: impl Into<Dispatch>, test: F) -> F::Output
+pub(crate) async fn with_subscriber<F>(subscriber: impl Into<Dispatch>, test: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

@@ -6,7 +6,7 @@
 //! panicking helpers, assertions about the books and the audit trail, and
 //! infrastructure a test can break.
 
-pub mod capture;
+pub(crate) mod capture;
 
 use std::net::SocketAddr;
 
@@ -16,7 +16,7 @@ use azora::proto::identity as pb;
 use azora::proto::identity::identity_service_client::IdentityServiceClient;
 use azora::proto::mining::mining_service_client::MiningServiceClient;
 use azora_testkit::{Admin, RunningServer, setup};
-pub use azora_testkit::{Backend, TestDatabase, authed, postgres_server_url, timestamp};
+pub(crate) use azora_testkit::{Backend, TestDatabase, authed, postgres_server_url, timestamp};
 use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -46,7 +46,7 @@ macro_rules! on_both_backends {
     };
 }
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub address: SocketAddr,
     pub db: DatabaseConnection,
     pub admin_key: String,
@@ -57,18 +57,21 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Self {
+    pub(crate) async fn spawn(backend: Backend) -> Self {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Self {
+    pub(crate) async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+    ) -> Self {
         let database = TestDatabase::create(backend).await;
         Self::start(database, Admin::Bootstrap("admin"), configure).await
     }
 
     /// A second server on this one's database (a replica), with the same
     /// admin.
-    pub async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> Self {
+    pub(crate) async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> Self {
         let admin = Admin::Existing {
             key: self.admin_key.clone(),
             id: self.admin_id.clone(),
@@ -107,36 +110,36 @@ impl TestApp {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
-    pub async fn channel(&self) -> Channel {
+    pub(crate) async fn channel(&self) -> Channel {
         azora_testkit::connect(self.address)
             .await
             .expect("connect to the server")
     }
 
-    pub async fn identity(&self) -> IdentityServiceClient<Channel> {
+    pub(crate) async fn identity(&self) -> IdentityServiceClient<Channel> {
         IdentityServiceClient::new(self.channel().await)
     }
 
     /// Asks the server to stop, as SIGTERM would.
-    pub fn begin_shutdown(&mut self) {
+    pub(crate) fn begin_shutdown(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
     }
 
     /// Creates a user with the given role and returns its id and a key.
-    pub async fn user_with_role(&self, username: &str, role: pb::Role) -> (String, String) {
+    pub(crate) async fn user_with_role(&self, username: &str, role: pb::Role) -> (String, String) {
         self.user_of_type(username, pb::UserType::Student, role)
             .await
     }
 
     /// Creates a user of a type (student, teacher, founder, …) with a role,
     /// and returns its id and a key.
-    pub async fn user_of_type(
+    pub(crate) async fn user_of_type(
         &self,
         username: &str,
         user_type: pb::UserType,
@@ -165,7 +168,7 @@ impl Drop for TestApp {
 }
 
 /// The fields named by an INVALID_ARGUMENT status's BadRequest details.
-pub fn violated_fields(status: &Status) -> Vec<String> {
+pub(crate) fn violated_fields(status: &Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let bad_request = status
         .get_details_bad_request()
@@ -177,25 +180,25 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .collect()
 }
 
-pub fn secret_for_tests(url: &str) -> Secret {
+pub(crate) fn secret_for_tests(url: &str) -> Secret {
     Secret::new(url)
 }
 
 /// A fresh request id.
-pub fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-pub async fn compliance(app: &TestApp) -> ComplianceServiceClient<Channel> {
+pub(crate) async fn compliance(app: &TestApp) -> ComplianceServiceClient<Channel> {
     ComplianceServiceClient::new(app.channel().await)
 }
 
-pub async fn mining(app: &TestApp) -> MiningServiceClient<Channel> {
+pub(crate) async fn mining(app: &TestApp) -> MiningServiceClient<Channel> {
     MiningServiceClient::new(app.channel().await)
 }
 
 /// Treasury helpers: users with wallets, and money in them.
-pub mod money {
+pub(crate) mod money {
     use super::*;
     use azora::proto::treasury as tpb;
     use azora::proto::treasury::treasury_service_client::TreasuryServiceClient;
@@ -203,11 +206,11 @@ pub mod money {
 
     use azora::identity::entities::wallet;
     use azora::treasury::entities::{ledger_entry, ledger_transaction, system_account};
-    pub use azora_testkit::azr;
+    pub(crate) use azora_testkit::azr;
     use sea_orm::EntityTrait;
 
     /// A random, valid (lowercase) address.
-    pub fn address() -> String {
+    pub(crate) fn address() -> String {
         format!(
             "0x{}",
             &uuid::Uuid::new_v4().simple().to_string()[..20].repeat(2)
@@ -215,18 +218,18 @@ pub mod money {
     }
 
     impl TestApp {
-        pub async fn treasury(&self) -> TreasuryServiceClient<Channel> {
+        pub(crate) async fn treasury(&self) -> TreasuryServiceClient<Channel> {
             TreasuryServiceClient::new(self.channel().await)
         }
 
         /// A member with a key and one wallet: (user id, key, wallet id).
-        pub async fn member_with_wallet(&self, username: &str) -> (String, String, String) {
+        pub(crate) async fn member_with_wallet(&self, username: &str) -> (String, String, String) {
             let (user_id, key) = self.user_with_role(username, pb::Role::Member).await;
             let wallet = self.wallet_for(&user_id).await;
             (user_id, key, wallet)
         }
 
-        pub async fn wallet_for(&self, owner_id: &str) -> String {
+        pub(crate) async fn wallet_for(&self, owner_id: &str) -> String {
             setup::create_wallet(
                 &mut self.identity().await,
                 &self.admin_key,
@@ -238,7 +241,7 @@ pub mod money {
         }
 
         /// Gives a wallet exactly `amount` AZR, by a confirmed deposit.
-        pub async fn fund(&self, wallet: &str, amount: &str) -> tpb::Transaction {
+        pub(crate) async fn fund(&self, wallet: &str, amount: &str) -> tpb::Transaction {
             let request_id = uuid::Uuid::new_v4().to_string();
             setup::deposit(
                 &mut self.treasury().await,
@@ -254,7 +257,7 @@ pub mod money {
         /// Mints `amount` AZR with no recipient wallet: the policy's shares
         /// go to the reserve, the founder pool, burned supply and the
         /// circulation pool.
-        pub async fn mint(&self, amount: &str) -> tpb::Transaction {
+        pub(crate) async fn mint(&self, amount: &str) -> tpb::Transaction {
             self.treasury()
                 .await
                 .mint(authed(
@@ -273,7 +276,7 @@ pub mod money {
         }
 
         /// A system account's balance, as the treasury summary reports it.
-        pub async fn pool(&self, account: tpb::SystemAccount) -> String {
+        pub(crate) async fn pool(&self, account: tpb::SystemAccount) -> String {
             let summary = self.summary().await;
             let value = match account {
                 tpb::SystemAccount::FounderPool => summary.founder_pool,
@@ -284,11 +287,11 @@ pub mod money {
             value.unwrap().value
         }
 
-        pub async fn available(&self, wallet: &str) -> String {
+        pub(crate) async fn available(&self, wallet: &str) -> String {
             self.balance(wallet).await.available.unwrap().value
         }
 
-        pub async fn balance(&self, wallet: &str) -> tpb::GetBalanceResponse {
+        pub(crate) async fn balance(&self, wallet: &str) -> tpb::GetBalanceResponse {
             self.treasury()
                 .await
                 .get_balance(authed(
@@ -303,7 +306,7 @@ pub mod money {
                 .into_inner()
         }
 
-        pub async fn summary(&self) -> tpb::GetTreasurySummaryResponse {
+        pub(crate) async fn summary(&self) -> tpb::GetTreasurySummaryResponse {
             self.treasury()
                 .await
                 .get_treasury_summary(authed(&self.admin_key, tpb::GetTreasurySummaryRequest {}))
@@ -314,7 +317,7 @@ pub mod money {
     }
 
     /// Micro-AZR from a canonical decimal string.
-    pub fn micros(value: &str) -> i64 {
+    pub(crate) fn micros(value: &str) -> i64 {
         let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
         let negative = whole.starts_with('-');
         let units = whole.trim_start_matches('-').parse::<i64>().unwrap() * 1_000_000
@@ -325,7 +328,7 @@ pub mod money {
     /// The books balance: wallets plus system accounts sum to zero (issuance and
     /// external are the contra accounts), no holding account is negative, and
     /// every balance equals what its entries say.
-    pub async fn assert_books_balance(app: &TestApp) {
+    pub(crate) async fn assert_books_balance(app: &TestApp) {
         let wallets = wallet::Entity::find().all(&app.db).await.unwrap();
         let systems = system_account::Entity::find().all(&app.db).await.unwrap();
         let entries = ledger_entry::Entity::find().all(&app.db).await.unwrap();
@@ -402,7 +405,7 @@ pub mod money {
     /// The audit events recorded for a resource type, oldest first, as
     /// (method, actor user id); and no call went unaudited (the auth layer
     /// raises an `audit` alert for a mutating call that recorded nothing).
-    pub async fn audited_calls(app: &TestApp, resource_type: &str) -> Vec<(String, String)> {
+    pub(crate) async fn audited_calls(app: &TestApp, resource_type: &str) -> Vec<(String, String)> {
         use azora::audit::entities::audit_event;
         use azora::compliance::entities::alert;
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
@@ -440,11 +443,11 @@ pub mod money {
 
 /// Infrastructure a test owns: its own `redis-server`, and a TCP proxy in
 /// front of PostgreSQL that the test can cut.
-pub mod infra {
+pub(crate) mod infra {
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
 
-    pub use azora_testkit::{RedisServer, free_port};
+    pub(crate) use azora_testkit::{RedisServer, free_port};
     use tokio::net::{TcpListener, TcpStream};
     use tokio::task::AbortHandle;
 
@@ -482,7 +485,7 @@ pub mod infra {
     /// A TCP proxy to `target`. `cut` drops every proxied connection and
     /// from then on accepts connections but never answers (a black hole, the
     /// way an unreachable host behaves); `restore` forwards again.
-    pub struct TcpProxy {
+    pub(crate) struct TcpProxy {
         pub address: SocketAddr,
         state: Arc<Mutex<ProxyState>>,
         frozen: tokio::sync::watch::Sender<bool>,
@@ -490,7 +493,7 @@ pub mod infra {
     }
 
     impl TcpProxy {
-        pub async fn start(target: SocketAddr) -> Self {
+        pub(crate) async fn start(target: SocketAddr) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
             let state = Arc::new(Mutex::new(ProxyState::default()));
@@ -536,11 +539,11 @@ pub mod infra {
         /// The network stops delivering: open connections stay open but
         /// nothing passes, new ones are accepted and never answered — no
         /// reset anywhere, the hardest outage to notice.
-        pub fn blackhole(&self) {
+        pub(crate) fn blackhole(&self) {
             let _ = self.frozen.send(true);
         }
 
-        pub fn cut(&self) {
+        pub(crate) fn cut(&self) {
             let mut state = self.state.lock().unwrap();
             state.cut = true;
             for connection in state.connections.drain(..) {
@@ -550,7 +553,7 @@ pub mod infra {
 
         /// Forwards again; connections from before the outage are dropped
         /// (their peers gave up on them).
-        pub fn restore(&self) {
+        pub(crate) fn restore(&self) {
             let mut state = self.state.lock().unwrap();
             state.cut = false;
             for connection in state.connections.drain(..) {
