@@ -263,6 +263,17 @@ pub enum Polled<T> {
     Finished,
 }
 
+impl<T> Polled<T> {
+    /// The same finding with each message converted (to its proto form).
+    pub fn map<M>(self, convert: impl FnMut(T) -> M) -> Polled<M> {
+        match self {
+            Polled::Messages(items) => Polled::Messages(items.into_iter().map(convert).collect()),
+            Polled::Nothing => Polled::Nothing,
+            Polled::Finished => Polled::Finished,
+        }
+    }
+}
+
 /// A server stream fed by polling the database, so that it sees what any
 /// replica wrote. `poll` takes the cursor and returns the next one with what
 /// it found. The stream ends when `poll` reports the source finished or fails

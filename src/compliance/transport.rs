@@ -21,7 +21,7 @@ use crate::pagination::PageQuery;
 use crate::proto::compliance::{self as pb, compliance_service_server::ComplianceService};
 use crate::streams::Watchers;
 use crate::transport::{
-    Polled, Violations, azr_decimal as decimal, datetime_from, optional, optional_time, parse_id,
+    Violations, azr_decimal as decimal, datetime_from, optional, optional_time, parse_id,
     polling_stream, request_key, timestamp,
 };
 
@@ -510,19 +510,12 @@ impl ComplianceService for ComplianceApi {
         let compliance = self.compliance.clone();
         let poll = move |after| {
             let compliance = compliance.clone();
-            async move { Ok(messages(compliance.poll_alerts(after).await, watched_alert)) }
+            async move {
+                let (after, polled) = compliance.poll_alerts(after).await;
+                Ok((after, polled.map(watched_alert)))
+            }
         };
         let stream = polling_stream(WATCH_POLL, self.shutdown.clone(), permit, after, poll);
         Ok(Response::new(stream))
     }
-}
-
-/// A poll's findings as the stream's messages.
-fn messages<C, T, M>((cursor, polled): (C, Polled<T>), convert: fn(T) -> M) -> (C, Polled<M>) {
-    let polled = match polled {
-        Polled::Messages(items) => Polled::Messages(items.into_iter().map(convert).collect()),
-        Polled::Nothing => Polled::Nothing,
-        Polled::Finished => Polled::Finished,
-    };
-    (cursor, polled)
 }

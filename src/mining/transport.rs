@@ -23,7 +23,7 @@ use crate::pagination::PageQuery;
 use crate::proto::mining::{self as pb, mining_service_server::MiningService};
 use crate::streams::Watchers;
 use crate::transport::{
-    Polled, Violations, azr_decimal as decimal, optional, optional_time, parse_id, polling_stream,
+    Violations, azr_decimal as decimal, optional, optional_time, parse_id, polling_stream,
     request_key, timestamp,
 };
 
@@ -453,16 +453,6 @@ fn watched_samples(samples: RecordedSamples) -> pb::WatchSessionResponse {
     }
 }
 
-/// A poll's findings as the stream's messages.
-fn messages<C, T, M>((cursor, polled): (C, Polled<T>), convert: fn(T) -> M) -> (C, Polled<M>) {
-    let polled = match polled {
-        Polled::Messages(items) => Polled::Messages(items.into_iter().map(convert).collect()),
-        Polled::Nothing => Polled::Nothing,
-        Polled::Finished => Polled::Finished,
-    };
-    (cursor, polled)
-}
-
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSessionResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -565,8 +555,8 @@ impl MiningService for MiningApi {
         let poll = move |after| {
             let mining = mining.clone();
             async move {
-                let polled = mining.poll_session(watch.session, after).await?;
-                Ok(messages(polled, watched_samples))
+                let (after, polled) = mining.poll_session(watch.session, after).await?;
+                Ok((after, polled.map(watched_samples)))
             }
         };
         let stream = polling_stream(WATCH_POLL, self.shutdown.clone(), permit, watch.after, poll);
