@@ -124,7 +124,15 @@ async fn run(writer: Writer, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>) {
 }
 
 impl Writer {
-    async fn process(&self, batch: Vec<Submission>) {
+    async fn process(&self, mut batch: Vec<Submission>) {
+        // A caller that has gone (its deadline passed while the command
+        // queued, or it cancelled) was told nothing, so the command is not
+        // applied: under overload the writers spend themselves on callers
+        // still waiting, and a retry with the same request id applies it.
+        batch.retain(|submission| !submission.reply.is_closed());
+        if batch.is_empty() {
+            return;
+        }
         let (requests, replies): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .map(|submission| {
