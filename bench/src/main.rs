@@ -1,12 +1,13 @@
 //! Benchmarks of azora over real gRPC against real PostgreSQL.
 //!
 //! `azora-bench transfers` starts the server (the same `Application` that
-//! `azora serve` runs) on a fresh PostgreSQL database, creates wallets with
-//! owners and keys, and drives Transfer RPCs from concurrent clients for a
-//! fixed time. In the same run it drives the equivalent plain transfer SQL
-//! (lock and update two wallet rows, insert one entry row, commit) straight
-//! against the same PostgreSQL with as many connections, as the ceiling, and
-//! prints both with the ratio.
+//! `azora serve` runs) on a fresh PostgreSQL database, or drives one already
+//! running (`--server-addr`), creates wallets with owners and keys, and
+//! drives Transfer RPCs from concurrent clients. Alternating with it, in
+//! rounds, it drives the equivalent plain transfer SQL (lock and update two
+//! wallet rows, insert one entry row, commit) straight against the same
+//! PostgreSQL with as many connections, as the ceiling, and prints the
+//! medians with the ratio.
 //!
 //! `azora-bench reads` measures, in one run, `GetBalance` served from the
 //! Redis cache, the same without a cache (from PostgreSQL), and an empty RPC
@@ -57,7 +58,10 @@ enum Bench {
         /// gRPC channels the clients share.
         #[arg(long, default_value_t = 4)]
         channels: usize,
-        /// Concurrent ledger writers in the server.
+        /// Rounds; each runs both phases, in alternating order.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Concurrent ledger writers in the server (in-process only).
         #[arg(long, default_value_t = 2)]
         writers: usize,
         /// PostgreSQL server; the bench creates its own database on it.
@@ -67,6 +71,20 @@ enum Bench {
             default_value = "postgres://postgres@127.0.0.1:5432"
         )]
         postgres_url: String,
+        /// Drive an already running server (`azora serve`) instead of one in
+        /// this process; needs `--admin-key` and `--database-url`.
+        #[arg(long, requires_all = ["admin_key", "database_url"])]
+        server_addr: Option<std::net::SocketAddr>,
+        /// An admin key of that server.
+        #[arg(long, env = "AZORA_KEY", hide_env_values = true)]
+        admin_key: Option<String>,
+        /// That server's PostgreSQL database, where the raw phase makes
+        /// tables of its own (`bench_raw_*`, dropped at the end).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// That server's process id, to report its memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// GetBalance cached (Redis) and uncached against an empty RPC.
     Reads {
@@ -133,6 +151,33 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command;
+    if let Bench::Transfers {
+        clients,
+        duration,
+        rounds,
+        wallets,
+        channels,
+        server_addr: Some(address),
+        admin_key: Some(admin_key),
+        database_url: Some(database_url),
+        server_pid,
+        ..
+    } = command
+    {
+        let options = transfers::Options {
+            clients,
+            duration,
+            rounds,
+            wallets,
+            channels,
+        };
+        let target = transfers::Target::External {
+            address,
+            admin_key,
+            pid: server_pid,
+        };
+        return transfers::run(options, target, &database_url).await;
+    }
     let postgres_url = match &command {
         Bench::Transfers { postgres_url, .. }
         | Bench::Samples { postgres_url, .. }
@@ -144,11 +189,22 @@ async fn main() -> anyhow::Result<()> {
         Bench::Transfers {
             clients,
             duration,
+            rounds,
             wallets,
             channels,
             writers,
             ..
-        } => transfers::run(clients, duration, wallets, channels, writers, &database_url).await,
+        } => {
+            let options = transfers::Options {
+                clients,
+                duration,
+                rounds,
+                wallets,
+                channels,
+            };
+            let target = transfers::Target::InProcess { writers };
+            transfers::run(options, target, &database_url).await
+        }
         Bench::Samples {
             rigs,
             duration,

@@ -105,3 +105,14 @@ where
     }
     merge(tasks.join_all().await, started.elapsed())
 }
+
+/// The median of some rates (the mean of the middle two of an even count).
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => sorted[len / 2],
+        len => (sorted[len / 2 - 1] + sorted[len / 2]) / 2.0,
+    }
+}

@@ -35,7 +35,14 @@ pub(crate) async fn create_holder(
 ) -> anyhow::Result<(String, String)> {
     let user = setup::create_user(identity, admin_key, username, ipb::UserType::Student).await?;
     let key = setup::create_api_key(identity, admin_key, &user.id, role).await?;
-    let address = format!("0x{:040x}", index + 1);
+    // Unique on the database as the username is, run after run.
+    let tag = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        username.hash(&mut hasher);
+        hasher.finish()
+    };
+    let address = format!("0x{tag:016x}{:024x}", index + 1);
     let wallet = setup::create_wallet(identity, admin_key, &user.id, address).await?;
     Ok((key, wallet))
 }
@@ -48,10 +55,21 @@ pub(crate) async fn funded_members(
     count: usize,
     amount: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let channel = azora_testkit::connect(server.address).await?;
+    funded_members_at(server.address, &server.admin_key, prefix, count, amount).await
+}
+
+/// [`funded_members`] on any server, in this process or not, given its
+/// admin's key. `prefix` must be new on that server's database.
+pub(crate) async fn funded_members_at(
+    address: SocketAddr,
+    admin_key: &str,
+    prefix: &str,
+    count: usize,
+    amount: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let channel = azora_testkit::connect(address).await?;
     let mut identity = IdentityServiceClient::new(channel.clone());
     let mut treasury = TreasuryServiceClient::new(channel);
-    let admin_key = &server.admin_key;
     let mut accounts = Vec::with_capacity(count);
     for index in 0..count {
         let username = format!("{prefix}{index:05}");
@@ -63,7 +81,7 @@ pub(crate) async fn funded_members(
             index,
         )
         .await?;
-        let request_id = format!("fund-{index}");
+        let request_id = format!("fund-{username}");
         setup::deposit(&mut treasury, admin_key, request_id, &wallet, amount).await?;
         accounts.push((key, wallet));
     }

@@ -1,6 +1,13 @@
 //! `azora-bench transfers`: random Transfer RPCs against the same transfer
 //! as plain SQL on as many connections, the ceiling.
+//!
+//! The two phases alternate in rounds (gRPC then SQL, SQL then gRPC, …) so
+//! that whatever else the machine does weighs on both alike; each phase's
+//! rate is the median of its rounds and the ratio is the median of the
+//! rounds' ratios. The server runs in this process (on a fresh database), or
+//! is one already running elsewhere (`--server-addr`), as deployed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,49 +19,185 @@ use rand::{Rng, SeedableRng};
 use sea_orm::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use tonic::transport::Channel;
 
-use crate::phase::{ClientTally, Phase, merge};
-use crate::setup::{connect_channels, funded_members, start_server};
+use crate::phase::{ClientTally, Phase, combine, median, merge};
+use crate::setup::{connect_channels, funded_members_at, start_server};
 
 /// (key, wallet id) of each funded member.
 type Accounts = Arc<Vec<(String, String)>>;
 
+/// Which server the gRPC phase drives.
+pub(crate) enum Target {
+    /// Started here, on the bench's fresh database.
+    InProcess { writers: usize },
+    /// Already running; the raw phase uses `database_url`, the server's
+    /// database, in tables of its own.
+    External {
+        address: SocketAddr,
+        admin_key: String,
+        /// Its memory is reported when given.
+        pid: Option<u32>,
+    },
+}
+
+pub(crate) struct Options {
+    pub clients: usize,
+    /// Per phase per round.
+    pub duration: Duration,
+    pub rounds: usize,
+    pub wallets: usize,
+    pub channels: usize,
+}
+
 pub(crate) async fn run(
-    clients: usize,
-    duration: Duration,
-    wallet_count: usize,
-    channel_count: usize,
-    writers: usize,
+    options: Options,
+    target: Target,
     database_url: &str,
 ) -> anyhow::Result<()> {
-    let server = start_server(database_url, None, |settings| {
-        settings.ledger_writers = writers
-    })
-    .await?;
-    eprintln!("setting up {wallet_count} wallets with owners and keys…");
-    let accounts = Arc::new(funded_members(&server, "bench", wallet_count, "1000000").await?);
+    let Options {
+        clients,
+        duration,
+        rounds,
+        wallets,
+        channels,
+    } = options;
+    let (server, address, admin_key, pid) = match &target {
+        Target::InProcess { writers } => {
+            let writers = *writers;
+            let server = start_server(database_url, None, move |settings| {
+                settings.ledger_writers = writers;
+                // The figures are the ledger's, not the per-key limiter's.
+                settings.rate_limit = String::new();
+            })
+            .await?;
+            let (address, key) = (server.address, server.admin_key.clone());
+            (Some(server), address, key, Some(std::process::id()))
+        }
+        Target::External {
+            address,
+            admin_key,
+            pid,
+        } => (None, *address, admin_key.clone(), *pid),
+    };
+    let prefix = format!("bench{:08x}-", rand::rng().random::<u32>());
+    eprintln!("setting up {wallets} wallets with owners and keys…");
+    let accounts =
+        Arc::new(funded_members_at(address, &admin_key, &prefix, wallets, "1000000").await?);
+    let wallet_ids: Arc<Vec<uuid::Uuid>> = Arc::new(
+        accounts
+            .iter()
+            .map(|(_, wallet)| wallet.parse())
+            .collect::<Result<_, _>>()?,
+    );
+    let channels = connect_channels(address, channels).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(clients as u32)
+        .connect(database_url)
+        .await?;
+    create_raw_tables(&pool, &wallet_ids).await?;
 
-    let channels = connect_channels(server.address, channel_count).await?;
-    let grpc = grpc_transfers(clients, duration, &channels, &accounts).await;
-    server.stop().await?;
+    // Warm the key caches and both connection pools.
+    grpc_transfers(clients, Duration::from_secs(1), &channels, &accounts).await;
+    raw_sql_transfers(clients, Duration::from_secs(1), &pool, &wallet_ids).await;
 
-    let raw = raw_sql_transfers(clients, duration, database_url, &accounts).await?;
+    let (mut grpc, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let grpc_first = round % 2 == 0;
+        for phase in [grpc_first, !grpc_first] {
+            if phase {
+                eprintln!("round {}: gRPC", round + 1);
+                grpc.push(grpc_transfers(clients, duration, &channels, &accounts).await);
+            } else {
+                eprintln!("round {}: raw SQL", round + 1);
+                raw.push(raw_sql_transfers(clients, duration, &pool, &wallet_ids).await);
+            }
+        }
+    }
+    eprintln!("done");
+    let memory = pid.and_then(memory_of);
+    drop_raw_tables(&pool).await?;
+    pool.close().await;
+    if let Some(server) = server {
+        server.stop().await?;
+    }
 
+    let ratios: Vec<f64> = grpc
+        .iter()
+        .zip(&raw)
+        .map(|(grpc, raw)| grpc.rate() / raw.rate())
+        .collect();
+    let grpc_rates: Vec<f64> = grpc.iter().map(Phase::rate).collect();
+    let raw_rates: Vec<f64> = raw.iter().map(Phase::rate).collect();
+    let (grpc, raw) = (combine(grpc), combine(raw));
+    let server_mode = match &target {
+        Target::InProcess { writers } => {
+            format!("server in this process, {writers} ledger writers")
+        }
+        Target::External { address, .. } => format!("server at {address}"),
+    };
     println!(
-        "azora-bench transfers: {clients} clients, {} s per phase, {wallet_count} wallets, PostgreSQL",
+        "azora-bench transfers: {clients} clients, {rounds} rounds of {} s per phase, alternating, {wallets} wallets, PostgreSQL, {server_mode}",
         duration.as_secs_f64()
     );
-    println!("{}", grpc.describe("gRPC Transfer"));
-    println!("{}", raw.describe("raw SQL transfer"));
     println!(
-        "ratio gRPC/raw: {:.2} (target >= 0.80); gRPC p99 {:.2} ms (target < 15 ms)",
-        grpc.rate() / raw.rate(),
-        grpc.percentile_ms(0.99)
+        "{}   median of rounds {:.0}/s",
+        grpc.describe("gRPC Transfer"),
+        median(&grpc_rates)
     );
     println!(
-        "command: cargo run --release -p azora-bench -- transfers --clients {clients} --duration {}s --wallets {wallet_count}",
+        "{}   median of rounds {:.0}/s",
+        raw.describe("raw SQL transfer"),
+        median(&raw_rates)
+    );
+    println!(
+        "ratio gRPC/raw: median {:.2} (rounds: {}; target >= 1.00); p99 gRPC {:.2} ms vs raw {:.2} ms (target: no worse)",
+        median(&ratios),
+        ratios
+            .iter()
+            .map(|ratio| format!("{ratio:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        grpc.percentile_ms(0.99),
+        raw.percentile_ms(0.99),
+    );
+    if let Some((rss, peak)) = memory {
+        let whose = match target {
+            Target::InProcess { .. } => "this process (server and clients)",
+            Target::External { .. } => "the server",
+        };
+        println!("memory of {whose}: RSS {rss} MiB now, peak {peak} MiB");
+    }
+    let addressing = match &target {
+        Target::InProcess { writers } => format!(" --writers {writers}"),
+        Target::External { address, pid, .. } => format!(
+            " --server-addr {address} --admin-key $AZORA_KEY --database-url <the server's database>{}",
+            pid.map(|pid| format!(" --server-pid {pid}"))
+                .unwrap_or_default()
+        ),
+    };
+    println!(
+        "command: cargo run --release -p azora-bench -- transfers --clients {clients} --duration {}s --rounds {rounds} --wallets {wallets}{addressing}",
         duration.as_secs()
     );
     Ok(())
+}
+
+/// (RSS, peak RSS) in MiB of a process, from `/proc`.
+fn memory_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib / 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// Each client transfers a random amount between two random wallets, with
@@ -110,35 +253,49 @@ async fn grpc_client(
     (completed, errors, latencies)
 }
 
+/// The raw phase's own copy of the wallets (same columns, constraints and
+/// indexes, same rows), so that it never touches the ledger's balances, and
+/// its entries table.
+async fn create_raw_tables(pool: &PgPool, wallet_ids: &[uuid::Uuid]) -> anyhow::Result<()> {
+    drop_raw_tables(pool).await?;
+    sqlx::query("CREATE TABLE bench_raw_wallets (LIKE wallets INCLUDING ALL)")
+        .execute(pool)
+        .await?;
+    sqlx::query("INSERT INTO bench_raw_wallets SELECT * FROM wallets WHERE id = ANY($1)")
+        .bind(wallet_ids)
+        .execute(pool)
+        .await?;
+    sqlx::query("CREATE TABLE bench_raw_entries (id bigserial PRIMARY KEY, source uuid NOT NULL, destination uuid NOT NULL, amount_micros bigint NOT NULL, posted_at timestamptz NOT NULL DEFAULT now())")
+        .execute(pool)
+        .await?;
+    sqlx::query("VACUUM ANALYZE bench_raw_wallets")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn drop_raw_tables(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("DROP TABLE IF EXISTS bench_raw_wallets, bench_raw_entries")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// The same transfers as plain SQL, straight against PostgreSQL, on as many
-/// connections as there were clients.
+/// connections as there are clients.
 async fn raw_sql_transfers(
     clients: usize,
     duration: Duration,
-    database_url: &str,
-    accounts: &Accounts,
-) -> anyhow::Result<Phase> {
-    let pool = PgPoolOptions::new()
-        .max_connections(clients as u32)
-        .connect(database_url)
-        .await?;
-    sqlx::query("CREATE TABLE bench_raw_entries (id bigserial PRIMARY KEY, source uuid NOT NULL, destination uuid NOT NULL, amount_micros bigint NOT NULL, posted_at timestamptz NOT NULL DEFAULT now())")
-        .execute(&pool)
-        .await?;
-    let ids: Vec<uuid::Uuid> = accounts
-        .iter()
-        .map(|(_, wallet)| wallet.parse().expect("uuid"))
-        .collect();
-    let ids = Arc::new(ids);
+    pool: &PgPool,
+    ids: &Arc<Vec<uuid::Uuid>>,
+) -> Phase {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
         tasks.spawn(raw_sql_client(pool.clone(), ids.clone(), deadline));
     }
-    let raw = merge(tasks.join_all().await, started.elapsed());
-    pool.close().await;
-    Ok(raw)
+    merge(tasks.join_all().await, started.elapsed())
 }
 
 async fn raw_sql_client(pool: PgPool, ids: Arc<Vec<uuid::Uuid>>, deadline: Instant) -> ClientTally {
@@ -172,20 +329,24 @@ async fn raw_transfer(
     amount: i64,
 ) -> Result<(), sqlx::Error> {
     let mut transaction = pool.begin().await?;
-    sqlx::query("SELECT id FROM wallets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+    sqlx::query("SELECT id FROM bench_raw_wallets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind(vec![from, to])
         .fetch_all(&mut *transaction)
         .await?;
-    sqlx::query("UPDATE wallets SET available_micros = available_micros - $2 WHERE id = $1")
-        .bind(from)
-        .bind(amount)
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query("UPDATE wallets SET available_micros = available_micros + $2 WHERE id = $1")
-        .bind(to)
-        .bind(amount)
-        .execute(&mut *transaction)
-        .await?;
+    sqlx::query(
+        "UPDATE bench_raw_wallets SET available_micros = available_micros - $2 WHERE id = $1",
+    )
+    .bind(from)
+    .bind(amount)
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query(
+        "UPDATE bench_raw_wallets SET available_micros = available_micros + $2 WHERE id = $1",
+    )
+    .bind(to)
+    .bind(amount)
+    .execute(&mut *transaction)
+    .await?;
     sqlx::query(
         "INSERT INTO bench_raw_entries (source, destination, amount_micros) VALUES ($1, $2, $3)",
     )

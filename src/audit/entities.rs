@@ -3,7 +3,9 @@
 pub mod audit_event {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    /// Serialize: PostgreSQL batches insert rows as one JSON document of
+    /// them (`json_populate_recordset`), whose fields are these names.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "audit_events")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]

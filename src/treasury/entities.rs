@@ -69,7 +69,9 @@ pub mod allocation_policy {
 pub mod ledger_transaction {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    /// Serialize: PostgreSQL batches insert rows as one JSON document of
+    /// them (`json_populate_recordset`), whose fields are these names.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "ledger_transactions")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+    ActiveModelTrait, ActiveValue::NotSet, ColumnTrait, Condition, ConnectionTrait, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use sha2::Digest;
 use uuid::Uuid;
@@ -84,41 +84,41 @@ pub(super) fn transaction_from_row(row: ledger_transaction::Model) -> Result<Tra
     })
 }
 
-fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::ActiveModel {
+fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::Model {
     let allocation = transaction.allocation;
-    ledger_transaction::ActiveModel {
-        id: Set(transaction.id),
-        kind: Set(transaction.kind.as_str().to_owned()),
-        status: Set(transaction.status.as_str().to_owned()),
-        tx_hash: Set(transaction.tx_hash.clone()),
-        amount_azr_micros: Set(transaction.amount_micros),
+    ledger_transaction::Model {
+        id: transaction.id,
+        kind: transaction.kind.as_str().to_owned(),
+        status: transaction.status.as_str().to_owned(),
+        tx_hash: transaction.tx_hash.clone(),
+        amount_azr_micros: transaction.amount_micros,
         // The peg: one AZR is one USD, and the database checks it.
-        amount_usd_micros: Set(transaction.amount_micros),
-        allocation_policy_version: Set(allocation.map(|a| a.policy_version)),
-        alloc_treasury_micros: Set(allocation.map(|a| a.treasury)),
-        alloc_founder_micros: Set(allocation.map(|a| a.founder)),
-        alloc_burn_micros: Set(allocation.map(|a| a.burn)),
-        alloc_circulation_micros: Set(allocation.map(|a| a.circulation)),
-        from_wallet_id: Set(transaction.from_wallet),
-        to_wallet_id: Set(transaction.to_wallet),
-        from_system_account: Set(transaction
+        amount_usd_micros: transaction.amount_micros,
+        allocation_policy_version: allocation.map(|a| a.policy_version),
+        alloc_treasury_micros: allocation.map(|a| a.treasury),
+        alloc_founder_micros: allocation.map(|a| a.founder),
+        alloc_burn_micros: allocation.map(|a| a.burn),
+        alloc_circulation_micros: allocation.map(|a| a.circulation),
+        from_wallet_id: transaction.from_wallet,
+        to_wallet_id: transaction.to_wallet,
+        from_system_account: transaction
             .from_system
-            .map(|account| account.as_str().to_owned())),
-        to_system_account: Set(transaction
+            .map(|account| account.as_str().to_owned()),
+        to_system_account: transaction
             .to_system
-            .map(|account| account.as_str().to_owned())),
-        destination_address: Set(transaction.destination_address.clone()),
-        gas_used: Set(transaction.gas_used),
-        gas_price_wei: Set(transaction.gas_price_wei),
-        reason: Set(transaction.reason.clone()),
-        metadata: Set(transaction.metadata.clone()),
-        request_id: Set(transaction.request_id.clone()),
-        requested_by: Set(transaction.requested_by),
-        created_at: Set(transaction.created_at),
-        confirmed_at: Set(transaction.confirmed_at),
-        processed_at: Set(transaction.processed_at),
-        mining_session_id: Set(transaction.mining_session),
-        backing_reference: Set(transaction.backing_reference.clone()),
+            .map(|account| account.as_str().to_owned()),
+        destination_address: transaction.destination_address.clone(),
+        gas_used: transaction.gas_used,
+        gas_price_wei: transaction.gas_price_wei,
+        reason: transaction.reason.clone(),
+        metadata: transaction.metadata.clone(),
+        request_id: transaction.request_id.clone(),
+        requested_by: transaction.requested_by,
+        created_at: transaction.created_at,
+        confirmed_at: transaction.confirmed_at,
+        processed_at: transaction.processed_at,
+        mining_session_id: transaction.mining_session,
+        backing_reference: transaction.backing_reference.clone(),
     }
 }
 
@@ -182,14 +182,12 @@ pub(super) async fn lock_idempotency_keys(
         .collect();
     locks.sort_unstable();
     locks.dedup();
-    // Left to right in the target list: the locks are taken in this order.
-    let calls: Vec<String> = locks
-        .iter()
-        .map(|lock| format!("pg_advisory_xact_lock({lock})"))
-        .collect();
-    db.execute_raw(Statement::from_string(
+    // One text whatever the count, so it is prepared once per connection;
+    // the aggregate takes the locks in the order the sorted rows arrive.
+    db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        format!("SELECT {}", calls.join(", ")),
+        "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM UNNEST($1::bigint[]) AS k ORDER BY k) AS sorted",
+        [locks.into()],
     ))
     .await
     .map_err(classify)?;
@@ -202,6 +200,44 @@ pub(super) async fn find_idempotency_keys(
     db: &impl ConnectionTrait,
     keys: &[(Uuid, String)],
 ) -> Result<HashMap<(Uuid, String), (String, Uuid)>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        let (callers, requests): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
+        let wanted: HashSet<&(Uuid, String)> = keys.iter().collect();
+        // Both columns by `= ANY`, which the primary key's index answers
+        // whatever the counts; pairs crossed from two keys are dropped here.
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT caller_id, request_id, fingerprint, transaction_id FROM idempotency_keys \
+                 WHERE caller_id = ANY($1) AND request_id = ANY($2)",
+                [callers.into(), requests.into()],
+            ))
+            .await
+            .map_err(classify)?;
+        let found: Result<Vec<_>> = rows
+            .iter()
+            .map(|row| {
+                let column = |error: sea_orm::DbErr| Error::internal(error.to_string());
+                Ok((
+                    (
+                        row.try_get::<Uuid>("", "caller_id").map_err(column)?,
+                        row.try_get::<String>("", "request_id").map_err(column)?,
+                    ),
+                    (
+                        row.try_get::<String>("", "fingerprint").map_err(column)?,
+                        row.try_get::<Uuid>("", "transaction_id").map_err(column)?,
+                    ),
+                ))
+            })
+            .collect();
+        return Ok(found?
+            .into_iter()
+            .filter(|(key, _)| wanted.contains(key))
+            .collect());
+    }
     let condition = keys
         .iter()
         .fold(Condition::any(), |any, (caller, request)| {
@@ -314,6 +350,34 @@ pub(super) async fn lock_wallets(
 ) -> Result<HashMap<Uuid, LockedWallet>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        // One text whatever the count: prepared once per connection.
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT id, owner_id, available_micros, pending_micros, staked_micros FROM wallets \
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                [ids.to_vec().into()],
+            ))
+            .await
+            .map_err(classify)?;
+        return rows
+            .iter()
+            .map(|row| {
+                let column = |error: sea_orm::DbErr| Error::internal(error.to_string());
+                let balance = Balance {
+                    available: row.try_get("", "available_micros").map_err(column)?,
+                    pending: row.try_get("", "pending_micros").map_err(column)?,
+                    staked: row.try_get("", "staked_micros").map_err(column)?,
+                };
+                let owner = row.try_get("", "owner_id").map_err(column)?;
+                Ok((
+                    row.try_get("", "id").map_err(column)?,
+                    LockedWallet { owner, balance },
+                ))
+            })
+            .collect();
     }
     Ok(wallet_balance::Entity::find()
         .filter(wallet_balance::Column::Id.is_in(ids.iter().copied()))
@@ -444,10 +508,12 @@ pub(super) async fn insert_transactions(
     if transactions.is_empty() {
         return Ok(());
     }
-    ledger_transaction::Entity::insert_many(transactions.iter().map(transaction_to_row))
-        .exec_without_returning(db)
-        .await
-        .map_err(classify)?;
+    ledger_transaction::Entity::insert_many(transactions.iter().map(|transaction| {
+        ledger_transaction::ActiveModel::from(transaction_to_row(transaction)).reset_all()
+    }))
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
     Ok(())
 }
 
@@ -529,6 +595,186 @@ pub(super) async fn insert_entries(
     .map_err(classify)?;
     Ok(())
 }
+
+/// What a settled batch writes besides resolutions and system balances:
+/// the wallet balances that moved, the new transactions, their entries and
+/// the idempotency keys that name them.
+pub(super) struct BatchWrites<'a> {
+    pub wallet_balances: &'a [(Uuid, Balance)],
+    pub transactions: &'a [Transaction],
+    pub entries: &'a [(Uuid, Leg)],
+    pub keys: Vec<NewIdempotencyKey>,
+    pub posted_at: DateTime<Utc>,
+}
+
+/// Writes a batch. On PostgreSQL that is one statement whatever the batch
+/// holds (a round trip each, and a plan per row count, were most of a
+/// batch's time); SQLite runs in-process, where statements cost no round
+/// trip.
+pub(super) async fn write_batch(db: &impl ConnectionTrait, writes: BatchWrites<'_>) -> Result<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        return write_batch_postgres(db, writes).await;
+    }
+    let BatchWrites {
+        wallet_balances,
+        transactions,
+        entries,
+        keys,
+        posted_at,
+    } = writes;
+    update_wallet_balances(db, wallet_balances).await?;
+    insert_transactions(db, transactions).await?;
+    insert_entries(db, entries, posted_at).await?;
+    insert_idempotency_keys(db, keys, posted_at).await
+}
+
+/// An entry as `write_batch_postgres` sends it.
+#[derive(serde::Serialize)]
+struct EntryRow<'a> {
+    transaction_id: Uuid,
+    source_wallet_id: Option<Uuid>,
+    source_system: Option<&'a str>,
+    source_bucket: &'a str,
+    destination_wallet_id: Option<Uuid>,
+    destination_system: Option<&'a str>,
+    destination_bucket: &'a str,
+    amount_micros: i64,
+}
+
+/// The batch in one statement of data-modifying CTEs. Rows with nullable
+/// columns travel as one JSON array each, read back into the tables' own
+/// row types; the rest as arrays. Foreign keys from the entries and keys to
+/// the transactions inserted beside them are checked at the end of the
+/// statement, when all of it is in. Every part reports how many rows it
+/// wrote, and anything short is an error: the batch then rolls back.
+async fn write_batch_postgres(db: &impl ConnectionTrait, writes: BatchWrites<'_>) -> Result<()> {
+    let BatchWrites {
+        wallet_balances,
+        transactions,
+        entries,
+        keys,
+        posted_at,
+    } = writes;
+    let system = |account: Account| match account {
+        Account::Wallet(id) => (Some(id), None),
+        Account::System(system) => (None, Some(system.as_str())),
+    };
+    let entry_rows: Vec<EntryRow<'_>> = entries
+        .iter()
+        .map(|(transaction, leg)| {
+            let (source_wallet_id, source_system) = system(leg.from.0);
+            let (destination_wallet_id, destination_system) = system(leg.to.0);
+            EntryRow {
+                transaction_id: *transaction,
+                source_wallet_id,
+                source_system,
+                source_bucket: leg.from.1.as_str(),
+                destination_wallet_id,
+                destination_system,
+                destination_bucket: leg.to.1.as_str(),
+                amount_micros: leg.micros,
+            }
+        })
+        .collect();
+    let transaction_rows: Vec<ledger_transaction::Model> =
+        transactions.iter().map(transaction_to_row).collect();
+    let transactions_json = rows_json(&transaction_rows)?;
+    let entries_json = rows_json(&entry_rows)?;
+    let wallet_ids: Vec<Uuid> = wallet_balances.iter().map(|(id, _)| *id).collect();
+    let available: Vec<i64> = wallet_balances.iter().map(|(_, b)| b.available).collect();
+    let pending: Vec<i64> = wallet_balances.iter().map(|(_, b)| b.pending).collect();
+    let staked: Vec<i64> = wallet_balances.iter().map(|(_, b)| b.staked).collect();
+    let expected = [
+        wallet_ids.len(),
+        transaction_rows.len(),
+        entry_rows.len(),
+        keys.len(),
+    ];
+    let mut callers = Vec::with_capacity(keys.len());
+    let mut request_ids = Vec::with_capacity(keys.len());
+    let mut operations = Vec::with_capacity(keys.len());
+    let mut fingerprints = Vec::with_capacity(keys.len());
+    let mut key_transactions = Vec::with_capacity(keys.len());
+    for key in keys {
+        callers.push(key.caller);
+        request_ids.push(key.request_id);
+        operations.push(key.operation.to_owned());
+        fingerprints.push(key.fingerprint);
+        key_transactions.push(key.transaction);
+    }
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            WRITE_BATCH,
+            [
+                wallet_ids.into(),
+                available.into(),
+                pending.into(),
+                staked.into(),
+                transactions_json.into(),
+                entries_json.into(),
+                posted_at.into(),
+                callers.into(),
+                request_ids.into(),
+                operations.into(),
+                fingerprints.into(),
+                key_transactions.into(),
+            ],
+        ))
+        .await
+        .map_err(classify)?
+        .ok_or_else(|| Error::internal("the batch write returned no row"))?;
+    let mut written = [0usize; 4];
+    for (index, count) in written.iter_mut().enumerate() {
+        let value: i64 = row
+            .try_get_by_index(index)
+            .map_err(|error| Error::internal(error.to_string()))?;
+        *count = usize::try_from(value).unwrap_or_default();
+    }
+    if written != expected {
+        return Err(Error::internal(format!(
+            "the batch wrote {written:?} rows (wallets, transactions, entries, keys) of {expected:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Rows as the JSON array `json_populate_recordset` reads.
+fn rows_json(rows: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(rows)
+        .map_err(|error| Error::internal(format!("encoding a batch: {error}")))
+}
+
+/// `write_batch_postgres`'s one statement.
+const WRITE_BATCH: &str = "\
+WITH balances AS (
+    UPDATE wallets AS w
+    SET available_micros = v.available, pending_micros = v.pending, staked_micros = v.staked
+    FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(id, available, pending, staked)
+    WHERE w.id = v.id
+    RETURNING 1
+), transactions AS (
+    INSERT INTO ledger_transactions
+    SELECT * FROM json_populate_recordset(NULL::ledger_transactions, $5::json)
+    RETURNING 1
+), entries AS (
+    INSERT INTO ledger_entries (transaction_id, source_wallet_id, source_system, source_bucket,
+        destination_wallet_id, destination_system, destination_bucket, amount_micros, posted_at)
+    SELECT e.transaction_id, e.source_wallet_id, e.source_system, e.source_bucket,
+        e.destination_wallet_id, e.destination_system, e.destination_bucket, e.amount_micros, $7::timestamptz
+    FROM json_to_recordset($6::json) AS e(transaction_id uuid, source_wallet_id uuid, source_system text,
+        source_bucket text, destination_wallet_id uuid, destination_system text, destination_bucket text,
+        amount_micros bigint)
+    RETURNING 1
+), keys AS (
+    INSERT INTO idempotency_keys (caller_id, request_id, operation, fingerprint, transaction_id, created_at)
+    SELECT k.caller_id, k.request_id, k.operation, k.fingerprint, k.transaction_id, $7::timestamptz
+    FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::text[], $12::uuid[])
+        AS k(caller_id, request_id, operation, fingerprint, transaction_id)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM balances), (SELECT count(*) FROM transactions),
+    (SELECT count(*) FROM entries), (SELECT count(*) FROM keys)";
 
 pub(super) async fn find_transaction(
     db: &impl ConnectionTrait,

@@ -27,16 +27,25 @@ pub(super) async fn write(
         new_keys,
         mut invalidation,
     } = settlement;
-    store::update_wallet_balances(transaction, &wallet_balances).await?;
+    // The rare parts first (mints, burns and chain resolutions), then the
+    // rest, which every transfer has, at once.
     for (account, micros) in system_balances {
         store::update_system_balance(transaction, account, micros).await?;
     }
-    store::insert_transactions(transaction, &created).await?;
     for record in &resolved {
         store::update_resolution(transaction, record).await?;
     }
-    store::insert_entries(transaction, &entries, posted_at).await?;
-    store::insert_idempotency_keys(transaction, new_keys, posted_at).await?;
+    store::write_batch(
+        transaction,
+        store::BatchWrites {
+            wallet_balances: &wallet_balances,
+            transactions: &created,
+            entries: &entries,
+            keys: new_keys,
+            posted_at,
+        },
+    )
+    .await?;
     let mut answers = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         answers.push(match outcome {
