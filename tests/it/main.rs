@@ -24,6 +24,7 @@ mod malformed;
 mod mining;
 mod resilience;
 mod retries;
+mod reversals;
 mod rewards;
 mod service_keys;
 mod treasury;
