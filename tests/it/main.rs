@@ -27,5 +27,6 @@ mod retries;
 mod reversals;
 mod rewards;
 mod service_keys;
+mod staking;
 mod treasury;
 mod watch_streams;
