@@ -21,6 +21,7 @@ mod health;
 mod identity;
 mod ledger_batches;
 mod malformed;
+mod metadata_queries;
 mod mining;
 mod resilience;
 mod retries;
