@@ -41,6 +41,7 @@ pub(super) async fn run_all(
         audit_chain(db).await?,
         kyc_large_transfers(db, kyc_threshold_micros, start, end).await?,
         settlements_match_ledger(db).await?,
+        reversals_mirror_originals(db, start, end).await?,
     ])
 }
 
@@ -73,6 +74,9 @@ pub(super) fn recommendation(check: &str) -> &'static str {
         }
         "settlements_match_ledger" => {
             "Freeze payouts and reconcile the listed compensations, rewards or invoices with their ledger transfers; a transfer was changed outside the ledger."
+        }
+        "reversals_mirror_originals" => {
+            "Freeze reversals and reconcile the listed reversals with the transactions they name; an entry was changed outside the ledger."
         }
         _ => "Investigate the findings.",
     }
@@ -301,6 +305,28 @@ async fn settlements_match_ledger(db: &DatabaseTransaction) -> Result<Check> {
         .collect();
     Ok(Check::new(
         "settlements_match_ledger",
+        Severity::Critical,
+        findings,
+    ))
+}
+
+/// Every reversal in the period posts exactly its original's entries
+/// negated, of a confirmed transaction that is not itself a reversal, for
+/// the same amount. (The balance checks see a reversed mint as unminted:
+/// the entries return its shares to issuance, so supply, peg and coverage
+/// hold as if the mint had not been.)
+async fn reversals_mirror_originals(
+    db: &DatabaseTransaction,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Check> {
+    let findings = reports::reversals_not_mirroring(db, start, end)
+        .await?
+        .into_iter()
+        .map(|id| format!("reversal {id}: does not post its original's entries negated"))
+        .collect();
+    Ok(Check::new(
+        "reversals_mirror_originals",
         Severity::Critical,
         findings,
     ))

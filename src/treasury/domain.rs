@@ -14,6 +14,9 @@ wire_enum!(TransactionKind as crate::proto::treasury::TransactionType, "transact
     Transfer => "transfer",
     Deposit => "deposit",
     Withdrawal => "withdrawal",
+    Reversal => "reversal",
+    Stake => "stake",
+    Unstake => "unstake",
 });
 
 wire_enum!(TransactionStatus as crate::proto::treasury::TransactionStatus, "transaction status" {
@@ -230,6 +233,20 @@ pub enum Command {
         transaction_id: Uuid,
         reason: String,
     },
+    /// Posts a confirmed transaction's entries negated, once.
+    Reverse { transaction_id: Uuid, note: Note },
+    /// Available → staked, inside one wallet the caller owns.
+    Stake {
+        wallet: Uuid,
+        amount: Amount,
+        note: Note,
+    },
+    /// Staked → available, inside one wallet the caller owns.
+    Unstake {
+        wallet: Uuid,
+        amount: Amount,
+        note: Note,
+    },
 }
 
 impl Command {
@@ -244,6 +261,9 @@ impl Command {
             Command::PoolPayment { .. } => "pool_payment",
             Command::Confirm { .. } => "confirm",
             Command::Fail { .. } => "fail",
+            Command::Reverse { .. } => "reverse",
+            Command::Stake { .. } => "stake",
+            Command::Unstake { .. } => "unstake",
         }
     }
 
@@ -282,6 +302,10 @@ pub struct Transaction {
     pub mining_session: Option<Uuid>,
     /// What backs a mining mint: the confirmed inflow's reference.
     pub backing_reference: Option<String>,
+    /// Reversals: the transaction this one reverses.
+    pub reverses: Option<Uuid>,
+    /// Set once reversed: the reversal (read from the reversal's link).
+    pub reversed_by: Option<Uuid>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -315,6 +339,9 @@ pub struct TransactionFilter {
     pub end: Option<DateTime<Utc>>,
     /// Set by authorization: only transactions touching this user's wallets.
     pub owner: Option<Uuid>,
+    /// Only transactions whose metadata holds each key with this JSON
+    /// string value.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl TransactionFilter {
@@ -339,6 +366,10 @@ pub struct KindTotals {
 pub struct Summary {
     pub system: std::collections::BTreeMap<SystemAccount, i64>,
     pub held_in_wallets: i64,
+    /// Part of `held_in_wallets`. Absent from summaries cached before
+    /// staking existed, when nothing could be staked.
+    #[serde(default)]
+    pub staked_in_wallets: i64,
     pub by_kind: std::collections::BTreeMap<TransactionKind, KindTotals>,
     pub policy_version: i32,
 }

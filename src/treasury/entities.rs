@@ -102,6 +102,7 @@ pub mod ledger_transaction {
         pub processed_at: Option<DateTimeUtc>,
         pub mining_session_id: Option<Uuid>,
         pub backing_reference: Option<String>,
+        pub reverses_transaction_id: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

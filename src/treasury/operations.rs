@@ -107,14 +107,18 @@ impl Treasury {
         }: LedgerCall,
     ) -> Result<Transaction> {
         let roles = match command {
-            Command::Transfer { .. } | Command::Withdraw { .. } => WALLET_HOLDERS,
+            Command::Transfer { .. }
+            | Command::Withdraw { .. }
+            | Command::Stake { .. }
+            | Command::Unstake { .. } => WALLET_HOLDERS,
             Command::Mint { .. }
             | Command::Burn { .. }
             | Command::PoolPayout { .. }
             | Command::PoolPayment { .. }
             | Command::Deposit { .. }
             | Command::Confirm { .. }
-            | Command::Fail { .. } => MONEY_MOVERS,
+            | Command::Fail { .. }
+            | Command::Reverse { .. } => MONEY_MOVERS,
         };
         caller.require_role(roles)?;
         self.ledger.submit(caller, request_id, command).await

@@ -349,3 +349,115 @@ pub async fn settlements_not_matching_ledger(
     }
     Ok(found)
 }
+
+/// Reversals created in `[start, end)` that do not mirror what they
+/// reverse: the original missing, not confirmed or itself a reversal, a
+/// different amount, or entries other than the original's negated (same
+/// accounts, buckets and amounts, source and destination swapped). In id
+/// order, at most [`MAX_IDS`].
+pub async fn reversals_not_mirroring(
+    db: &impl ConnectionTrait,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Uuid>> {
+    let pairs: Vec<(Uuid, Option<Uuid>, bool)> = db
+        .query_all_raw(statement(
+            db,
+            "SELECT r.id AS id, o.id AS original, \
+             CASE WHEN o.status = 'confirmed' AND o.kind <> 'reversal' AND o.amount_azr_micros = r.amount_azr_micros \
+             THEN 1 ELSE 0 END AS matches \
+             FROM ledger_transactions r LEFT JOIN ledger_transactions o ON o.id = r.reverses_transaction_id \
+             WHERE r.kind = 'reversal' AND r.created_at >= ? AND r.created_at < ? ORDER BY r.id",
+            vec![start.into(), end.into()],
+        ))
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "id").map_err(classify)?,
+                row.try_get("", "original").map_err(classify)?,
+                row.try_get::<i32>("", "matches").map_err(classify)? == 1,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut found = Vec::new();
+    for chunk in pairs.chunks(200) {
+        let ids: Vec<Uuid> = chunk
+            .iter()
+            .flat_map(|(id, original, _)| [Some(*id), *original])
+            .flatten()
+            .collect();
+        let entries = entry_moves(db, &ids).await?;
+        for (id, original, matches) in chunk {
+            let mirrored = original.is_some_and(|original| {
+                let mut negated: Vec<Move> = entries
+                    .get(&original)
+                    .into_iter()
+                    .flatten()
+                    .map(|(from, to, micros)| (to.clone(), from.clone(), *micros))
+                    .collect();
+                let mut reversal = entries.get(id).cloned().unwrap_or_default();
+                negated.sort();
+                reversal.sort();
+                !negated.is_empty() && negated == reversal
+            });
+            if !(*matches && mirrored) {
+                found.push(*id);
+            }
+            if found.len() as u64 >= MAX_IDS {
+                return Ok(found);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// One entry as (source, destination, micro-AZR).
+type Move = (AccountBucket, AccountBucket, i64);
+
+async fn entry_moves(
+    db: &impl ConnectionTrait,
+    transactions: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<Move>>> {
+    let side = |wallet: Option<Uuid>, system: Option<String>, bucket: String| {
+        AccountBucket::new(
+            wallet
+                .map(|id| id.to_string())
+                .or(system)
+                .unwrap_or_default(),
+            bucket,
+        )
+    };
+    let mut moves: std::collections::HashMap<Uuid, Vec<Move>> = std::collections::HashMap::new();
+    for row in ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::TransactionId.is_in(transactions.iter().copied()))
+        .all(db)
+        .await
+        .map_err(classify)?
+    {
+        moves.entry(row.transaction_id).or_default().push((
+            side(row.source_wallet_id, row.source_system, row.source_bucket),
+            side(
+                row.destination_wallet_id,
+                row.destination_system,
+                row.destination_bucket,
+            ),
+            row.amount_micros,
+        ));
+    }
+    Ok(moves)
+}
+
+/// AZR staked in wallets now.
+pub async fn total_staked(db: &impl ConnectionTrait) -> Result<i64> {
+    let row = db
+        .query_one_raw(statement(
+            db,
+            "SELECT CAST(COALESCE(SUM(staked_micros), 0) AS BIGINT) AS staked FROM wallets",
+            Vec::new(),
+        ))
+        .await
+        .map_err(classify)?;
+    aggregate(row)?.try_get("", "staked").map_err(classify)
+}

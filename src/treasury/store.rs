@@ -81,6 +81,8 @@ pub(super) fn transaction_from_row(row: ledger_transaction::Model) -> Result<Tra
         processed_at: row.processed_at,
         mining_session: row.mining_session_id,
         backing_reference: row.backing_reference,
+        reverses: row.reverses_transaction_id,
+        reversed_by: None,
     })
 }
 
@@ -119,6 +121,7 @@ fn transaction_to_row(transaction: &Transaction) -> ledger_transaction::Model {
         processed_at: transaction.processed_at,
         mining_session_id: transaction.mining_session,
         backing_reference: transaction.backing_reference.clone(),
+        reverses_transaction_id: transaction.reverses,
     }
 }
 
@@ -304,7 +307,7 @@ pub(super) async fn lock_transactions(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    ledger_transaction::Entity::find()
+    let mut locked = ledger_transaction::Entity::find()
         .filter(ledger_transaction::Column::Id.is_in(ids.iter().copied()))
         .order_by_asc(ledger_transaction::Column::Id)
         .lock_exclusive()
@@ -312,8 +315,83 @@ pub(super) async fn lock_transactions(
         .await
         .map_err(classify)?
         .into_iter()
-        .map(|row| transaction_from_row(row).map(|transaction| (transaction.id, transaction)))
-        .collect()
+        .map(transaction_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    attach_reversed_by(db, &mut locked).await?;
+    Ok(locked
+        .into_iter()
+        .map(|transaction| (transaction.id, transaction))
+        .collect())
+}
+
+/// Fills in `reversed_by` from the reversals' links: the link lives on the
+/// reversal only (its unique index is the at-most-once rule), so the
+/// original's side is read, never stored twice.
+pub(super) async fn attach_reversed_by(
+    db: &impl ConnectionTrait,
+    transactions: &mut [Transaction],
+) -> Result<()> {
+    if transactions.is_empty() {
+        return Ok(());
+    }
+    use ledger_transaction::Column;
+    let links: HashMap<Uuid, Uuid> = ledger_transaction::Entity::find()
+        .select_only()
+        .column(Column::ReversesTransactionId)
+        .column(Column::Id)
+        .filter(Column::ReversesTransactionId.is_in(transactions.iter().map(|t| t.id)))
+        .into_tuple::<(Uuid, Uuid)>()
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .collect();
+    for transaction in transactions {
+        transaction.reversed_by = links.get(&transaction.id).copied();
+    }
+    Ok(())
+}
+
+/// What a reversal needs of a transaction: the entries it posted.
+pub(super) async fn posted_legs(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Leg>>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let account = |wallet: Option<Uuid>, system: Option<String>| -> Result<Account> {
+        match (wallet, system) {
+            (Some(wallet), None) => Ok(Account::Wallet(wallet)),
+            (None, Some(code)) => SystemAccount::parse(&code)
+                .map(Account::System)
+                .ok_or_else(|| corrupt("system account", &code)),
+            _ => Err(Error::internal("an entry without exactly one account")),
+        }
+    };
+    let bucket = |text: &str| Bucket::parse(text).ok_or_else(|| corrupt("bucket", text));
+    let mut legs: HashMap<Uuid, Vec<Leg>> = HashMap::new();
+    for row in ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::TransactionId.is_in(ids.iter().copied()))
+        .order_by_asc(ledger_entry::Column::Id)
+        .all(db)
+        .await
+        .map_err(classify)?
+    {
+        let leg = Leg {
+            from: (
+                account(row.source_wallet_id, row.source_system)?,
+                bucket(&row.source_bucket)?,
+            ),
+            to: (
+                account(row.destination_wallet_id, row.destination_system)?,
+                bucket(&row.destination_bucket)?,
+            ),
+            micros: row.amount_micros,
+        };
+        legs.entry(row.transaction_id).or_default().push(leg);
+    }
+    Ok(legs)
 }
 
 pub(super) async fn existing_tx_hashes(
@@ -780,12 +858,17 @@ pub(super) async fn find_transaction(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<Transaction>> {
-    ledger_transaction::Entity::find_by_id(id)
+    let Some(row) = ledger_transaction::Entity::find_by_id(id)
         .one(db)
         .await
         .map_err(classify)?
-        .map(transaction_from_row)
-        .transpose()
+    else {
+        return Ok(None);
+    };
+    let mut found = [transaction_from_row(row)?];
+    attach_reversed_by(db, &mut found).await?;
+    let [transaction] = found;
+    Ok(Some(transaction))
 }
 
 /// Newest first: the cursor is the last id of the previous page.
@@ -802,7 +885,7 @@ pub(super) async fn list_transactions(
             .filter(wallet_balance::Column::OwnerId.eq(owner))
             .into_query()
     };
-    ledger_transaction::Entity::find()
+    let mut transactions = ledger_transaction::Entity::find()
         .apply_if(filter.wallet, |query, wallet| {
             query.filter(
                 Condition::any()
@@ -829,6 +912,10 @@ pub(super) async fn list_transactions(
         .apply_if(filter.end, |query, end| {
             query.filter(Column::CreatedAt.lt(end))
         })
+        .apply_if(
+            metadata_condition(db, &filter.metadata),
+            |query, condition| query.filter(condition),
+        )
         .apply_if(page.after, |query, after| {
             query.filter(Column::Id.lt(after))
         })
@@ -839,7 +926,40 @@ pub(super) async fn list_transactions(
         .map_err(classify)?
         .into_iter()
         .map(transaction_from_row)
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    attach_reversed_by(db, &mut transactions).await?;
+    Ok(transactions)
+}
+
+/// Every pair must match: the key at the top level of the metadata object
+/// holding a JSON string equal to the value. PostgreSQL asks `metadata @>
+/// {...}`, which the GIN index (`jsonb_path_ops`) answers; SQLite looks
+/// through `json_each`, unindexed, with the key as a bound value (a JSON
+/// path would need the key quoted into it).
+fn metadata_condition(
+    db: &impl ConnectionTrait,
+    metadata: &BTreeMap<String, String>,
+) -> Option<Condition> {
+    if metadata.is_empty() {
+        return None;
+    }
+    if db.get_database_backend() == DbBackend::Postgres {
+        let object: serde_json::Map<String, serde_json::Value> = metadata
+            .iter()
+            .map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())))
+            .collect();
+        return Some(Condition::all().add(Expr::cust_with_values(
+            "metadata @> CAST($1 AS jsonb)",
+            [serde_json::Value::Object(object).to_string()],
+        )));
+    }
+    Some(metadata.iter().fold(Condition::all(), |all, (key, value)| {
+        all.add(Expr::cust_with_values(
+            "EXISTS (SELECT 1 FROM json_each(ledger_transactions.metadata) AS pair \
+             WHERE pair.key = ? AND pair.type = 'text' AND pair.value = ?)",
+            [key.clone(), value.clone()],
+        ))
+    }))
 }
 
 pub(super) async fn find_wallet_owner_and_balance(
@@ -920,17 +1040,21 @@ pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> R
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
     let backend = db.get_database_backend();
-    let held = db
+    let wallets = db
         .query_one_raw(Statement::from_string(
             backend,
-            "SELECT CAST(COALESCE(SUM(available_micros + pending_micros + staked_micros), 0) AS BIGINT) AS held FROM wallets",
+            "SELECT CAST(COALESCE(SUM(available_micros + pending_micros + staked_micros), 0) AS BIGINT) AS held, \
+             CAST(COALESCE(SUM(staked_micros), 0) AS BIGINT) AS staked FROM wallets",
         ))
         .await
-        .map_err(classify)?
-        .map(|row| row.try_get::<i64>("", "held"))
-        .transpose()
-        .map_err(classify)?
-        .unwrap_or_default();
+        .map_err(classify)?;
+    let (held, staked) = match wallets {
+        Some(row) => (
+            row.try_get::<i64>("", "held").map_err(classify)?,
+            row.try_get::<i64>("", "staked").map_err(classify)?,
+        ),
+        None => (0, 0),
+    };
     let rows = db
         .query_all_raw(Statement::from_string(
             backend,
@@ -965,6 +1089,7 @@ pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> R
     Ok(Summary {
         system,
         held_in_wallets: held,
+        staked_in_wallets: staked,
         by_kind,
         policy_version,
     })

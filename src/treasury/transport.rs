@@ -87,6 +87,8 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         processed_at,
         mining_session,
         backing_reference,
+        reverses,
+        reversed_by,
     } = transaction;
     pb::Transaction {
         id: id.to_string(),
@@ -123,6 +125,8 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         process_time: processed_at.map(timestamp),
         mining_session_id: mining_session.map(|id| id.to_string()).unwrap_or_default(),
         backing_reference: backing_reference.unwrap_or_default(),
+        reverses_transaction_id: reverses.map(|id| id.to_string()).unwrap_or_default(),
+        reversed_by_transaction_id: reversed_by.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 
@@ -150,6 +154,7 @@ fn summary_to_proto(summary: Summary) -> pb::GetTreasurySummaryResponse {
     let Summary {
         system,
         held_in_wallets,
+        staked_in_wallets,
         by_kind,
         policy_version,
     } = summary;
@@ -180,6 +185,7 @@ fn summary_to_proto(summary: Summary) -> pb::GetTreasurySummaryResponse {
             })
             .collect(),
         allocation_policy_version: policy_version as u32,
+        total_staked: decimal(staked_in_wallets),
     }
 }
 
@@ -498,6 +504,138 @@ impl TryFrom<pb::FailTransactionRequest> for LedgerCall {
     }
 }
 
+impl TryFrom<pb::ReverseTransactionRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::ReverseTransactionRequest) -> Result<Self, Error> {
+        let pb::ReverseTransactionRequest {
+            request_id,
+            transaction_id,
+            reason,
+            metadata,
+        } = request;
+        let mut v = Violations::default();
+        let id = required_request_id(&mut v, &request_id);
+        let transaction = v.check(parse_id("transaction_id", &transaction_id));
+        let note = note(&mut v, reason, metadata);
+        let (request_id, command) = v.finish(|| {
+            Some((
+                id?,
+                Command::Reverse {
+                    transaction_id: transaction?,
+                    note: note?,
+                },
+            ))
+        })?;
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
+    }
+}
+
+/// The fields Stake and Unstake share: (request id, wallet, amount, note).
+fn staking_call(
+    request_id: &str,
+    wallet_id: &str,
+    value: Option<&crate::proto::types::Decimal>,
+    reason: String,
+    metadata: Option<prost_types::Struct>,
+) -> Result<(crate::money::RequestId, Uuid, crate::money::Amount, Note), Error> {
+    let mut v = Violations::default();
+    let id = required_request_id(&mut v, request_id);
+    let wallet = v.check(parse_id("wallet_id", wallet_id));
+    let value = v.check(amount("amount", value));
+    let note = note(&mut v, reason, metadata);
+    v.finish(|| Some((id?, wallet?, value?, note?)))
+}
+
+impl TryFrom<pb::StakeRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::StakeRequest) -> Result<Self, Error> {
+        let pb::StakeRequest {
+            request_id,
+            wallet_id,
+            amount: value,
+            reason,
+            metadata,
+        } = request;
+        let (request_id, wallet, amount, note) =
+            staking_call(&request_id, &wallet_id, value.as_ref(), reason, metadata)?;
+        Ok(LedgerCall {
+            request_id,
+            command: Command::Stake {
+                wallet,
+                amount,
+                note,
+            },
+        })
+    }
+}
+
+impl TryFrom<pb::UnstakeRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::UnstakeRequest) -> Result<Self, Error> {
+        let pb::UnstakeRequest {
+            request_id,
+            wallet_id,
+            amount: value,
+            reason,
+            metadata,
+        } = request;
+        let (request_id, wallet, amount, note) =
+            staking_call(&request_id, &wallet_id, value.as_ref(), reason, metadata)?;
+        Ok(LedgerCall {
+            request_id,
+            command: Command::Unstake {
+                wallet,
+                amount,
+                note,
+            },
+        })
+    }
+}
+
+/// Metadata pairs a listing must match: at most this many.
+const MAX_METADATA_PAIRS: usize = 10;
+const MAX_METADATA_KEY_CHARS: usize = 128;
+const MAX_METADATA_VALUE_CHARS: usize = 512;
+
+/// The metadata filter of ListTransactions: at most 10 pairs, keys 1 to 128
+/// characters, values at most 512, no NUL (PostgreSQL cannot hold one, so
+/// it could never match there).
+fn metadata_filter(
+    field: &str,
+    pairs: std::collections::HashMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, FieldViolation> {
+    if pairs.len() > MAX_METADATA_PAIRS {
+        return Err(FieldViolation::new(
+            field,
+            format!("must have at most {MAX_METADATA_PAIRS} pairs"),
+        ));
+    }
+    for (key, value) in &pairs {
+        if key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS {
+            return Err(FieldViolation::new(
+                field,
+                format!("keys must be 1 to {MAX_METADATA_KEY_CHARS} characters"),
+            ));
+        }
+        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
+            return Err(FieldViolation::new(
+                field,
+                format!("values must be at most {MAX_METADATA_VALUE_CHARS} characters"),
+            ));
+        }
+        if key.contains('\0') || value.contains('\0') {
+            return Err(FieldViolation::new(field, "must not contain NUL (U+0000)"));
+        }
+    }
+    Ok(pairs.into_iter().collect())
+}
+
 impl TryFrom<pb::ListTransactionsRequest> for PageQuery<TransactionFilter> {
     type Error = Error;
 
@@ -510,6 +648,7 @@ impl TryFrom<pb::ListTransactionsRequest> for PageQuery<TransactionFilter> {
             status,
             start_time,
             end_time,
+            metadata,
         } = request;
         let mut v = Violations::default();
         let wallet = v.check(optional(&wallet_id, |text| parse_id("wallet_id", text)));
@@ -517,6 +656,7 @@ impl TryFrom<pb::ListTransactionsRequest> for PageQuery<TransactionFilter> {
         let status = v.check(TransactionStatus::from_wire("status", status));
         let start = v.check(optional_time("start_time", start_time.as_ref()));
         let end = v.check(optional_time("end_time", end_time.as_ref()));
+        let metadata = v.check(metadata_filter("metadata", metadata));
         if let (Some(Some(start)), Some(Some(end))) = (start, end)
             && start >= end
         {
@@ -530,6 +670,7 @@ impl TryFrom<pb::ListTransactionsRequest> for PageQuery<TransactionFilter> {
                 start: start?,
                 end: end?,
                 owner: None,
+                metadata: metadata?,
             })
         })?;
         Ok(PageQuery {
@@ -638,6 +779,42 @@ impl TreasuryService for TreasuryApi {
         let call = LedgerCall::try_from(request.into_inner())?;
         let transaction = self.treasury.execute(&caller, call).await?;
         Ok(Response::new(pb::FailTransactionResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn reverse_transaction(
+        &self,
+        request: Request<pb::ReverseTransactionRequest>,
+    ) -> Result<Response<pb::ReverseTransactionResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::ReverseTransactionResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn stake(
+        &self,
+        request: Request<pb::StakeRequest>,
+    ) -> Result<Response<pb::StakeResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::StakeResponse {
+            transaction: Some(transaction_to_proto(transaction)),
+        }))
+    }
+
+    async fn unstake(
+        &self,
+        request: Request<pb::UnstakeRequest>,
+    ) -> Result<Response<pb::UnstakeResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let transaction = self.treasury.execute(&caller, call).await?;
+        Ok(Response::new(pb::UnstakeResponse {
             transaction: Some(transaction_to_proto(transaction)),
         }))
     }

@@ -388,6 +388,32 @@ async fn call(fx: &Fixture, method: &str, key: &str, run: usize) -> Result<(), t
         "GetTreasurySummary" => {
             done!(treasury.get_treasury_summary(authed(key, tpb::GetTreasurySummaryRequest {})))
         }
+        "ReverseTransaction" => done!(treasury.reverse_transaction(authed(
+            key,
+            tpb::ReverseTransactionRequest {
+                request_id: id("reverse"),
+                transaction_id: fx.withdrawal.clone(),
+                ..Default::default()
+            }
+        ))),
+        "Stake" => done!(treasury.stake(authed(
+            key,
+            tpb::StakeRequest {
+                request_id: id("stake"),
+                wallet_id: fx.wallet.clone(),
+                amount: decimal("1"),
+                ..Default::default()
+            }
+        ))),
+        "Unstake" => done!(treasury.unstake(authed(
+            key,
+            tpb::UnstakeRequest {
+                request_id: id("unstake"),
+                wallet_id: fx.wallet.clone(),
+                amount: decimal("1"),
+                ..Default::default()
+            }
+        ))),
         // Mining
         "StartSession" => done!(mining.start_session(authed(
             key,
@@ -651,6 +677,7 @@ async fn a_service_key_is_never_allowed_what_its_member_is_not(backend: Backend)
     for method in [
         "RecordProofOfKnowledge",
         "Mint",
+        "ReverseTransaction",
         "CreateApiKey",
         "ConfirmTransaction",
     ] {
@@ -663,6 +690,8 @@ async fn a_service_key_is_never_allowed_what_its_member_is_not(backend: Backend)
     // And the member may still do what members do.
     for method in [
         "Transfer",
+        "Stake",
+        "Unstake",
         "StartSession",
         "RecordStatistics",
         "EndSession",

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::Request;
 use super::books::Books;
 use crate::error::Error;
-use crate::treasury::domain::{BurnSource, Command, Transaction};
+use crate::treasury::domain::{Account, BurnSource, Command, Leg, Transaction, TransactionStatus};
 use crate::treasury::store;
 
 /// What a batch read under lock: all that settling needs.
@@ -20,8 +20,11 @@ pub(super) struct Inputs {
     /// Stored idempotency keys: (caller, request id) → (fingerprint,
     /// transaction).
     pub(super) stored_keys: HashMap<(Uuid, String), (String, Uuid)>,
-    /// The transactions that Confirm and Fail commands name, by id.
+    /// The transactions that Confirm, Fail and Reverse commands name, by id.
     pub(super) referenced: HashMap<Uuid, Transaction>,
+    /// The entries of the confirmed transactions that Reverse commands
+    /// name, as posted: what their reversals negate.
+    pub(super) posted: HashMap<Uuid, Vec<Leg>>,
     /// The deposit hashes of the batch that are already stored.
     pub(super) taken_hashes: HashSet<String>,
     pub(super) books: Books,
@@ -35,8 +38,13 @@ pub(super) async fn lock(
     store::lock_idempotency_keys(transaction, &keys).await?;
     let stored_keys = store::find_idempotency_keys(transaction, &keys).await?;
     let referenced = store::lock_transactions(transaction, &referenced_ids(requests)).await?;
+    let posted = store::posted_legs(transaction, &reversed_ids(requests, &referenced)).await?;
     let taken_hashes = store::existing_tx_hashes(transaction, &deposit_hashes(requests)).await?;
-    let wallets = store::lock_wallets(transaction, &wallets_to_lock(requests, &referenced)).await?;
+    let mut wallet_ids = wallets_to_lock(requests, &referenced);
+    wallet_ids.extend(posted_wallets(&posted));
+    wallet_ids.sort_unstable();
+    wallet_ids.dedup();
+    let wallets = store::lock_wallets(transaction, &wallet_ids).await?;
     let system = if needs_system_accounts(requests) {
         store::lock_system_accounts(transaction).await?
     } else {
@@ -45,6 +53,7 @@ pub(super) async fn lock(
     Ok(Inputs {
         stored_keys,
         referenced,
+        posted,
         taken_hashes,
         books: Books::new(wallets, system),
     })
@@ -63,10 +72,46 @@ pub(super) fn referenced_ids(requests: &[Request]) -> Vec<Uuid> {
     requests
         .iter()
         .filter_map(|(_, _, command)| match command {
-            Command::Confirm { transaction_id, .. } | Command::Fail { transaction_id, .. } => {
-                Some(*transaction_id)
-            }
+            Command::Confirm { transaction_id, .. }
+            | Command::Fail { transaction_id, .. }
+            | Command::Reverse { transaction_id, .. } => Some(*transaction_id),
             _ => None,
+        })
+        .collect()
+}
+
+/// The transactions the batch reverses that were confirmed when locked:
+/// those whose entries are read.
+pub(super) fn reversed_ids(
+    requests: &[Request],
+    referenced: &HashMap<Uuid, Transaction>,
+) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = requests
+        .iter()
+        .filter_map(|(_, _, command)| match command {
+            Command::Reverse { transaction_id, .. } => Some(*transaction_id),
+            _ => None,
+        })
+        .filter(|id| {
+            referenced
+                .get(id)
+                .is_some_and(|found| found.status == TransactionStatus::Confirmed)
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Every wallet that posted entries name: a reversal moves them all back.
+pub(super) fn posted_wallets(posted: &HashMap<Uuid, Vec<Leg>>) -> Vec<Uuid> {
+    posted
+        .values()
+        .flatten()
+        .flat_map(|leg| [leg.from.0, leg.to.0])
+        .filter_map(|account| match account {
+            Account::Wallet(id) => Some(id),
+            Account::System(_) => None,
         })
         .collect()
 }
@@ -113,7 +158,10 @@ pub(super) fn wallets_to_lock(
             Command::Withdraw { from_wallet, .. } | Command::PoolPayment { from_wallet, .. } => {
                 wallet_ids.insert(*from_wallet);
             }
-            Command::Confirm { .. } | Command::Fail { .. } => {}
+            Command::Stake { wallet, .. } | Command::Unstake { wallet, .. } => {
+                wallet_ids.insert(*wallet);
+            }
+            Command::Confirm { .. } | Command::Fail { .. } | Command::Reverse { .. } => {}
         }
     }
     for referenced_transaction in referenced.values() {
@@ -123,10 +171,14 @@ pub(super) fn wallets_to_lock(
     wallet_ids.into_iter().collect()
 }
 
-/// Transfers between wallets touch no system account; a batch of only those
-/// does not lock the system accounts (which every other batch contends for).
+/// Transfers between wallets, stakes and unstakes touch no system account;
+/// a batch of only those does not lock the system accounts (which every
+/// other batch contends for).
 pub(super) fn needs_system_accounts(requests: &[Request]) -> bool {
-    requests
-        .iter()
-        .any(|(_, _, command)| !matches!(command, Command::Transfer { .. }))
+    requests.iter().any(|(_, _, command)| {
+        !matches!(
+            command,
+            Command::Transfer { .. } | Command::Stake { .. } | Command::Unstake { .. }
+        )
+    })
 }

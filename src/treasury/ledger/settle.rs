@@ -135,6 +135,7 @@ impl Batch<'_> {
             policy: self.policy,
             books: &self.inputs.books,
             referenced: &self.inputs.referenced,
+            posted: &self.inputs.posted,
             taken_hashes: &self.inputs.taken_hashes,
         };
         let planned = plan(&context, command)
@@ -180,6 +181,12 @@ impl Batch<'_> {
         } = command
         {
             self.inputs.taken_hashes.insert(hash.clone());
+        }
+        if let Some(original) = transaction.reverses
+            && let Some(reversed) = self.inputs.referenced.get_mut(&original)
+        {
+            // Later commands of the batch see it reversed.
+            reversed.reversed_by = Some(transaction.id);
         }
         if resolves {
             self.inputs

@@ -136,6 +136,8 @@ struct Store {
     wallets: HashMap<Uuid, LockedWallet>,
     system: BTreeMap<SystemAccount, i64>,
     transactions: HashMap<Uuid, Transaction>,
+    /// Each transaction's entries, as written.
+    entries: HashMap<Uuid, Vec<Leg>>,
     keys: HashMap<(Uuid, String), (String, Uuid)>,
 }
 
@@ -148,6 +150,7 @@ impl Store {
                 .map(|account| (*account, 0))
                 .collect(),
             transactions: HashMap::new(),
+            entries: HashMap::new(),
             keys: HashMap::new(),
         }
     }
@@ -194,9 +197,14 @@ impl Store {
         } else {
             BTreeMap::new()
         };
+        let posted = inputs::reversed_ids(requests, &referenced)
+            .into_iter()
+            .map(|id| (id, self.entries.get(&id).cloned().unwrap_or_default()))
+            .collect();
         Inputs {
             stored_keys,
             referenced,
+            posted,
             taken_hashes,
             books: Books::new(wallets, system),
         }
@@ -213,6 +221,14 @@ impl Store {
         }
         for written in settlement.created.iter().chain(&settlement.resolved) {
             self.transactions.insert(written.id, written.clone());
+        }
+        for written in &settlement.created {
+            if let Some(original) = written.reverses {
+                self.transactions.get_mut(&original).unwrap().reversed_by = Some(written.id);
+            }
+        }
+        for (transaction, leg) in &settlement.entries {
+            self.entries.entry(*transaction).or_default().push(*leg);
         }
         for key in &settlement.new_keys {
             self.keys.insert(
@@ -306,6 +322,7 @@ fn settle_checked(store: &mut Store, requests: &[Request]) -> Settlement {
         wallets: store.wallets.clone(),
         system: store.system.clone(),
         transactions: HashMap::new(),
+        entries: HashMap::new(),
         keys: HashMap::new(),
     };
     let settlement = store.settle(requests);
@@ -1231,6 +1248,8 @@ fn pending_withdrawal() -> Transaction {
         processed_at: None,
         mining_session: None,
         backing_reference: None,
+        reverses: None,
+        reversed_by: None,
     }
 }
 
@@ -1271,4 +1290,198 @@ fn every_applied_command_is_audited_once_with_its_request_id_and_a_refused_one_i
         Some(serde_json::json!({ "id": withdrawal.id, "status": "pending" }))
     );
     assert_eq!(resolution.new.as_ref().unwrap()["status"], "confirmed");
+}
+
+fn reverse(transaction_id: Uuid) -> Command {
+    Command::Reverse {
+        transaction_id,
+        note: Note::default(),
+    }
+}
+
+#[test]
+fn a_reversal_posts_the_originals_entries_negated_once_even_twice_in_one_batch() {
+    let mut store = Store::new();
+    let (treasurer, alice, bob) = (
+        person(Role::Treasurer),
+        person(Role::Member),
+        person(Role::Member),
+    );
+    let from = store.open_wallet(&alice, 10 * AZR);
+    let to = store.open_wallet(&bob, 0);
+    let paid = store.settle(&[request(&alice, "t", transfer(from, to, 4 * AZR))]);
+    let original = settled(&paid.outcomes[0]).id;
+    let settlement = settle_checked(
+        &mut store,
+        &[
+            request(&treasurer, "r1", reverse(original)),
+            request(&treasurer, "r2", reverse(original)),
+        ],
+    );
+    let reversal = settled(&settlement.outcomes[0]);
+    assert_eq!(reversal.kind, TransactionKind::Reversal);
+    assert_eq!(reversal.reverses, Some(original));
+    assert_eq!(
+        (reversal.from_wallet, reversal.to_wallet),
+        (Some(to), Some(from))
+    );
+    assert_eq!(
+        settlement.entries,
+        [(
+            reversal.id,
+            Leg {
+                from: available(Account::Wallet(to)),
+                to: available(Account::Wallet(from)),
+                micros: 4 * AZR
+            }
+        )]
+    );
+    assert_eq!(
+        failed_precondition(&settlement.outcomes[1]),
+        "ALREADY_REVERSED"
+    );
+    assert_eq!((store.available(from), store.available(to)), (10 * AZR, 0));
+    // A later batch sees it reversed too; a reversal is never reversed.
+    let reversal_id = reversal.id;
+    let again = store.settle(&[
+        request(&treasurer, "r3", reverse(original)),
+        request(&treasurer, "r4", reverse(reversal_id)),
+    ]);
+    assert_eq!(failed_precondition(&again.outcomes[0]), "ALREADY_REVERSED");
+    assert_eq!(failed_precondition(&again.outcomes[1]), "NOT_REVERSIBLE");
+}
+
+#[test]
+fn a_reversal_is_refused_when_the_recipient_has_spent_the_azr() {
+    let mut store = Store::new();
+    let (treasurer, alice, bob) = (
+        person(Role::Treasurer),
+        person(Role::Member),
+        person(Role::Member),
+    );
+    let from = store.open_wallet(&alice, 10 * AZR);
+    let to = store.open_wallet(&bob, 0);
+    let paid = store.settle(&[request(&alice, "t", transfer(from, to, 4 * AZR))]);
+    let original = settled(&paid.outcomes[0]).id;
+    store.settle(&[request(&bob, "spend", transfer(to, from, 1))]);
+    let refused = store.settle(&[request(&treasurer, "r", reverse(original))]);
+    assert_eq!(
+        failed_precondition(&refused.outcomes[0]),
+        "INSUFFICIENT_FUNDS"
+    );
+    assert!(refused.created.is_empty() && refused.entries.is_empty());
+    assert!(refused.new_keys.is_empty());
+}
+
+#[test]
+fn a_reversed_mint_returns_every_share_to_issuance() {
+    let mut store = Store::new();
+    let (treasurer, alice) = (person(Role::Treasurer), person(Role::Member));
+    let wallet = store.open_wallet(&alice, 0);
+    let minted = store.settle(&[request(&treasurer, "m", mint(Some(wallet), 100 * AZR))]);
+    let original = settled(&minted.outcomes[0]).id;
+    let settlement = settle_checked(&mut store, &[request(&treasurer, "r", reverse(original))]);
+    let reversal = settled(&settlement.outcomes[0]);
+    assert_eq!(reversal.allocation, None);
+    assert_eq!(settlement.entries.len(), 4);
+    for account in SystemAccount::ALL {
+        assert_eq!(store.system(*account), 0, "{account:?}");
+    }
+    assert_eq!(store.available(wallet), 0);
+}
+
+#[test]
+fn pending_failed_and_chain_transactions_are_not_reversed_and_an_unknown_one_is_not_found() {
+    let mut store = Store::new();
+    let (treasurer, alice) = (person(Role::Treasurer), person(Role::Member));
+    let wallet = store.open_wallet(&alice, 10 * AZR);
+    let held = store.settle(&[request(&alice, "w", withdraw(wallet, AZR))]);
+    let pending = settled(&held.outcomes[0]).id;
+    let bridged = store.settle(&[request(&treasurer, "d", deposit(wallet, AZR, None, false))]);
+    let deposit_id = settled(&bridged.outcomes[0]).id;
+    let refused = store.settle(&[
+        request(&treasurer, "r1", reverse(pending)),
+        request(&treasurer, "r2", reverse(deposit_id)),
+        request(&treasurer, "r3", reverse(Uuid::now_v7())),
+    ]);
+    assert_eq!(failed_precondition(&refused.outcomes[0]), "NOT_CONFIRMED");
+    assert_eq!(failed_precondition(&refused.outcomes[1]), "NOT_REVERSIBLE");
+    assert!(matches!(
+        rejected(&refused.outcomes[2]),
+        Error::NotFound { .. }
+    ));
+}
+
+#[test]
+fn staking_moves_available_to_staked_and_back_in_the_owners_wallet_only() {
+    let mut store = Store::new();
+    let (alice, mallory) = (person(Role::Member), person(Role::Member));
+    let wallet = store.open_wallet(&alice, 10 * AZR);
+    let other = store.open_wallet(&mallory, 0);
+    let staked = settle_checked(
+        &mut store,
+        &[request(
+            &alice,
+            "s",
+            Command::Stake {
+                wallet,
+                amount: amount(6 * AZR),
+                note: Note::default(),
+            },
+        )],
+    );
+    assert_eq!(settled(&staked.outcomes[0]).kind, TransactionKind::Stake);
+    assert_eq!(store.balance(wallet).staked, 6 * AZR);
+    assert_eq!(store.available(wallet), 4 * AZR);
+    // Staked AZR is not spendable.
+    let spend = store.settle(&[request(&alice, "t", transfer(wallet, other, 5 * AZR))]);
+    assert_eq!(
+        failed_precondition(&spend.outcomes[0]),
+        "INSUFFICIENT_FUNDS"
+    );
+    let foreign = store.settle(&[request(
+        &mallory,
+        "u",
+        Command::Unstake {
+            wallet,
+            amount: amount(AZR),
+            note: Note::default(),
+        },
+    )]);
+    assert!(matches!(
+        rejected(&foreign.outcomes[0]),
+        Error::PermissionDenied
+    ));
+    let too_much = store.settle(&[request(
+        &alice,
+        "u1",
+        Command::Unstake {
+            wallet,
+            amount: amount(7 * AZR),
+            note: Note::default(),
+        },
+    )]);
+    assert_eq!(
+        failed_precondition(&too_much.outcomes[0]),
+        "INSUFFICIENT_FUNDS"
+    );
+    settle_checked(
+        &mut store,
+        &[request(
+            &alice,
+            "u2",
+            Command::Unstake {
+                wallet,
+                amount: amount(6 * AZR),
+                note: Note::default(),
+            },
+        )],
+    );
+    assert_eq!(
+        store.balance(wallet),
+        Balance {
+            available: 10 * AZR,
+            ..Balance::default()
+        }
+    );
 }

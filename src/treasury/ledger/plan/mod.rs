@@ -7,6 +7,8 @@ mod burn;
 mod deposit;
 mod mint;
 mod resolve;
+mod reverse;
+mod stake;
 mod transfer;
 mod withdraw;
 
@@ -46,6 +48,8 @@ pub(super) struct Context<'a> {
     /// The pending transactions the batch's Confirm and Fail commands name,
     /// as resolved so far in this batch.
     pub(super) referenced: &'a HashMap<Uuid, Transaction>,
+    /// The entries of the transactions the batch's Reverse commands name.
+    pub(super) posted: &'a HashMap<Uuid, Vec<Leg>>,
     /// Deposit hashes already stored or claimed earlier in this batch.
     pub(super) taken_hashes: &'a HashSet<String>,
 }
@@ -123,6 +127,20 @@ pub(super) fn plan(context: &Context<'_>, command: &Command) -> Result<Plan, Err
             transaction_id,
             reason,
         } => resolve::plan_fail(context, *transaction_id, reason),
+        Command::Reverse {
+            transaction_id,
+            note,
+        } => reverse::plan_reverse(context, *transaction_id, note),
+        Command::Stake {
+            wallet,
+            amount,
+            note,
+        } => stake::plan_stake(context, *wallet, *amount, note),
+        Command::Unstake {
+            wallet,
+            amount,
+            note,
+        } => stake::plan_unstake(context, *wallet, *amount, note),
     }
 }
 
@@ -154,6 +172,8 @@ impl Context<'_> {
             processed_at: Some(self.now),
             mining_session: None,
             backing_reference: None,
+            reverses: None,
+            reversed_by: None,
         }
     }
 
