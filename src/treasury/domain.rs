@@ -343,6 +343,51 @@ pub struct Summary {
     pub policy_version: i32,
 }
 
+wire_enum!(BatchMode as crate::proto::treasury::BatchMode, "batch mode" {
+    Atomic => "atomic",
+    Independent => "independent",
+});
+
+/// Most transfers in one `CreateTransfers` call.
+pub const MAX_BATCH_TRANSFERS: usize = 1000;
+
+/// A batch of transfers (`CreateTransfers`), parsed: its own idempotency
+/// key, its mode, and each transfer with its own key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferBatch {
+    pub request_id: RequestId,
+    pub mode: BatchMode,
+    pub transfers: Vec<LedgerCall>,
+}
+
+impl TransferBatch {
+    /// What identifies "the same batch": the mode and every item's key and
+    /// fingerprint, in order.
+    pub fn fingerprint(&self) -> String {
+        let mut digest = Sha256::new();
+        digest.update(self.mode.as_str().as_bytes());
+        for call in &self.transfers {
+            digest.update([0]);
+            digest.update(call.request_id.as_str().as_bytes());
+            digest.update([0]);
+            digest.update(call.command.fingerprint().as_bytes());
+        }
+        hex::encode(digest.finalize())
+    }
+}
+
+/// Why one item of a batch was refused: the gRPC code, the stable reason
+/// and the message it would have got alone.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ItemFailure {
+    pub code: i32,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The outcome of one item of a batch.
+pub type ItemResult = Result<Transaction, ItemFailure>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

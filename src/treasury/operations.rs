@@ -6,10 +6,10 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::domain::{
-    AllocationPolicy, Balance, BalanceQuery, Command, LedgerCall, Summary, Transaction,
-    TransactionFilter,
+    AllocationPolicy, Balance, BalanceQuery, Command, ItemResult, LedgerCall, Summary, Transaction,
+    TransactionFilter, TransferBatch,
 };
-use super::ledger::Ledger;
+use super::ledger::{Group, Ledger};
 use super::store;
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Entry};
@@ -118,6 +118,28 @@ impl Treasury {
         };
         caller.require_role(roles)?;
         self.ledger.submit(caller, request_id, command).await
+    }
+
+    /// Applies a batch of transfers (`CreateTransfers`) as one group: the
+    /// roles of Transfer; ownership of each source wallet is checked by the
+    /// ledger writer under lock, item by item.
+    pub async fn create_transfers(
+        &self,
+        caller: &Principal,
+        batch: TransferBatch,
+    ) -> Result<Vec<ItemResult>> {
+        caller.require_role(WALLET_HOLDERS)?;
+        let group = Group {
+            fingerprint: batch.fingerprint(),
+            request_id: batch.request_id,
+            mode: batch.mode,
+            items: batch
+                .transfers
+                .into_iter()
+                .map(|call| (call.request_id, call.command))
+                .collect(),
+        };
+        self.ledger.submit_group(caller, group).await
     }
 
     /// May the caller read this wallet? Staff read every wallet; others only

@@ -723,3 +723,83 @@ pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> R
         policy_version,
     })
 }
+
+/// A batch of transfers as stored: its fingerprint and each item's result
+/// (see `ledger::group`), as JSON text.
+#[derive(Debug)]
+pub(super) struct StoredBatch {
+    pub fingerprint: String,
+    pub results: String,
+}
+
+/// The stored batches among `keys` (caller, batch request id).
+pub(super) async fn find_transfer_batches(
+    db: &impl ConnectionTrait,
+    keys: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), StoredBatch>> {
+    use super::entities::transfer_batch;
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let condition = keys
+        .iter()
+        .fold(Condition::any(), |any, (caller, request)| {
+            any.add(
+                Condition::all()
+                    .add(transfer_batch::Column::CallerId.eq(*caller))
+                    .add(transfer_batch::Column::RequestId.eq(request.clone())),
+            )
+        });
+    Ok(transfer_batch::Entity::find()
+        .filter(condition)
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            (
+                (row.caller_id, row.request_id),
+                StoredBatch {
+                    fingerprint: row.fingerprint,
+                    results: row.results,
+                },
+            )
+        })
+        .collect())
+}
+
+#[derive(Debug)]
+pub(super) struct NewTransferBatch {
+    pub caller: Uuid,
+    pub request_id: String,
+    pub mode: &'static str,
+    pub fingerprint: String,
+    pub item_count: i64,
+    pub results: String,
+}
+
+pub(super) async fn insert_transfer_batches(
+    db: &impl ConnectionTrait,
+    batches: Vec<NewTransferBatch>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use super::entities::transfer_batch;
+    if batches.is_empty() {
+        return Ok(());
+    }
+    transfer_batch::Entity::insert_many(batches.into_iter().map(|batch| {
+        transfer_batch::ActiveModel {
+            caller_id: Set(batch.caller),
+            request_id: Set(batch.request_id),
+            mode: Set(batch.mode.to_owned()),
+            fingerprint: Set(batch.fingerprint),
+            item_count: Set(batch.item_count),
+            results: Set(batch.results),
+            created_at: Set(now),
+        }
+    }))
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}

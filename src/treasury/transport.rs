@@ -4,8 +4,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::domain::{
-    Balance, BalanceQuery, BurnSource, Command, LedgerCall, Note, Summary, SystemAccount,
-    Transaction, TransactionFilter, TransactionKind, TransactionStatus,
+    Balance, BalanceQuery, BatchMode, BurnSource, Command, ItemResult, LedgerCall,
+    MAX_BATCH_TRANSFERS, Note, Summary, SystemAccount, Transaction, TransactionFilter,
+    TransactionKind, TransactionStatus, TransferBatch,
 };
 use super::operations::Treasury;
 use crate::address::Address;
@@ -556,6 +557,77 @@ impl TryFrom<pb::GetBalanceRequest> for BalanceQuery {
     }
 }
 
+/// Most field violations one refusal of a batch names: error details travel
+/// in HTTP/2 headers, which a thousand of them would overflow.
+const MAX_BATCH_VIOLATIONS: usize = 20;
+
+impl TryFrom<pb::CreateTransfersRequest> for TransferBatch {
+    type Error = Error;
+
+    fn try_from(request: pb::CreateTransfersRequest) -> Result<Self, Error> {
+        let pb::CreateTransfersRequest {
+            request_id,
+            mode,
+            transfers,
+        } = request;
+        let mut v = Violations::default();
+        let id = required_request_id(&mut v, &request_id);
+        let mode = v.check(BatchMode::require_wire("mode", mode));
+        if transfers.is_empty() || transfers.len() > MAX_BATCH_TRANSFERS {
+            v.0.push(FieldViolation::new(
+                "transfers",
+                format!("must hold 1 to {MAX_BATCH_TRANSFERS} transfers"),
+            ));
+        }
+        let mut calls = Vec::with_capacity(transfers.len().min(MAX_BATCH_TRANSFERS));
+        let mut seen = std::collections::HashMap::new();
+        for (index, transfer) in transfers.into_iter().take(MAX_BATCH_TRANSFERS).enumerate() {
+            if let Some(first) = seen.insert(transfer.request_id.clone(), index)
+                && !transfer.request_id.is_empty()
+            {
+                v.0.push(FieldViolation::new(
+                    format!("transfers[{index}].request_id"),
+                    format!("repeats transfers[{first}].request_id"),
+                ));
+            }
+            match LedgerCall::try_from(transfer) {
+                Ok(call) => calls.push(call),
+                Err(Error::InvalidArgument(violations)) => {
+                    v.0.extend(violations.into_iter().map(|violation| {
+                        FieldViolation::new(
+                            format!("transfers[{index}].{}", violation.field),
+                            violation.description,
+                        )
+                    }))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        v.0.truncate(MAX_BATCH_VIOLATIONS);
+        v.finish(|| {
+            Some(TransferBatch {
+                request_id: id?,
+                mode: mode?,
+                transfers: calls,
+            })
+        })
+    }
+}
+
+fn item_result_to_proto(result: ItemResult) -> pb::TransferResult {
+    use pb::transfer_result::Outcome;
+    pb::TransferResult {
+        outcome: Some(match result {
+            Ok(transaction) => Outcome::Transaction(transaction_to_proto(transaction)),
+            Err(failure) => Outcome::Error(pb::ItemError {
+                code: failure.code,
+                reason: failure.reason,
+                message: failure.message,
+            }),
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl TreasuryService for TreasuryApi {
     async fn mint(
@@ -686,5 +758,17 @@ impl TreasuryService for TreasuryApi {
         let pb::GetTreasurySummaryRequest {} = request.into_inner();
         let summary = self.treasury.summary(&caller).await?;
         Ok(Response::new(summary_to_proto(summary)))
+    }
+
+    async fn create_transfers(
+        &self,
+        request: Request<pb::CreateTransfersRequest>,
+    ) -> Result<Response<pb::CreateTransfersResponse>, Status> {
+        let caller = principal(&request)?;
+        let batch = TransferBatch::try_from(request.into_inner())?;
+        let results = self.treasury.create_transfers(&caller, batch).await?;
+        Ok(Response::new(pb::CreateTransfersResponse {
+            results: results.into_iter().map(item_result_to_proto).collect(),
+        }))
     }
 }

@@ -26,5 +26,6 @@ mod resilience;
 mod retries;
 mod rewards;
 mod service_keys;
+mod transfer_batches;
 mod treasury;
 mod watch_streams;

@@ -58,6 +58,7 @@
 //! ```
 
 mod books;
+mod group;
 mod inputs;
 mod plan;
 mod settle;
@@ -75,6 +76,7 @@ use crate::cache::Invalidation;
 use crate::error::Error;
 use crate::money::RequestId;
 
+pub use group::Group;
 pub use writer::{Ledger, MAX_BATCH};
 
 /// One command as the ledger receives it: who asks, under which
@@ -87,6 +89,8 @@ type Request = (Principal, RequestId, Command);
 struct Applied {
     outcomes: Vec<Result<Transaction, Error>>,
     invalidation: Invalidation,
+    /// One per group, in order.
+    groups: Vec<group::GroupSettled>,
 }
 
 /// Applies commands inside a unit of work the caller owns, for services
@@ -102,16 +106,29 @@ pub async fn apply_in(
     policy: &AllocationPolicy,
     requests: &[(Principal, RequestId, Command)],
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
+    Ok(apply_groups(work, policy, requests, &[]).await?.0)
+}
+
+/// [`apply_in`] for requests some of which form groups (`spans`): the
+/// outcomes, one per request, and what settling decided for each group.
+async fn apply_groups(
+    work: &mut Audited,
+    policy: &AllocationPolicy,
+    requests: &[Request],
+    spans: &[group::GroupSpan],
+) -> Result<writer::Outcomes, Error> {
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = Utc::now().trunc_subsecs(6);
-    let inputs = inputs::lock(work, requests).await?;
-    let settlement = settle::settle(inputs, policy, requests, now);
+    let group_keys: Vec<_> = spans.iter().map(|span| span.key.clone()).collect();
+    let inputs = inputs::lock(work, requests, &group_keys).await?;
+    let settlement = settle::settle_groups(inputs, policy, requests, spans, now);
     let Applied {
         outcomes,
         invalidation,
+        groups,
     } = write::write(work, settlement).await?;
     work.invalidate(invalidation);
-    Ok(outcomes)
+    Ok((outcomes, groups))
 }
 
 /// [`apply_in`] for one command: its transaction, or the ledger's reason for

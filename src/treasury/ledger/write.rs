@@ -26,6 +26,8 @@ pub(super) async fn write(
         entries,
         new_keys,
         mut invalidation,
+        groups,
+        new_groups,
     } = settlement;
     store::update_wallet_balances(transaction, &wallet_balances).await?;
     for (account, micros) in system_balances {
@@ -37,6 +39,7 @@ pub(super) async fn write(
     }
     store::insert_entries(transaction, &entries, posted_at).await?;
     store::insert_idempotency_keys(transaction, new_keys, posted_at).await?;
+    store::insert_transfer_batches(transaction, new_groups, posted_at).await?;
     let mut answers = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         answers.push(match outcome {
@@ -52,6 +55,7 @@ pub(super) async fn write(
     Ok(Applied {
         outcomes: answers,
         invalidation,
+        groups,
     })
 }
 
