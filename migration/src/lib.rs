@@ -28,7 +28,7 @@ mod m20261201_000011_mining_rig_sequences;
 mod m20261201_000012_alert_sequence;
 mod m20261201_000013_compliance_report_request_ids;
 mod m20261201_000014_report_pending_claims;
-mod m20261201_000015_transfer_batches;
+mod m20261201_000015_batches_and_multi_transfers;
 pub mod sql;
 
 pub struct Migrator;
@@ -51,7 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_alert_sequence::Migration),
             Box::new(m20261201_000013_compliance_report_request_ids::Migration),
             Box::new(m20261201_000014_report_pending_claims::Migration),
-            Box::new(m20261201_000015_transfer_batches::Migration),
+            Box::new(m20261201_000015_batches_and_multi_transfers::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ wire_enum!(TransactionKind as crate::proto::treasury::TransactionType, "transact
     Transfer => "transfer",
     Deposit => "deposit",
     Withdrawal => "withdrawal",
+    MultiTransfer => "multi_transfer",
 });
 
 wire_enum!(TransactionStatus as crate::proto::treasury::TransactionStatus, "transaction status" {
@@ -230,7 +231,19 @@ pub enum Command {
         transaction_id: Uuid,
         reason: String,
     },
+    /// Pays several wallets (and optionally a fee to the treasury reserve)
+    /// from one wallet the caller owns, as one transaction.
+    MultiTransfer {
+        from_wallet: Uuid,
+        /// Distinct payees, none the source; at most [`MAX_PAYMENTS`].
+        payments: Vec<(Uuid, Amount)>,
+        fee: Option<Amount>,
+        note: Note,
+    },
 }
+
+/// Most payees of one MultiTransfer.
+pub const MAX_PAYMENTS: usize = 16;
 
 impl Command {
     pub fn operation(&self) -> &'static str {
@@ -244,6 +257,7 @@ impl Command {
             Command::PoolPayment { .. } => "pool_payment",
             Command::Confirm { .. } => "confirm",
             Command::Fail { .. } => "fail",
+            Command::MultiTransfer { .. } => "multi_transfer",
         }
     }
 
@@ -387,6 +401,10 @@ pub struct ItemFailure {
 
 /// The outcome of one item of a batch.
 pub type ItemResult = Result<Transaction, ItemFailure>;
+
+/// A transaction with what it posted (its ledger entries), as the reads
+/// show it.
+pub type Posted = (Transaction, Vec<Leg>);
 
 #[cfg(test)]
 mod tests {

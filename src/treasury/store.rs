@@ -556,19 +556,42 @@ pub(super) async fn list_transactions(
             .filter(wallet_balance::Column::OwnerId.eq(owner))
             .into_query()
     };
+    // A multi-transfer names only its source; its payees are in its entries.
+    let paid_to = |wallets: sea_orm::sea_query::SelectStatement| {
+        Condition::all()
+            .add(Column::Kind.eq(TransactionKind::MultiTransfer.as_str()))
+            .add(
+                Column::Id.in_subquery(
+                    ledger_entry::Entity::find()
+                        .select_only()
+                        .column(ledger_entry::Column::TransactionId)
+                        .filter(ledger_entry::Column::DestinationWalletId.in_subquery(wallets))
+                        .into_query(),
+                ),
+            )
+    };
+    let one_wallet = |wallet: Uuid| {
+        wallet_balance::Entity::find()
+            .select_only()
+            .column(wallet_balance::Column::Id)
+            .filter(wallet_balance::Column::Id.eq(wallet))
+            .into_query()
+    };
     ledger_transaction::Entity::find()
         .apply_if(filter.wallet, |query, wallet| {
             query.filter(
                 Condition::any()
                     .add(Column::FromWalletId.eq(wallet))
-                    .add(Column::ToWalletId.eq(wallet)),
+                    .add(Column::ToWalletId.eq(wallet))
+                    .add(paid_to(one_wallet(wallet))),
             )
         })
         .apply_if(filter.owner, |query, owner| {
             query.filter(
                 Condition::any()
                     .add(Column::FromWalletId.in_subquery(owned_wallets(owner)))
-                    .add(Column::ToWalletId.in_subquery(owned_wallets(owner))),
+                    .add(Column::ToWalletId.in_subquery(owned_wallets(owner)))
+                    .add(paid_to(owned_wallets(owner))),
             )
         })
         .apply_if(filter.kind, |query, kind| {
@@ -802,4 +825,52 @@ pub(super) async fn insert_transfer_batches(
     .await
     .map_err(classify)?;
     Ok(())
+}
+
+fn account_of(wallet: Option<Uuid>, system: Option<&str>) -> Result<Account> {
+    match (wallet, system) {
+        (Some(wallet), None) => Ok(Account::Wallet(wallet)),
+        (None, Some(code)) => SystemAccount::parse(code)
+            .map(Account::System)
+            .ok_or_else(|| corrupt("system account", code)),
+        _ => Err(Error::internal(
+            "a ledger entry side names no single account",
+        )),
+    }
+}
+
+/// The entries of each of `transactions`, in posting order: one query for
+/// them all (a page of ListTransactions costs one more query, not one per
+/// row).
+pub(super) async fn entries_of(
+    db: &impl ConnectionTrait,
+    transactions: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Leg>>> {
+    use ledger_entry::Column;
+    let mut legs: HashMap<Uuid, Vec<Leg>> = HashMap::new();
+    if transactions.is_empty() {
+        return Ok(legs);
+    }
+    let rows = ledger_entry::Entity::find()
+        .filter(Column::TransactionId.is_in(transactions.iter().copied()))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await
+        .map_err(classify)?;
+    for row in rows {
+        let bucket = |text: &str| Bucket::parse(text).ok_or_else(|| corrupt("bucket", text));
+        let leg = Leg {
+            from: (
+                account_of(row.source_wallet_id, row.source_system.as_deref())?,
+                bucket(&row.source_bucket)?,
+            ),
+            to: (
+                account_of(row.destination_wallet_id, row.destination_system.as_deref())?,
+                bucket(&row.destination_bucket)?,
+            ),
+            micros: row.amount_micros,
+        };
+        legs.entry(row.transaction_id).or_default().push(leg);
+    }
+    Ok(legs)
 }

@@ -22,6 +22,7 @@ mod identity;
 mod ledger_batches;
 mod malformed;
 mod mining;
+mod multi_transfers;
 mod resilience;
 mod retries;
 mod rewards;

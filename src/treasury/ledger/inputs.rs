@@ -141,6 +141,14 @@ pub(super) fn wallets_to_lock(
                 wallet_ids.insert(*from_wallet);
             }
             Command::Confirm { .. } | Command::Fail { .. } => {}
+            Command::MultiTransfer {
+                from_wallet,
+                payments,
+                ..
+            } => {
+                wallet_ids.insert(*from_wallet);
+                wallet_ids.extend(payments.iter().map(|(to_wallet, _)| *to_wallet));
+            }
         }
     }
     for referenced_transaction in referenced.values() {
@@ -153,7 +161,10 @@ pub(super) fn wallets_to_lock(
 /// Transfers between wallets touch no system account; a batch of only those
 /// does not lock the system accounts (which every other batch contends for).
 pub(super) fn needs_system_accounts(requests: &[Request]) -> bool {
-    requests
-        .iter()
-        .any(|(_, _, command)| !matches!(command, Command::Transfer { .. }))
+    requests.iter().any(|(_, _, command)| {
+        !matches!(
+            command,
+            Command::Transfer { .. } | Command::MultiTransfer { fee: None, .. }
+        )
+    })
 }

@@ -41,6 +41,16 @@
 //! outlives the deadline is abandoned and its callers get UNAVAILABLE (a
 //! retry with the same request id applies once).
 //!
+//! # Groups
+//!
+//! `CreateTransfers` submits its transfers as one group (`group.rs`): one
+//! submission on the queue, so the whole group lands in one batch, one
+//! database transaction and one commit. Settling checkpoints the batch
+//! before an atomic group and restores the checkpoint when one of its
+//! commands fails; the group's results are written under its own key, so its
+//! retry answers the same. A batch takes at most
+//! `MAX_ITEMS_PER_TRANSACTION` commands; a group is never split.
+//!
 //! # Inside another service's unit of work
 //!
 //! Services whose own change must commit together with money (ending a

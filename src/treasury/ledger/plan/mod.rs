@@ -6,6 +6,7 @@
 mod burn;
 mod deposit;
 mod mint;
+mod multi_transfer;
 mod resolve;
 mod transfer;
 mod withdraw;
@@ -123,6 +124,12 @@ pub(super) fn plan(context: &Context<'_>, command: &Command) -> Result<Plan, Err
             transaction_id,
             reason,
         } => resolve::plan_fail(context, *transaction_id, reason),
+        Command::MultiTransfer {
+            from_wallet,
+            payments,
+            fee,
+            note,
+        } => multi_transfer::plan_multi_transfer(context, *from_wallet, payments, *fee, note),
     }
 }
 
