@@ -69,6 +69,16 @@ pub enum Error {
     /// A bug or an unexpected state: logged in full, reported as INTERNAL.
     #[error("internal error: {0}")]
     Internal(String),
+    /// One item of an all-or-nothing batch failed, and with it the batch:
+    /// the item's own error, with its code, naming the item (`list[index]`,
+    /// and `field` within it when known).
+    #[error("{list}[{index}]: {source}")]
+    InBatch {
+        list: &'static str,
+        index: usize,
+        field: Option<&'static str>,
+        source: Box<Error>,
+    },
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
@@ -180,6 +190,45 @@ impl From<Error> for Status {
             Error::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 Status::internal("internal error")
+            }
+            Error::InBatch {
+                list,
+                index,
+                field,
+                source,
+            } => {
+                let item = format!("{list}[{index}]");
+                let inner = Status::from(*source);
+                let inner_details = inner.get_error_details();
+                let reason = inner_details
+                    .error_info()
+                    .map_or_else(|| format!("{:?}", inner.code()), |info| info.reason.clone());
+                let mut violations: Vec<tonic_types::FieldViolation> = inner_details
+                    .bad_request()
+                    .map(|bad| {
+                        bad.field_violations
+                            .iter()
+                            .map(|violation| {
+                                tonic_types::FieldViolation::new(
+                                    format!("{item}.{}", violation.field),
+                                    violation.description.clone(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if violations.is_empty() {
+                    let named =
+                        field.map_or_else(|| item.clone(), |field| format!("{item}.{field}"));
+                    violations.push(tonic_types::FieldViolation::new(named, inner.message()));
+                }
+                let mut details = info(&reason, vec![("index", index.to_string())]);
+                details.set_bad_request(violations);
+                Status::with_error_details(
+                    inner.code(),
+                    format!("{item}: {}", inner.message()),
+                    details,
+                )
             }
         }
     }

@@ -15,12 +15,16 @@
 //! authenticated call refused before any I/O, to separate authentication
 //! from the cache.
 //!
+//! `azora-bench batches` drives CreateTransfers: batches of transfers from
+//! concurrent clients, reporting transfers and batches per second.
+//!
 //! `azora-bench samples` streams mining samples (RecordStatistics) from
 //! concurrent rigs, each with its own session.
 //!
 //! The database, the in-process server and the setup calls are the
 //! `azora-testkit` crate's, which the integration tests use too.
 
+mod batches;
 mod phase;
 mod reads;
 mod samples;
@@ -130,6 +134,37 @@ enum Bench {
         )]
         postgres_url: String,
     },
+    /// CreateTransfers: batches of transfers from concurrent clients.
+    Batches {
+        /// Concurrent clients, each with one batch in flight.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Transfers per batch (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// INDEPENDENT batches instead of ATOMIC ones.
+        #[arg(long)]
+        independent: bool,
+        /// How long to run, e.g. `10s`.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Wallets the transfers move money among.
+        #[arg(long, default_value_t = 1000)]
+        wallets: usize,
+        /// gRPC channels the clients share.
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+        /// Concurrent ledger writers in the server.
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
+        /// PostgreSQL server; the bench creates its own database on it.
+        #[arg(
+            long,
+            env = "AZORA_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432"
+        )]
+        postgres_url: String,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -181,7 +216,8 @@ async fn main() -> anyhow::Result<()> {
     let postgres_url = match &command {
         Bench::Transfers { postgres_url, .. }
         | Bench::Samples { postgres_url, .. }
-        | Bench::Reads { postgres_url, .. } => postgres_url.clone(),
+        | Bench::Reads { postgres_url, .. }
+        | Bench::Batches { postgres_url, .. } => postgres_url.clone(),
     };
     let database = TestDatabase::create_postgres(&postgres_url, "azora_bench").await?;
     let database_url = database.url.clone();
@@ -219,6 +255,28 @@ async fn main() -> anyhow::Result<()> {
             channels,
             ..
         } => reads::run(clients, duration, wallets, channels, &database_url).await,
+        Bench::Batches {
+            clients,
+            batch,
+            independent,
+            duration,
+            wallets,
+            channels,
+            writers,
+            ..
+        } => {
+            batches::run(
+                clients,
+                batch,
+                !independent,
+                duration,
+                wallets,
+                channels,
+                writers,
+                &database_url,
+            )
+            .await
+        }
     };
     database.remove().await.ok();
     outcome

@@ -28,6 +28,7 @@ mod m20261201_000011_mining_rig_sequences;
 mod m20261201_000012_alert_sequence;
 mod m20261201_000013_compliance_report_request_ids;
 mod m20261201_000014_report_pending_claims;
+mod m20261201_000015_batches_and_multi_transfers;
 mod m20261201_000016_reversals_staking_metadata;
 pub mod sql;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_alert_sequence::Migration),
             Box::new(m20261201_000013_compliance_report_request_ids::Migration),
             Box::new(m20261201_000014_report_pending_claims::Migration),
+            Box::new(m20261201_000015_batches_and_multi_transfers::Migration),
             Box::new(m20261201_000016_reversals_staking_metadata::Migration),
         ]
     }

@@ -17,6 +17,7 @@ wire_enum!(TransactionKind as crate::proto::treasury::TransactionType, "transact
     Reversal => "reversal",
     Stake => "stake",
     Unstake => "unstake",
+    MultiTransfer => "multi_transfer",
 });
 
 wire_enum!(TransactionStatus as crate::proto::treasury::TransactionStatus, "transaction status" {
@@ -247,7 +248,19 @@ pub enum Command {
         amount: Amount,
         note: Note,
     },
+    /// Pays several wallets (and optionally a fee to the treasury reserve)
+    /// from one wallet the caller owns, as one transaction.
+    MultiTransfer {
+        from_wallet: Uuid,
+        /// Distinct payees, none the source; at most [`MAX_PAYMENTS`].
+        payments: Vec<(Uuid, Amount)>,
+        fee: Option<Amount>,
+        note: Note,
+    },
 }
+
+/// Most payees of one MultiTransfer.
+pub const MAX_PAYMENTS: usize = 16;
 
 impl Command {
     pub fn operation(&self) -> &'static str {
@@ -264,6 +277,7 @@ impl Command {
             Command::Reverse { .. } => "reverse",
             Command::Stake { .. } => "stake",
             Command::Unstake { .. } => "unstake",
+            Command::MultiTransfer { .. } => "multi_transfer",
         }
     }
 
@@ -373,6 +387,55 @@ pub struct Summary {
     pub by_kind: std::collections::BTreeMap<TransactionKind, KindTotals>,
     pub policy_version: i32,
 }
+
+wire_enum!(BatchMode as crate::proto::treasury::BatchMode, "batch mode" {
+    Atomic => "atomic",
+    Independent => "independent",
+});
+
+/// Most transfers in one `CreateTransfers` call.
+pub const MAX_BATCH_TRANSFERS: usize = 1000;
+
+/// A batch of transfers (`CreateTransfers`), parsed: its own idempotency
+/// key, its mode, and each transfer with its own key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferBatch {
+    pub request_id: RequestId,
+    pub mode: BatchMode,
+    pub transfers: Vec<LedgerCall>,
+}
+
+impl TransferBatch {
+    /// What identifies "the same batch": the mode and every item's key and
+    /// fingerprint, in order.
+    pub fn fingerprint(&self) -> String {
+        let mut digest = Sha256::new();
+        digest.update(self.mode.as_str().as_bytes());
+        for call in &self.transfers {
+            digest.update([0]);
+            digest.update(call.request_id.as_str().as_bytes());
+            digest.update([0]);
+            digest.update(call.command.fingerprint().as_bytes());
+        }
+        hex::encode(digest.finalize())
+    }
+}
+
+/// Why one item of a batch was refused: the gRPC code, the stable reason
+/// and the message it would have got alone.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ItemFailure {
+    pub code: i32,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The outcome of one item of a batch.
+pub type ItemResult = Result<Transaction, ItemFailure>;
+
+/// A transaction with what it posted (its ledger entries), as the reads
+/// show it.
+pub type Posted = (Transaction, Vec<Leg>);
 
 #[cfg(test)]
 mod tests {

@@ -157,3 +157,28 @@ pub mod idempotency_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A batch of transfers that was applied, with each item's result, so that
+/// its retry answers the same.
+pub mod transfer_batch {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "transfer_batches")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub caller_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        pub mode: String,
+        pub fingerprint: String,
+        pub item_count: i64,
+        pub results: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -6,10 +6,10 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::domain::{
-    AllocationPolicy, Balance, BalanceQuery, Command, LedgerCall, Summary, Transaction,
-    TransactionFilter,
+    Account, AllocationPolicy, Balance, BalanceQuery, Command, ItemResult, LedgerCall, Posted,
+    Summary, Transaction, TransactionFilter, TransferBatch,
 };
-use super::ledger::Ledger;
+use super::ledger::{Group, Ledger};
 use super::store;
 use crate::auth::{Principal, Role};
 use crate::cache::{Cache, Entry};
@@ -110,7 +110,8 @@ impl Treasury {
             Command::Transfer { .. }
             | Command::Withdraw { .. }
             | Command::Stake { .. }
-            | Command::Unstake { .. } => WALLET_HOLDERS,
+            | Command::Unstake { .. }
+            | Command::MultiTransfer { .. } => WALLET_HOLDERS,
             Command::Mint { .. }
             | Command::Burn { .. }
             | Command::PoolPayout { .. }
@@ -122,6 +123,38 @@ impl Treasury {
         };
         caller.require_role(roles)?;
         self.ledger.submit(caller, request_id, command).await
+    }
+
+    /// Applies a batch of transfers (`CreateTransfers`) as one group: the
+    /// roles of Transfer; ownership of each source wallet is checked by the
+    /// ledger writer under lock, item by item.
+    pub async fn create_transfers(
+        &self,
+        caller: &Principal,
+        batch: TransferBatch,
+    ) -> Result<Vec<ItemResult>> {
+        caller.require_role(WALLET_HOLDERS)?;
+        let group = Group {
+            fingerprint: batch.fingerprint(),
+            request_id: batch.request_id,
+            mode: batch.mode,
+            items: batch
+                .transfers
+                .into_iter()
+                .map(|call| (call.request_id, call.command))
+                .collect(),
+        };
+        self.ledger.submit_group(caller, group).await
+    }
+
+    /// A ledger command whose answer shows its legs (MultiTransfer).
+    pub async fn execute_posted(&self, caller: &Principal, call: LedgerCall) -> Result<Posted> {
+        let transaction = self.execute(caller, call).await?;
+        let legs = store::entries_of(&self.db, &[transaction.id])
+            .await?
+            .remove(&transaction.id)
+            .unwrap_or_default();
+        Ok((transaction, legs))
     }
 
     /// May the caller read this wallet? Staff read every wallet; others only
@@ -161,20 +194,41 @@ impl Treasury {
         })
     }
 
-    pub async fn get_transaction(&self, caller: &Principal, id: Uuid) -> Result<Transaction> {
+    /// A transaction with its legs. Members read those touching a wallet of
+    /// theirs (a multi-transfer's payees are in its legs).
+    pub async fn get_transaction(&self, caller: &Principal, id: Uuid) -> Result<Posted> {
         let found = store::find_transaction(&self.db, id).await?;
+        let legs = match &found {
+            Some(_) => store::entries_of(&self.db, &[id])
+                .await?
+                .remove(&id)
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         if caller.role.reads_everything() {
-            return found.ok_or_else(|| Error::not_found("transaction", id));
+            return found
+                .map(|transaction| (transaction, legs))
+                .ok_or_else(|| Error::not_found("transaction", id));
         }
-        match found {
-            Some(transaction)
-                if self.owns(caller, transaction.from_wallet).await?
-                    || self.owns(caller, transaction.to_wallet).await? =>
-            {
-                Ok(transaction)
+        let Some(transaction) = found else {
+            return Err(Error::PermissionDenied);
+        };
+        let paid_to = legs.iter().filter_map(|leg| match leg.to.0 {
+            Account::Wallet(wallet) => Some(wallet),
+            Account::System(_) => None,
+        });
+        let touched: std::collections::BTreeSet<Uuid> =
+            [transaction.from_wallet, transaction.to_wallet]
+                .into_iter()
+                .flatten()
+                .chain(paid_to)
+                .collect();
+        for wallet in touched {
+            if self.owns(caller, Some(wallet)).await? {
+                return Ok((transaction, legs));
             }
-            _ => Err(Error::PermissionDenied),
         }
+        Err(Error::PermissionDenied)
     }
 
     pub async fn list_transactions(
@@ -185,7 +239,7 @@ impl Treasury {
             page_size,
             page_token,
         }: PageQuery<TransactionFilter>,
-    ) -> Result<Page<Transaction>> {
+    ) -> Result<Page<Posted>> {
         if !caller.role.reads_everything() {
             match filter.wallet {
                 Some(wallet) => {
@@ -197,8 +251,19 @@ impl Treasury {
         let page = PageRequest::parse(page_size, &page_token, &filter.fingerprint())?;
         let mut transactions = store::list_transactions(&self.db, &filter, &page).await?;
         let next_page_token = page.finish(&mut transactions, |transaction| transaction.id);
+        let ids: Vec<Uuid> = transactions
+            .iter()
+            .map(|transaction| transaction.id)
+            .collect();
+        let mut legs = store::entries_of(&self.db, &ids).await?;
         Ok(Page {
-            items: transactions,
+            items: transactions
+                .into_iter()
+                .map(|transaction| {
+                    let posted = legs.remove(&transaction.id).unwrap_or_default();
+                    (transaction, posted)
+                })
+                .collect(),
             next_page_token,
         })
     }

@@ -208,7 +208,7 @@ pub async fn wallet_transfers_above(
     };
     let sql = format!(
         "SELECT id, amount_azr_micros AS amount, from_wallet_id AS wallet FROM ledger_transactions \
-         WHERE kind = 'transfer' AND status = 'confirmed' AND from_wallet_id IS NOT NULL AND amount_azr_micros > ? \
+         WHERE kind IN ('transfer','multi_transfer') AND status = 'confirmed' AND from_wallet_id IS NOT NULL AND amount_azr_micros > ? \
          AND created_at >= ? AND created_at < ? {cursor} ORDER BY id LIMIT {limit}"
     );
     db.query_all_raw(statement(db, &sql, values))

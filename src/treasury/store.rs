@@ -885,19 +885,42 @@ pub(super) async fn list_transactions(
             .filter(wallet_balance::Column::OwnerId.eq(owner))
             .into_query()
     };
+    // A multi-transfer names only its source; its payees are in its entries.
+    let paid_to = |wallets: sea_orm::sea_query::SelectStatement| {
+        Condition::all()
+            .add(Column::Kind.eq(TransactionKind::MultiTransfer.as_str()))
+            .add(
+                Column::Id.in_subquery(
+                    ledger_entry::Entity::find()
+                        .select_only()
+                        .column(ledger_entry::Column::TransactionId)
+                        .filter(ledger_entry::Column::DestinationWalletId.in_subquery(wallets))
+                        .into_query(),
+                ),
+            )
+    };
+    let one_wallet = |wallet: Uuid| {
+        wallet_balance::Entity::find()
+            .select_only()
+            .column(wallet_balance::Column::Id)
+            .filter(wallet_balance::Column::Id.eq(wallet))
+            .into_query()
+    };
     let mut transactions = ledger_transaction::Entity::find()
         .apply_if(filter.wallet, |query, wallet| {
             query.filter(
                 Condition::any()
                     .add(Column::FromWalletId.eq(wallet))
-                    .add(Column::ToWalletId.eq(wallet)),
+                    .add(Column::ToWalletId.eq(wallet))
+                    .add(paid_to(one_wallet(wallet))),
             )
         })
         .apply_if(filter.owner, |query, owner| {
             query.filter(
                 Condition::any()
                     .add(Column::FromWalletId.in_subquery(owned_wallets(owner)))
-                    .add(Column::ToWalletId.in_subquery(owned_wallets(owner))),
+                    .add(Column::ToWalletId.in_subquery(owned_wallets(owner)))
+                    .add(paid_to(owned_wallets(owner))),
             )
         })
         .apply_if(filter.kind, |query, kind| {
@@ -1093,4 +1116,132 @@ pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> R
         by_kind,
         policy_version,
     })
+}
+
+/// A batch of transfers as stored: its fingerprint and each item's result
+/// (see `ledger::group`), as JSON text.
+#[derive(Debug)]
+pub(super) struct StoredBatch {
+    pub fingerprint: String,
+    pub results: String,
+}
+
+/// The stored batches among `keys` (caller, batch request id).
+pub(super) async fn find_transfer_batches(
+    db: &impl ConnectionTrait,
+    keys: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), StoredBatch>> {
+    use super::entities::transfer_batch;
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let condition = keys
+        .iter()
+        .fold(Condition::any(), |any, (caller, request)| {
+            any.add(
+                Condition::all()
+                    .add(transfer_batch::Column::CallerId.eq(*caller))
+                    .add(transfer_batch::Column::RequestId.eq(request.clone())),
+            )
+        });
+    Ok(transfer_batch::Entity::find()
+        .filter(condition)
+        .all(db)
+        .await
+        .map_err(classify)?
+        .into_iter()
+        .map(|row| {
+            (
+                (row.caller_id, row.request_id),
+                StoredBatch {
+                    fingerprint: row.fingerprint,
+                    results: row.results,
+                },
+            )
+        })
+        .collect())
+}
+
+#[derive(Debug)]
+pub(super) struct NewTransferBatch {
+    pub caller: Uuid,
+    pub request_id: String,
+    pub mode: &'static str,
+    pub fingerprint: String,
+    pub item_count: i64,
+    pub results: String,
+}
+
+pub(super) async fn insert_transfer_batches(
+    db: &impl ConnectionTrait,
+    batches: Vec<NewTransferBatch>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use super::entities::transfer_batch;
+    if batches.is_empty() {
+        return Ok(());
+    }
+    transfer_batch::Entity::insert_many(batches.into_iter().map(|batch| {
+        transfer_batch::ActiveModel {
+            caller_id: Set(batch.caller),
+            request_id: Set(batch.request_id),
+            mode: Set(batch.mode.to_owned()),
+            fingerprint: Set(batch.fingerprint),
+            item_count: Set(batch.item_count),
+            results: Set(batch.results),
+            created_at: Set(now),
+        }
+    }))
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+fn account_of(wallet: Option<Uuid>, system: Option<&str>) -> Result<Account> {
+    match (wallet, system) {
+        (Some(wallet), None) => Ok(Account::Wallet(wallet)),
+        (None, Some(code)) => SystemAccount::parse(code)
+            .map(Account::System)
+            .ok_or_else(|| corrupt("system account", code)),
+        _ => Err(Error::internal(
+            "a ledger entry side names no single account",
+        )),
+    }
+}
+
+/// The entries of each of `transactions`, in posting order: one query for
+/// them all (a page of ListTransactions costs one more query, not one per
+/// row).
+pub(super) async fn entries_of(
+    db: &impl ConnectionTrait,
+    transactions: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<Leg>>> {
+    use ledger_entry::Column;
+    let mut legs: HashMap<Uuid, Vec<Leg>> = HashMap::new();
+    if transactions.is_empty() {
+        return Ok(legs);
+    }
+    let rows = ledger_entry::Entity::find()
+        .filter(Column::TransactionId.is_in(transactions.iter().copied()))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await
+        .map_err(classify)?;
+    for row in rows {
+        let bucket = |text: &str| Bucket::parse(text).ok_or_else(|| corrupt("bucket", text));
+        let leg = Leg {
+            from: (
+                account_of(row.source_wallet_id, row.source_system.as_deref())?,
+                bucket(&row.source_bucket)?,
+            ),
+            to: (
+                account_of(row.destination_wallet_id, row.destination_system.as_deref())?,
+                bucket(&row.destination_bucket)?,
+            ),
+            micros: row.amount_micros,
+        };
+        legs.entry(row.transaction_id).or_default().push(leg);
+    }
+    Ok(legs)
 }

@@ -4,8 +4,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::domain::{
-    Balance, BalanceQuery, BurnSource, Command, LedgerCall, Note, Summary, SystemAccount,
-    Transaction, TransactionFilter, TransactionKind, TransactionStatus,
+    Account, Balance, BalanceQuery, BatchMode, Bucket, BurnSource, Command, ItemResult, LedgerCall,
+    MAX_BATCH_TRANSFERS, MAX_PAYMENTS, Note, Posted, Summary, SystemAccount, Transaction,
+    TransactionFilter, TransactionKind, TransactionStatus, TransferBatch,
 };
 use super::operations::Treasury;
 use crate::address::Address;
@@ -127,6 +128,35 @@ fn transaction_to_proto(transaction: Transaction) -> pb::Transaction {
         backing_reference: backing_reference.unwrap_or_default(),
         reverses_transaction_id: reverses.map(|id| id.to_string()).unwrap_or_default(),
         reversed_by_transaction_id: reversed_by.map(|id| id.to_string()).unwrap_or_default(),
+        legs: Vec::new(),
+    }
+}
+
+/// A transaction with its legs: each entry as the debit of its source and
+/// the credit of its destination.
+fn posted_to_proto((transaction, legs): Posted) -> pb::Transaction {
+    let posting = |(account, bucket): (Account, Bucket), micros: i64| {
+        let (wallet_id, system_account) = match account {
+            Account::Wallet(id) => (id.to_string(), String::new()),
+            Account::System(system) => (String::new(), system.as_str().to_owned()),
+        };
+        pb::Posting {
+            wallet_id,
+            system_account,
+            bucket: match bucket {
+                Bucket::Available => pb::Bucket::Available,
+                Bucket::Pending => pb::Bucket::Pending,
+                Bucket::Staked => pb::Bucket::Staked,
+            } as i32,
+            amount: decimal(micros),
+        }
+    };
+    pb::Transaction {
+        legs: legs
+            .into_iter()
+            .flat_map(|leg| [posting(leg.from, -leg.micros), posting(leg.to, leg.micros)])
+            .collect(),
+        ..transaction_to_proto(transaction)
     }
 }
 
@@ -697,6 +727,161 @@ impl TryFrom<pb::GetBalanceRequest> for BalanceQuery {
     }
 }
 
+impl TryFrom<pb::MultiTransferRequest> for LedgerCall {
+    type Error = Error;
+
+    fn try_from(request: pb::MultiTransferRequest) -> Result<Self, Error> {
+        let pb::MultiTransferRequest {
+            request_id,
+            from_wallet_id,
+            payments,
+            fee,
+            reason,
+            metadata,
+        } = request;
+        let mut v = Violations::default();
+        let id = required_request_id(&mut v, &request_id);
+        let from = v.check(parse_id("from_wallet_id", &from_wallet_id));
+        if payments.is_empty() || payments.len() > MAX_PAYMENTS {
+            v.0.push(FieldViolation::new(
+                "payments",
+                format!("must hold 1 to {MAX_PAYMENTS} payments"),
+            ));
+        }
+        let mut parsed = Vec::with_capacity(payments.len().min(MAX_PAYMENTS));
+        let mut seen = std::collections::HashSet::new();
+        for (index, payment) in payments.into_iter().take(MAX_PAYMENTS).enumerate() {
+            let pb::Payment {
+                to_wallet_id,
+                amount: value,
+            } = payment;
+            let to = v.check(parse_id(
+                &format!("payments[{index}].to_wallet_id"),
+                &to_wallet_id,
+            ));
+            if let Some(to) = to {
+                if from == Some(to) {
+                    v.0.push(FieldViolation::new(
+                        format!("payments[{index}].to_wallet_id"),
+                        "must differ from from_wallet_id",
+                    ));
+                } else if !seen.insert(to) {
+                    v.0.push(FieldViolation::new(
+                        format!("payments[{index}].to_wallet_id"),
+                        "names a payee already paid in this transfer",
+                    ));
+                }
+            }
+            let value = v.check(amount(&format!("payments[{index}].amount"), value.as_ref()));
+            if let (Some(to), Some(value)) = (to, value) {
+                parsed.push((to, value));
+            }
+        }
+        let fee = v.check(match fee.as_ref() {
+            Some(_) => amount("fee", fee.as_ref()).map(Some),
+            None => Ok(None),
+        });
+        let total = parsed
+            .iter()
+            .map(|(_, value)| value.micros())
+            .chain(fee.flatten().map(|fee| fee.micros()))
+            .try_fold(0i64, i64::checked_add);
+        if total.is_none_or(|total| total > crate::money::MAX_AMOUNT_MICROS) {
+            v.0.push(FieldViolation::new(
+                "payments",
+                "the payments and the fee must sum to at most 1000000000",
+            ));
+        }
+        let note = note(&mut v, reason, metadata);
+        let (request_id, command) = v.finish(|| {
+            Some((
+                id?,
+                Command::MultiTransfer {
+                    from_wallet: from?,
+                    payments: parsed,
+                    fee: fee?,
+                    note: note?,
+                },
+            ))
+        })?;
+        Ok(LedgerCall {
+            request_id,
+            command,
+        })
+    }
+}
+
+/// Most field violations one refusal of a batch names: error details travel
+/// in HTTP/2 headers, which a thousand of them would overflow.
+const MAX_BATCH_VIOLATIONS: usize = 20;
+
+impl TryFrom<pb::CreateTransfersRequest> for TransferBatch {
+    type Error = Error;
+
+    fn try_from(request: pb::CreateTransfersRequest) -> Result<Self, Error> {
+        let pb::CreateTransfersRequest {
+            request_id,
+            mode,
+            transfers,
+        } = request;
+        let mut v = Violations::default();
+        let id = required_request_id(&mut v, &request_id);
+        let mode = v.check(BatchMode::require_wire("mode", mode));
+        if transfers.is_empty() || transfers.len() > MAX_BATCH_TRANSFERS {
+            v.0.push(FieldViolation::new(
+                "transfers",
+                format!("must hold 1 to {MAX_BATCH_TRANSFERS} transfers"),
+            ));
+        }
+        let mut calls = Vec::with_capacity(transfers.len().min(MAX_BATCH_TRANSFERS));
+        let mut seen = std::collections::HashMap::new();
+        for (index, transfer) in transfers.into_iter().take(MAX_BATCH_TRANSFERS).enumerate() {
+            if let Some(first) = seen.insert(transfer.request_id.clone(), index)
+                && !transfer.request_id.is_empty()
+            {
+                v.0.push(FieldViolation::new(
+                    format!("transfers[{index}].request_id"),
+                    format!("repeats transfers[{first}].request_id"),
+                ));
+            }
+            match LedgerCall::try_from(transfer) {
+                Ok(call) => calls.push(call),
+                Err(Error::InvalidArgument(violations)) => {
+                    v.0.extend(violations.into_iter().map(|violation| {
+                        FieldViolation::new(
+                            format!("transfers[{index}].{}", violation.field),
+                            violation.description,
+                        )
+                    }))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        v.0.truncate(MAX_BATCH_VIOLATIONS);
+        v.finish(|| {
+            Some(TransferBatch {
+                request_id: id?,
+                mode: mode?,
+                transfers: calls,
+            })
+        })
+    }
+}
+
+fn item_result_to_proto(result: ItemResult) -> pb::TransferResult {
+    use pb::transfer_result::Outcome;
+    pb::TransferResult {
+        outcome: Some(match result {
+            Ok(transaction) => Outcome::Transaction(transaction_to_proto(transaction)),
+            Err(failure) => Outcome::Error(pb::ItemError {
+                code: failure.code,
+                reason: failure.reason,
+                message: failure.message,
+            }),
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl TreasuryService for TreasuryApi {
     async fn mint(
@@ -826,9 +1011,9 @@ impl TreasuryService for TreasuryApi {
         let caller = principal(&request)?;
         let id = parse_id("transaction_id", &request.into_inner().transaction_id)
             .map_err(Error::from)?;
-        let transaction = self.treasury.get_transaction(&caller, id).await?;
+        let posted = self.treasury.get_transaction(&caller, id).await?;
         Ok(Response::new(pb::GetTransactionResponse {
-            transaction: Some(transaction_to_proto(transaction)),
+            transaction: Some(posted_to_proto(posted)),
         }))
     }
 
@@ -840,7 +1025,7 @@ impl TreasuryService for TreasuryApi {
         let query = PageQuery::try_from(request.into_inner())?;
         let page = self.treasury.list_transactions(&caller, query).await?;
         Ok(Response::new(pb::ListTransactionsResponse {
-            transactions: page.items.into_iter().map(transaction_to_proto).collect(),
+            transactions: page.items.into_iter().map(posted_to_proto).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -863,5 +1048,29 @@ impl TreasuryService for TreasuryApi {
         let pb::GetTreasurySummaryRequest {} = request.into_inner();
         let summary = self.treasury.summary(&caller).await?;
         Ok(Response::new(summary_to_proto(summary)))
+    }
+
+    async fn multi_transfer(
+        &self,
+        request: Request<pb::MultiTransferRequest>,
+    ) -> Result<Response<pb::MultiTransferResponse>, Status> {
+        let caller = principal(&request)?;
+        let call = LedgerCall::try_from(request.into_inner())?;
+        let posted = self.treasury.execute_posted(&caller, call).await?;
+        Ok(Response::new(pb::MultiTransferResponse {
+            transaction: Some(posted_to_proto(posted)),
+        }))
+    }
+
+    async fn create_transfers(
+        &self,
+        request: Request<pb::CreateTransfersRequest>,
+    ) -> Result<Response<pb::CreateTransfersResponse>, Status> {
+        let caller = principal(&request)?;
+        let batch = TransferBatch::try_from(request.into_inner())?;
+        let results = self.treasury.create_transfers(&caller, batch).await?;
+        Ok(Response::new(pb::CreateTransfersResponse {
+            results: results.into_iter().map(item_result_to_proto).collect(),
+        }))
     }
 }

@@ -332,6 +332,32 @@ async fn call(fx: &Fixture, method: &str, key: &str, run: usize) -> Result<(), t
                 ..Default::default()
             }
         ))),
+        "CreateTransfers" => done!(treasury.create_transfers(authed(
+            key,
+            tpb::CreateTransfersRequest {
+                request_id: id("batch"),
+                mode: tpb::BatchMode::Atomic as i32,
+                transfers: vec![tpb::TransferRequest {
+                    request_id: id("batch-item"),
+                    from_wallet_id: fx.wallet.clone(),
+                    to_wallet_id: fx.other_wallet.clone(),
+                    amount: decimal("1"),
+                    ..Default::default()
+                }],
+            }
+        ))),
+        "MultiTransfer" => done!(treasury.multi_transfer(authed(
+            key,
+            tpb::MultiTransferRequest {
+                request_id: id("multi"),
+                from_wallet_id: fx.wallet.clone(),
+                payments: vec![tpb::Payment {
+                    to_wallet_id: fx.other_wallet.clone(),
+                    amount: decimal("1"),
+                }],
+                ..Default::default()
+            }
+        ))),
         "Deposit" => done!(treasury.deposit(authed(
             key,
             tpb::DepositRequest {

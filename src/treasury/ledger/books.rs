@@ -11,6 +11,9 @@ use crate::money::format_azr;
 use crate::treasury::domain::{Account, Balance, Bucket, Leg, SystemAccount};
 use crate::treasury::store::LockedWallet;
 
+/// `Clone`: settling an atomic group keeps a copy to restore if one of its
+/// commands fails.
+#[derive(Clone)]
 pub(super) struct Books {
     wallets: HashMap<Uuid, LockedWallet>,
     system: BTreeMap<SystemAccount, i64>,

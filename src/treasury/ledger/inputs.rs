@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::Request;
 use super::books::Books;
+use super::group::StoredItem;
 use crate::error::Error;
 use crate::treasury::domain::{Account, BurnSource, Command, Leg, Transaction, TransactionStatus};
 use crate::treasury::store;
@@ -28,14 +29,22 @@ pub(super) struct Inputs {
     /// The deposit hashes of the batch that are already stored.
     pub(super) taken_hashes: HashSet<String>,
     pub(super) books: Books,
+    /// Stored groups among the batch's (caller, batch request id) keys:
+    /// their fingerprint and results.
+    pub(super) stored_groups: HashMap<(Uuid, String), (String, Vec<StoredItem>)>,
 }
 
 pub(super) async fn lock(
     transaction: &DatabaseTransaction,
     requests: &[Request],
+    group_keys: &[(Uuid, String)],
 ) -> Result<Inputs, Error> {
     let keys = idempotency_keys(requests);
-    store::lock_idempotency_keys(transaction, &keys).await?;
+    // A group's key shares the advisory locks of the items' keys (a clash
+    // of hashes only serialises two batches), taken in the one order.
+    let all_keys: Vec<(Uuid, String)> = keys.iter().chain(group_keys).cloned().collect();
+    store::lock_idempotency_keys(transaction, &all_keys).await?;
+    let stored_groups = stored_groups(transaction, group_keys).await?;
     let stored_keys = store::find_idempotency_keys(transaction, &keys).await?;
     let referenced = store::lock_transactions(transaction, &referenced_ids(requests)).await?;
     let posted = store::posted_legs(transaction, &reversed_ids(requests, &referenced)).await?;
@@ -56,7 +65,25 @@ pub(super) async fn lock(
         posted,
         taken_hashes,
         books: Books::new(wallets, system),
+        stored_groups,
     })
+}
+
+async fn stored_groups(
+    transaction: &DatabaseTransaction,
+    group_keys: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), (String, Vec<StoredItem>)>, Error> {
+    store::find_transfer_batches(transaction, group_keys)
+        .await?
+        .into_iter()
+        .map(|(key, stored)| {
+            let results: Vec<StoredItem> =
+                serde_json::from_str(&stored.results).map_err(|error| {
+                    Error::internal(format!("stored batch {} is unreadable: {error}", key.1))
+                })?;
+            Ok((key, (stored.fingerprint, results)))
+        })
+        .collect()
 }
 
 /// (caller, request id) of every request.
@@ -162,6 +189,14 @@ pub(super) fn wallets_to_lock(
                 wallet_ids.insert(*wallet);
             }
             Command::Confirm { .. } | Command::Fail { .. } | Command::Reverse { .. } => {}
+            Command::MultiTransfer {
+                from_wallet,
+                payments,
+                ..
+            } => {
+                wallet_ids.insert(*from_wallet);
+                wallet_ids.extend(payments.iter().map(|(to_wallet, _)| *to_wallet));
+            }
         }
     }
     for referenced_transaction in referenced.values() {
@@ -178,7 +213,10 @@ pub(super) fn needs_system_accounts(requests: &[Request]) -> bool {
     requests.iter().any(|(_, _, command)| {
         !matches!(
             command,
-            Command::Transfer { .. } | Command::Stake { .. } | Command::Unstake { .. }
+            Command::Transfer { .. }
+                | Command::Stake { .. }
+                | Command::Unstake { .. }
+                | Command::MultiTransfer { fee: None, .. }
         )
     })
 }

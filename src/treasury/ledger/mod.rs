@@ -41,6 +41,16 @@
 //! outlives the deadline is abandoned and its callers get UNAVAILABLE (a
 //! retry with the same request id applies once).
 //!
+//! # Groups
+//!
+//! `CreateTransfers` submits its transfers as one group (`group.rs`): one
+//! submission on the queue, so the whole group lands in one batch, one
+//! database transaction and one commit. Settling checkpoints the batch
+//! before an atomic group and restores the checkpoint when one of its
+//! commands fails; the group's results are written under its own key, so its
+//! retry answers the same. A batch takes at most
+//! `MAX_ITEMS_PER_TRANSACTION` commands; a group is never split.
+//!
 //! # Inside another service's unit of work
 //!
 //! Services whose own change must commit together with money (ending a
@@ -58,6 +68,7 @@
 //! ```
 
 mod books;
+mod group;
 mod inputs;
 mod plan;
 mod settle;
@@ -75,6 +86,7 @@ use crate::cache::Invalidation;
 use crate::error::Error;
 use crate::money::RequestId;
 
+pub use group::Group;
 pub use writer::{Ledger, MAX_BATCH};
 
 /// One command as the ledger receives it: who asks, under which
@@ -87,6 +99,8 @@ type Request = (Principal, RequestId, Command);
 struct Applied {
     outcomes: Vec<Result<Transaction, Error>>,
     invalidation: Invalidation,
+    /// One per group, in order.
+    groups: Vec<group::GroupSettled>,
 }
 
 /// Applies commands inside a unit of work the caller owns, for services
@@ -102,16 +116,29 @@ pub async fn apply_in(
     policy: &AllocationPolicy,
     requests: &[(Principal, RequestId, Command)],
 ) -> Result<Vec<Result<Transaction, Error>>, Error> {
+    Ok(apply_groups(work, policy, requests, &[]).await?.0)
+}
+
+/// [`apply_in`] for requests some of which form groups (`spans`): the
+/// outcomes, one per request, and what settling decided for each group.
+async fn apply_groups(
+    work: &mut Audited,
+    policy: &AllocationPolicy,
+    requests: &[Request],
+    spans: &[group::GroupSpan],
+) -> Result<writer::Outcomes, Error> {
     // PostgreSQL keeps microseconds: answer with what a later read returns.
     let now = Utc::now().trunc_subsecs(6);
-    let inputs = inputs::lock(work, requests).await?;
-    let settlement = settle::settle(inputs, policy, requests, now);
+    let group_keys: Vec<_> = spans.iter().map(|span| span.key.clone()).collect();
+    let inputs = inputs::lock(work, requests, &group_keys).await?;
+    let settlement = settle::settle_groups(inputs, policy, requests, spans, now);
     let Applied {
         outcomes,
         invalidation,
+        groups,
     } = write::write(work, settlement).await?;
     work.invalidate(invalidation);
-    Ok(outcomes)
+    Ok((outcomes, groups))
 }
 
 /// [`apply_in`] for one command: its transaction, or the ledger's reason for

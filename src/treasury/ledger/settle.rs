@@ -11,14 +11,15 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Request;
+use super::group::{GroupSettled, GroupSpan, StoredItem, answered_by_group, failure_of};
 use super::inputs::Inputs;
 use super::plan::{Context, Plan, plan};
 use crate::cache::{Generation, Invalidation};
 use crate::error::Error;
 use crate::treasury::domain::{
-    AllocationPolicy, Balance, Command, Leg, SystemAccount, Transaction,
+    AllocationPolicy, Balance, BatchMode, Command, Leg, SystemAccount, Transaction,
 };
-use crate::treasury::store::NewIdempotencyKey;
+use crate::treasury::store::{NewIdempotencyKey, NewTransferBatch};
 
 /// The fate of one command.
 #[derive(Debug)]
@@ -56,12 +57,30 @@ pub(super) struct Settlement {
     /// The wallets that moved and, if any transaction was created or
     /// resolved, the ledger totals. Replays add theirs when written.
     pub(super) invalidation: Invalidation,
+    /// One per group, in order.
+    pub(super) groups: Vec<GroupSettled>,
+    /// The groups applied by this batch, with their results.
+    pub(super) new_groups: Vec<NewTransferBatch>,
 }
 
+#[cfg(test)]
 pub(super) fn settle(
     inputs: Inputs,
     policy: &AllocationPolicy,
     requests: &[Request],
+    now: DateTime<Utc>,
+) -> Settlement {
+    settle_groups(inputs, policy, requests, &[], now)
+}
+
+/// [`settle`] for a batch some of whose requests form groups (`spans`, in
+/// order, not overlapping): a group's items are settled together, all or
+/// none when it is atomic.
+pub(super) fn settle_groups(
+    inputs: Inputs,
+    policy: &AllocationPolicy,
+    requests: &[Request],
+    spans: &[GroupSpan],
     now: DateTime<Utc>,
 ) -> Settlement {
     let mut batch = Batch {
@@ -73,11 +92,24 @@ pub(super) fn settle(
         resolved: Vec::new(),
         entries: Vec::new(),
         new_keys: Vec::new(),
+        claimed_groups: HashMap::new(),
+        groups: Vec::with_capacity(spans.len()),
+        new_groups: Vec::new(),
     };
-    let outcomes = requests
-        .iter()
-        .map(|request| batch.settle_one(request))
-        .collect();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut spans = spans.iter().peekable();
+    let mut index = 0;
+    while index < requests.len() {
+        if let Some(span) = spans.next_if(|span| span.start == index) {
+            let items = &requests[span.start..span.start + span.len];
+            let settled = batch.settle_group(items, span, &mut outcomes);
+            batch.groups.push(settled);
+            index += span.len.max(1);
+        } else {
+            outcomes.push(batch.settle_one(&requests[index]));
+            index += 1;
+        }
+    }
     batch.finish(outcomes)
 }
 
@@ -107,9 +139,114 @@ struct Batch<'a> {
     resolved: Vec<Transaction>,
     entries: Vec<(Uuid, Leg)>,
     new_keys: Vec<NewIdempotencyKey>,
+    /// Groups applied earlier in this batch: key → (fingerprint, results).
+    claimed_groups: HashMap<(Uuid, String), (String, Vec<StoredItem>)>,
+    groups: Vec<GroupSettled>,
+    new_groups: Vec<NewTransferBatch>,
+}
+
+/// What settling a group may have to undo: the lengths of what the batch
+/// writes, and the books, as they stood before the group.
+struct Checkpoint {
+    books: super::books::Books,
+    created: usize,
+    resolved: usize,
+    entries: usize,
+    new_keys: usize,
 }
 
 impl Batch<'_> {
+    /// Settles a group's items, pushing one outcome per item; its results
+    /// are its own (see [`GroupSettled`]).
+    fn settle_group(
+        &mut self,
+        items: &[Request],
+        span: &GroupSpan,
+        outcomes: &mut Vec<Outcome>,
+    ) -> GroupSettled {
+        let first = outcomes.len();
+        let stand_ins = |outcomes: &mut Vec<Outcome>| {
+            outcomes.truncate(first);
+            outcomes.extend(items.iter().map(|_| Outcome::Rejected(answered_by_group())));
+        };
+        let taken = self
+            .inputs
+            .stored_groups
+            .get(&span.key)
+            .or_else(|| self.claimed_groups.get(&span.key));
+        if let Some((fingerprint, results)) = taken {
+            if *fingerprint != span.fingerprint || results.len() != items.len() {
+                stand_ins(outcomes);
+                return GroupSettled::Refused(Error::invalid(
+                    "request_id",
+                    "was already used for a different request",
+                ));
+            }
+            let results = results.clone();
+            outcomes.extend(results.iter().map(|result| match result {
+                StoredItem::Applied(id) => Outcome::Replay(*id),
+                StoredItem::Refused(_) => Outcome::Rejected(answered_by_group()),
+            }));
+            return GroupSettled::Results(results);
+        }
+        let checkpoint = (span.mode == BatchMode::Atomic).then(|| Checkpoint {
+            books: self.inputs.books.clone(),
+            created: self.created.len(),
+            resolved: self.resolved.len(),
+            entries: self.entries.len(),
+            new_keys: self.new_keys.len(),
+        });
+        let mut results = Vec::with_capacity(items.len());
+        for (index, request) in items.iter().enumerate() {
+            match self.settle_one(request) {
+                Outcome::Rejected(error) => match checkpoint {
+                    Some(checkpoint) => {
+                        self.restore(checkpoint);
+                        stand_ins(outcomes);
+                        return GroupSettled::Aborted { index, error };
+                    }
+                    None => {
+                        results.push(StoredItem::Refused(failure_of(error)));
+                        outcomes.push(Outcome::Rejected(answered_by_group()));
+                    }
+                },
+                Outcome::Settled(transaction) => {
+                    results.push(StoredItem::Applied(transaction.id));
+                    outcomes.push(Outcome::Settled(transaction));
+                }
+                Outcome::Replay(id) => {
+                    results.push(StoredItem::Applied(id));
+                    outcomes.push(Outcome::Replay(id));
+                }
+            }
+        }
+        self.claimed_groups.insert(
+            span.key.clone(),
+            (span.fingerprint.clone(), results.clone()),
+        );
+        self.new_groups.push(NewTransferBatch {
+            caller: span.key.0,
+            request_id: span.key.1.clone(),
+            mode: span.mode.as_str(),
+            fingerprint: span.fingerprint.clone(),
+            item_count: items.len() as i64,
+            results: serde_json::to_string(&results).unwrap_or_default(),
+        });
+        GroupSettled::Results(results)
+    }
+
+    /// Undoes everything settled since `checkpoint`: the books, what the
+    /// batch would write, and the keys the undone commands claimed.
+    fn restore(&mut self, checkpoint: Checkpoint) {
+        self.inputs.books = checkpoint.books;
+        self.created.truncate(checkpoint.created);
+        self.resolved.truncate(checkpoint.resolved);
+        self.entries.truncate(checkpoint.entries);
+        for key in self.new_keys.drain(checkpoint.new_keys..) {
+            self.claimed_keys.remove(&(key.caller, key.request_id));
+        }
+    }
+
     fn settle_one(&mut self, (caller, request_id, command): &Request) -> Outcome {
         let key = (caller.user_id, request_id.as_str().to_owned());
         let fingerprint = command.fingerprint();
@@ -219,6 +356,8 @@ impl Batch<'_> {
             entries: self.entries,
             new_keys: self.new_keys,
             invalidation,
+            groups: self.groups,
+            new_groups: self.new_groups,
         }
     }
 }

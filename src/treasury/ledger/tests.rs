@@ -10,16 +10,17 @@ use uuid::Uuid;
 
 use super::Request;
 use super::books::Books;
+use super::group::{GroupSettled, GroupSpan, StoredItem};
 use super::inputs::{self, Inputs};
-use super::settle::{Outcome, Settlement, replay_invalidation, settle};
+use super::settle::{Outcome, Settlement, replay_invalidation, settle, settle_groups};
 use super::writer::audit_events;
 use crate::auth::{Principal, Role};
 use crate::cache::Generation;
 use crate::error::Error;
 use crate::money::{Amount, RequestId};
 use crate::treasury::domain::{
-    Account, AllocationPolicy, Balance, Bucket, BurnSource, Command, Leg, Note, SystemAccount,
-    Transaction, TransactionKind, TransactionStatus,
+    Account, AllocationPolicy, Balance, BatchMode, Bucket, BurnSource, Command, Leg, Note,
+    SystemAccount, Transaction, TransactionKind, TransactionStatus,
 };
 use crate::treasury::store::LockedWallet;
 
@@ -207,6 +208,7 @@ impl Store {
             posted,
             taken_hashes,
             books: Books::new(wallets, system),
+            stored_groups: HashMap::new(),
         }
     }
 
@@ -1299,6 +1301,16 @@ fn reverse(transaction_id: Uuid) -> Command {
     }
 }
 
+fn group_span(caller: &Principal, start: usize, len: usize, mode: BatchMode) -> GroupSpan {
+    GroupSpan {
+        start,
+        len,
+        mode,
+        key: (caller.user_id, format!("batch-{start}")),
+        fingerprint: format!("fingerprint-{start}"),
+    }
+}
+
 #[test]
 fn a_reversal_posts_the_originals_entries_negated_once_even_twice_in_one_batch() {
     let mut store = Store::new();
@@ -1484,4 +1496,75 @@ fn staking_moves_available_to_staked_and_back_in_the_owners_wallet_only() {
             ..Balance::default()
         }
     );
+}
+
+#[test]
+fn an_atomic_group_that_fails_leaves_the_batch_as_before_it() {
+    let mut store = Store::new();
+    let alice = person(Role::Member);
+    let bob = person(Role::Member);
+    let from = store.open_wallet(&alice, 10 * AZR);
+    let to = store.open_wallet(&bob, 0);
+    let requests = [
+        request(&alice, "before", transfer(from, to, AZR)),
+        request(&alice, "g-0", transfer(from, to, 4 * AZR)),
+        request(&alice, "g-1", transfer(from, to, 6 * AZR)),
+        request(&alice, "after", transfer(from, to, 9 * AZR)),
+    ];
+    let spans = [group_span(&alice, 1, 2, BatchMode::Atomic)];
+    let settlement = settle_groups(store.inputs(&requests), &policy(), &requests, &spans, now());
+    // 10 - 1 = 9 left: the group's 4 + 6 do not fit, so neither posts, and
+    // the command after it still sees the 9.
+    assert!(matches!(
+        &settlement.groups[..],
+        [GroupSettled::Aborted { index: 1, .. }]
+    ));
+    settled(&settlement.outcomes[0]);
+    rejected(&settlement.outcomes[1]);
+    rejected(&settlement.outcomes[2]);
+    settled(&settlement.outcomes[3]);
+    assert_eq!(settlement.created.len(), 2);
+    assert_eq!(settlement.entries.len(), 2);
+    let keys: Vec<&str> = settlement
+        .new_keys
+        .iter()
+        .map(|key| key.request_id.as_str())
+        .collect();
+    assert_eq!(keys, ["before", "after"]);
+    assert!(settlement.new_groups.is_empty());
+    let available_of = |id: Uuid| {
+        settlement
+            .wallet_balances
+            .iter()
+            .find(|(wallet, _)| *wallet == id)
+            .map(|(_, balance)| balance.available)
+    };
+    assert_eq!(available_of(from), Some(0));
+    assert_eq!(available_of(to), Some(10 * AZR));
+}
+
+#[test]
+fn an_independent_group_keeps_what_succeeded_and_records_the_rest() {
+    let mut store = Store::new();
+    let alice = person(Role::Member);
+    let bob = person(Role::Member);
+    let from = store.open_wallet(&alice, 5 * AZR);
+    let to = store.open_wallet(&bob, 0);
+    let requests = [
+        request(&alice, "g-0", transfer(from, to, 4 * AZR)),
+        request(&alice, "g-1", transfer(from, to, 4 * AZR)),
+        request(&alice, "g-2", transfer(from, to, AZR)),
+    ];
+    let spans = [group_span(&alice, 0, 3, BatchMode::Independent)];
+    let settlement = settle_groups(store.inputs(&requests), &policy(), &requests, &spans, now());
+    let [GroupSettled::Results(results)] = &settlement.groups[..] else {
+        panic!("expected results, got {:?}", settlement.groups);
+    };
+    assert!(matches!(results[0], StoredItem::Applied(_)));
+    assert!(
+        matches!(&results[1], StoredItem::Refused(failure) if failure.reason == "INSUFFICIENT_FUNDS")
+    );
+    assert!(matches!(results[2], StoredItem::Applied(_)));
+    assert_eq!(settlement.new_groups.len(), 1);
+    assert_eq!(settlement.created.len(), 2);
 }

@@ -26,6 +26,8 @@ pub(super) async fn write(
         entries,
         new_keys,
         mut invalidation,
+        groups,
+        new_groups,
     } = settlement;
     // The rare parts first (mints, burns and chain resolutions), then the
     // rest, which every transfer has, at once.
@@ -46,6 +48,7 @@ pub(super) async fn write(
         },
     )
     .await?;
+    store::insert_transfer_batches(transaction, new_groups, posted_at).await?;
     let mut answers = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         answers.push(match outcome {
@@ -61,6 +64,7 @@ pub(super) async fn write(
     Ok(Applied {
         outcomes: answers,
         invalidation,
+        groups,
     })
 }
 

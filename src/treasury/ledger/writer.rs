@@ -9,13 +9,14 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Request, apply_in};
+use super::group::{self, Group, GroupSettled, GroupSpan, MAX_ITEMS_PER_TRANSACTION};
+use super::{Request, apply_groups};
 use crate::audit::{Audited, Change};
 use crate::auth::Principal;
 use crate::cache::Cache;
 use crate::error::Error;
 use crate::money::RequestId;
-use crate::treasury::domain::{AllocationPolicy, Command, Transaction};
+use crate::treasury::domain::{AllocationPolicy, Command, ItemResult, Transaction};
 
 /// Most commands applied in one database transaction.
 pub const MAX_BATCH: usize = 256;
@@ -24,12 +25,174 @@ pub const MAX_BATCH: usize = 256;
 const SINGLE_ATTEMPTS: usize = 3;
 
 type Reply = oneshot::Sender<Result<Transaction, Error>>;
+type GroupReply = oneshot::Sender<Result<Vec<ItemResult>, Error>>;
+/// What applying a batch decided: one outcome per command, and one result
+/// per group.
+pub(super) type Outcomes = (Vec<Result<Transaction, Error>>, Vec<GroupSettled>);
 
 struct Submission {
     caller: Principal,
-    request_id: RequestId,
-    command: Command,
-    reply: Reply,
+    work: Work,
+}
+
+/// One command, or a group of them that settles together.
+enum Work {
+    One {
+        request_id: RequestId,
+        command: Command,
+        reply: Reply,
+    },
+    Group {
+        group: Group,
+        reply: GroupReply,
+    },
+}
+
+impl Submission {
+    fn caller_has_gone(&self) -> bool {
+        match &self.work {
+            Work::One { reply, .. } => reply.is_closed(),
+            Work::Group { reply, .. } => reply.is_closed(),
+        }
+    }
+
+    fn items(&self) -> usize {
+        match &self.work {
+            Work::One { .. } => 1,
+            Work::Group { group, .. } => group.items.len(),
+        }
+    }
+}
+
+/// Who waits for which outcomes of a flattened batch.
+enum Waiting {
+    One(Reply),
+    Group { reply: GroupReply, len: usize },
+}
+
+/// Submissions as the ledger applies them: every command in order, the
+/// groups among them, and who waits.
+#[derive(Default)]
+struct Flat {
+    requests: Vec<Request>,
+    spans: Vec<GroupSpan>,
+    waiting: Vec<Waiting>,
+}
+
+impl Flat {
+    fn push(&mut self, Submission { caller, work }: Submission) {
+        match work {
+            Work::One {
+                request_id,
+                command,
+                reply,
+            } => {
+                self.requests.push((caller, request_id, command));
+                self.waiting.push(Waiting::One(reply));
+            }
+            Work::Group { group, reply } => {
+                let Group {
+                    request_id,
+                    mode,
+                    fingerprint,
+                    items,
+                } = group;
+                self.spans.push(GroupSpan {
+                    start: self.requests.len(),
+                    len: items.len(),
+                    mode,
+                    key: (caller.user_id, request_id.as_str().to_owned()),
+                    fingerprint,
+                });
+                self.waiting.push(Waiting::Group {
+                    reply,
+                    len: items.len(),
+                });
+                self.requests.extend(
+                    items
+                        .into_iter()
+                        .map(|(request_id, command)| (caller.clone(), request_id, command)),
+                );
+            }
+        }
+    }
+
+    /// The parts of the batch, each alone (for one-by-one retries).
+    fn split(self) -> Vec<Flat> {
+        let Flat {
+            requests,
+            spans,
+            waiting,
+        } = self;
+        let mut requests = requests.into_iter();
+        let mut spans = spans.into_iter();
+        waiting
+            .into_iter()
+            .map(|waiting| match waiting {
+                Waiting::One(reply) => Flat {
+                    requests: requests.next().into_iter().collect(),
+                    spans: Vec::new(),
+                    waiting: vec![Waiting::One(reply)],
+                },
+                Waiting::Group { reply, len } => Flat {
+                    requests: requests.by_ref().take(len).collect(),
+                    spans: spans
+                        .next()
+                        .map(|span| GroupSpan { start: 0, ..span })
+                        .into_iter()
+                        .collect(),
+                    waiting: vec![Waiting::Group { reply, len }],
+                },
+            })
+            .collect()
+    }
+
+    /// Answers everyone waiting.
+    fn answer(self, outcome: Result<Outcomes, Error>) {
+        let (outcomes, groups) = match outcome {
+            Ok(applied) => applied,
+            Err(error) => {
+                let cause = error.to_string();
+                let mut first = Some(error);
+                for waiting in self.waiting {
+                    let error = first
+                        .take()
+                        .unwrap_or_else(|| Error::Unavailable(cause.clone()));
+                    match waiting {
+                        Waiting::One(reply) => {
+                            let _ = reply.send(Err(error));
+                        }
+                        Waiting::Group { reply, .. } => {
+                            let _ = reply.send(Err(error));
+                        }
+                    }
+                }
+                return;
+            }
+        };
+        let mut outcomes = outcomes.into_iter();
+        let mut groups = groups.into_iter();
+        for waiting in self.waiting {
+            // A caller that went away (deadline, cancel) no longer needs its
+            // answer; the effect is committed either way and a retry replays it.
+            match waiting {
+                Waiting::One(reply) => {
+                    let outcome = outcomes
+                        .next()
+                        .unwrap_or_else(|| Err(Error::internal("no outcome")));
+                    let _ = reply.send(outcome);
+                }
+                Waiting::Group { reply, len } => {
+                    let items: Vec<_> = outcomes.by_ref().take(len).collect();
+                    let answer = match groups.next() {
+                        Some(settled) => group::answer(items, settled),
+                        None => Err(Error::internal("no outcome for a group")),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
 }
 
 /// The handle callers submit commands through; cheap to clone.
@@ -90,9 +253,40 @@ impl Ledger {
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
             caller: caller.clone(),
-            request_id,
-            command,
-            reply,
+            work: Work::One {
+                request_id,
+                command,
+                reply,
+            },
+        };
+        self.sender
+            .send(submission)
+            .await
+            .map_err(|_| Error::Unavailable("the ledger writer has stopped".into()))?;
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(answer) => {
+                answer.map_err(|_| Error::internal("the ledger writer dropped a request"))?
+            }
+            Err(_) => Err(Error::Unavailable(
+                "the ledger did not answer in time".into(),
+            )),
+        }
+    }
+}
+
+impl Ledger {
+    /// Queues a group of commands as one submission: they settle in one
+    /// batch, one database transaction and one commit, all or none when the
+    /// group is atomic. Waits for the group's results.
+    pub async fn submit_group(
+        &self,
+        caller: &Principal,
+        group: Group,
+    ) -> Result<Vec<ItemResult>, Error> {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            caller: caller.clone(),
+            work: Work::Group { group, reply },
         };
         self.sender
             .send(submission)
@@ -129,69 +323,72 @@ impl Writer {
         // queued, or it cancelled) was told nothing, so the command is not
         // applied: under overload the writers spend themselves on callers
         // still waiting, and a retry with the same request id applies it.
-        batch.retain(|submission| !submission.reply.is_closed());
-        if batch.is_empty() {
-            return;
-        }
-        let (requests, replies): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .map(|submission| {
-                (
-                    (submission.caller, submission.request_id, submission.command),
-                    submission.reply,
-                )
-            })
-            .unzip();
-        let outcomes = match self.apply(&requests).await {
-            Ok(outcomes) => outcomes,
-            // The database is away: retrying command by command would only
-            // wait longer.
-            Err(Error::Unavailable(cause)) => requests
-                .iter()
-                .map(|_| Err(Error::Unavailable(cause.clone())))
-                .collect(),
-            Err(batch_error) => {
-                if requests.len() > 1 {
-                    tracing::warn!(error = %batch_error, size = requests.len(), "ledger batch failed; applying its commands one by one");
-                }
-                let mut outcomes = Vec::with_capacity(requests.len());
-                for request in &requests {
-                    outcomes.push(self.apply_alone(request).await);
-                }
-                outcomes
+        batch.retain(|submission| !submission.caller_has_gone());
+        // Groups make submissions uneven: at most so many commands go in
+        // one database transaction (a group is never split).
+        let mut chunk = Flat::default();
+        for submission in batch {
+            if !chunk.requests.is_empty()
+                && chunk.requests.len() + submission.items() > MAX_ITEMS_PER_TRANSACTION
+            {
+                self.process_flat(std::mem::take(&mut chunk)).await;
             }
-        };
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            // A caller that went away (deadline, cancel) no longer needs its
-            // answer; the effect is committed either way and a retry replays it.
-            let _ = reply.send(outcome);
+            chunk.push(submission);
+        }
+        if !chunk.waiting.is_empty() {
+            self.process_flat(chunk).await;
         }
     }
 
-    async fn apply_alone(&self, request: &Request) -> Result<Transaction, Error> {
-        let mut last = None;
-        for _ in 0..SINGLE_ATTEMPTS {
-            match self.apply(std::slice::from_ref(request)).await {
-                Ok(mut outcomes) => {
-                    return outcomes
-                        .pop()
-                        .unwrap_or_else(|| Err(Error::internal("no outcome")));
+    async fn process_flat(&self, flat: Flat) {
+        match self.apply(&flat.requests, &flat.spans).await {
+            Ok(applied) => flat.answer(Ok(applied)),
+            // The database is away: retrying command by command would only
+            // wait longer.
+            Err(error @ Error::Unavailable(_)) => flat.answer(Err(error)),
+            Err(batch_error) => {
+                if flat.waiting.len() > 1 {
+                    tracing::warn!(error = %batch_error, size = flat.requests.len(), "ledger batch failed; applying its commands one by one");
+                    for alone in flat.split() {
+                        let outcome = self.apply_alone(&alone).await;
+                        alone.answer(outcome);
+                    }
+                } else {
+                    let outcome = self.retry_alone(&flat, batch_error).await;
+                    flat.answer(outcome);
                 }
-                Err(error @ Error::Unavailable(_)) => return Err(error),
-                Err(error @ (Error::Internal(_) | Error::AlreadyExists { .. })) => {
-                    last = Some(error)
-                }
-                Err(error) => return Err(error),
             }
         }
-        Err(last.unwrap_or_else(|| Error::internal("no attempt made")))
+    }
+
+    async fn apply_alone(&self, alone: &Flat) -> Result<Outcomes, Error> {
+        match self.apply(&alone.requests, &alone.spans).await {
+            Ok(applied) => Ok(applied),
+            Err(error) => self.retry_alone(alone, error).await,
+        }
+    }
+
+    /// Retries one submission whose transaction failed for a transient
+    /// reason (lock timeout, serialization failure, a busy SQLite).
+    async fn retry_alone(&self, alone: &Flat, error: Error) -> Result<Outcomes, Error> {
+        let mut last = error;
+        for _ in 1..SINGLE_ATTEMPTS {
+            if !matches!(last, Error::Internal(_) | Error::AlreadyExists { .. }) {
+                break;
+            }
+            match self.apply(&alone.requests, &alone.spans).await {
+                Ok(applied) => return Ok(applied),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
     }
 
     /// [`apply_batch`] within the deadline. When the deadline passes the
     /// outcome is unknown (the commit may have happened), so the cache is no
     /// longer trusted until its epoch has moved on.
-    async fn apply(&self, requests: &[Request]) -> Result<Vec<Result<Transaction, Error>>, Error> {
-        let applying = apply_batch(&self.db, &self.policy, &self.cache, requests);
+    async fn apply(&self, requests: &[Request], spans: &[GroupSpan]) -> Result<Outcomes, Error> {
+        let applying = apply_batch(&self.db, &self.policy, &self.cache, requests, spans);
         match tokio::time::timeout(self.deadline, applying).await {
             Ok(outcome) => outcome,
             Err(_) => {
@@ -213,11 +410,20 @@ async fn apply_batch(
     policy: &AllocationPolicy,
     cache: &Cache,
     requests: &[Request],
-) -> Result<Vec<Result<Transaction, Error>>, Error> {
+    spans: &[GroupSpan],
+) -> Result<Outcomes, Error> {
     let mut work = Audited::begin(db, cache).await?;
-    let outcomes = apply_in(&mut work, policy, requests).await?;
-    work.commit_all(audit_events(requests, &outcomes)).await?;
-    Ok(outcomes)
+    let (outcomes, groups) = apply_groups(&mut work, policy, requests, spans).await?;
+    let mut events = audit_events(requests, &outcomes);
+    events.extend(spans.iter().zip(&groups).filter_map(|(span, settled)| {
+        let GroupSettled::Results(results) = settled else {
+            return None;
+        };
+        let (caller, _, _) = requests.get(span.start)?;
+        Some((caller, group::audit_change(span, results)))
+    }));
+    work.commit_all(events).await?;
+    Ok((outcomes, groups))
 }
 
 /// One audit event per applied command (replays included: each call of a

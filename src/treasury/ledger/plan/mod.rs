@@ -6,6 +6,7 @@
 mod burn;
 mod deposit;
 mod mint;
+mod multi_transfer;
 mod resolve;
 mod reverse;
 mod stake;
@@ -141,6 +142,12 @@ pub(super) fn plan(context: &Context<'_>, command: &Command) -> Result<Plan, Err
             amount,
             note,
         } => stake::plan_unstake(context, *wallet, *amount, note),
+        Command::MultiTransfer {
+            from_wallet,
+            payments,
+            fee,
+            note,
+        } => multi_transfer::plan_multi_transfer(context, *from_wallet, payments, *fee, note),
     }
 }
 
