@@ -12,6 +12,7 @@ on_both_backends!(
     a_multi_transfer_pays_each_payee_and_the_fee_in_one_transaction_with_its_legs,
     a_multi_transfer_the_source_cannot_pay_moves_nothing,
     bad_multi_transfer_input_is_named_and_writes_nothing,
+    a_reversed_multi_transfer_undoes_every_leg_in_one_transaction,
 );
 
 fn payment(to: &str, amount: &str) -> pb::Payment {
@@ -308,4 +309,78 @@ async fn bad_multi_transfer_input_is_named_and_writes_nothing(backend: Backend) 
     assert_eq!(refuse(unnamed).await, ["request_id"]);
     assert_eq!(app.available(&alice).await, "10.000000");
     assert_eq!(app.available(&bob).await, "0.000000");
+}
+
+async fn a_reversed_multi_transfer_undoes_every_leg_in_one_transaction(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, alice_key, alice) = app.member_with_wallet("alice").await;
+    let (_, _, bob) = app.member_with_wallet("bob").await;
+    let (_, _, carol) = app.member_with_wallet("carol").await;
+    app.fund(&alice, "100").await;
+    let reserve_before = micros(&app.pool(pb::SystemAccount::TreasuryReserve).await);
+    let mut treasury = app.treasury().await;
+    let paid = treasury
+        .multi_transfer(authed(
+            &alice_key,
+            request(
+                &alice,
+                vec![payment(&bob, "10"), payment(&carol, "20.5")],
+                Some("0.5"),
+            ),
+        ))
+        .await
+        .expect("the multi-transfer applies")
+        .into_inner()
+        .transaction
+        .unwrap();
+    let reversal = treasury
+        .reverse_transaction(authed(
+            &app.admin_key,
+            pb::ReverseTransactionRequest {
+                request_id: request_id(),
+                transaction_id: paid.id.clone(),
+                reason: "paid in error".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("a posted multi-transfer is reversed")
+        .into_inner()
+        .transaction
+        .unwrap();
+    assert_eq!(reversal.r#type, pb::TransactionType::Reversal as i32);
+    assert_eq!(reversal.reverses_transaction_id, paid.id);
+    assert_eq!(reversal.amount_azr.as_ref().unwrap().value, "31.000000");
+    // Back where every party was: the payees and the reserve pay back.
+    assert_eq!(app.available(&alice).await, "100.000000");
+    assert_eq!(app.available(&bob).await, "0.000000");
+    assert_eq!(app.available(&carol).await, "0.000000");
+    assert_eq!(
+        micros(&app.pool(pb::SystemAccount::TreasuryReserve).await),
+        reserve_before
+    );
+    let read = treasury
+        .get_transaction(authed(
+            &app.admin_key,
+            pb::GetTransactionRequest {
+                transaction_id: reversal.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .transaction
+        .unwrap();
+    let mut undone: Vec<_> = legs(&read)
+        .into_iter()
+        .map(|(account, bucket, amount)| (account, bucket, -amount))
+        .collect();
+    let mut original = legs(&paid);
+    undone.sort();
+    original.sort();
+    assert_eq!(
+        undone, original,
+        "the reversal's legs are the original's negated"
+    );
+    assert_books_balance(&app).await;
 }
