@@ -35,6 +35,7 @@ pub(crate) async fn run(
     } else {
         tpb::BatchMode::Independent
     };
+    eprintln!("measuring");
     let phase = drive(clients, duration, &channels, move |channel, _, _| {
         let accounts = accounts.clone();
         async move {

@@ -30,6 +30,7 @@ mod m20261201_000013_compliance_report_request_ids;
 mod m20261201_000014_report_pending_claims;
 mod m20261201_000015_batches_and_multi_transfers;
 mod m20261201_000016_reversals_staking_metadata;
+mod m20261201_000017_ledger_write_path;
 pub mod sql;
 
 pub struct Migrator;
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000014_report_pending_claims::Migration),
             Box::new(m20261201_000015_batches_and_multi_transfers::Migration),
             Box::new(m20261201_000016_reversals_staking_metadata::Migration),
+            Box::new(m20261201_000017_ledger_write_path::Migration),
         ]
     }
 }

@@ -827,7 +827,8 @@ fn rows_json(rows: &impl serde::Serialize) -> Result<String> {
 const WRITE_BATCH: &str = "\
 WITH balances AS (
     UPDATE wallets AS w
-    SET available_micros = v.available, pending_micros = v.pending, staked_micros = v.staked
+    SET available_micros = v.available, pending_micros = v.pending, staked_micros = v.staked,
+        updated_at = now()
     FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(id, available, pending, staked)
     WHERE w.id = v.id
     RETURNING 1
