@@ -26,6 +26,7 @@ on_both_backends!(
     each_role_moves_and_reads_only_what_it_may,
     transactions_list_newest_first_with_filters_and_pages,
     the_database_itself_refuses_to_break_the_invariants,
+    the_ledger_touches_the_wallets_it_moves_and_set_unique_columns_stay_unique,
 );
 
 async fn a_mint_is_split_by_the_policy_and_the_summary_adds_up(backend: Backend) {
@@ -1044,5 +1045,56 @@ async fn the_database_itself_refuses_to_break_the_invariants(backend: Backend) {
         );
     }
     assert_eq!(app.available(&wallet).await, "10.000000");
+    assert_books_balance(&app).await;
+}
+
+/// What migration 000017 changed on PostgreSQL holds on both backends: a
+/// balance the ledger moves still moves the wallet's `updated_at` (the
+/// ledger sets it; the trigger covers every other update), and the unique
+/// columns most transactions leave empty still refuse a second equal value.
+async fn the_ledger_touches_the_wallets_it_moves_and_set_unique_columns_stay_unique(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (_, _, wallet) = app.member_with_wallet("alice").await;
+    let wallet_literal = match backend {
+        Backend::Postgres => format!("'{wallet}'"),
+        Backend::Sqlite => format!("X'{}'", wallet.replace('-', "")),
+    };
+    let updated_at = || async {
+        let row = app
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                app.db.get_database_backend(),
+                format!("SELECT CAST(updated_at AS TEXT) FROM wallets WHERE id = {wallet_literal}"),
+            ))
+            .await
+            .unwrap()
+            .expect("the wallet");
+        row.try_get_by_index::<String>(0).unwrap()
+    };
+    let before = updated_at().await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    app.fund(&wallet, "5").await;
+    let after = updated_at().await;
+    assert_ne!(
+        before, after,
+        "a ledger write moves the wallet's updated_at"
+    );
+
+    app.mint("1").await;
+    app.mint("2").await;
+    let duplicate =
+        "UPDATE ledger_transactions SET backing_reference = 'one-inflow' WHERE kind = 'mint'";
+    assert!(
+        app.db.execute_unprepared(duplicate).await.is_err(),
+        "two mints were given the same backing reference"
+    );
+    let single = "UPDATE ledger_transactions SET backing_reference = 'one-inflow' \
+                  WHERE id = (SELECT id FROM ledger_transactions WHERE kind = 'mint' ORDER BY id DESC LIMIT 1)";
+    app.db
+        .execute_unprepared(single)
+        .await
+        .expect("one mint may carry it");
     assert_books_balance(&app).await;
 }
