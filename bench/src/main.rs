@@ -25,6 +25,7 @@
 //! `azora-testkit` crate's, which the integration tests use too.
 
 mod batches;
+mod history;
 mod phase;
 mod reads;
 mod samples;
@@ -65,6 +66,10 @@ enum Bench {
         /// Rounds; each runs both phases, in alternating order.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Historical transfers to load by bulk SQL first (e.g. 1000000),
+        /// then measure the reads that must stay flat, then the rounds.
+        #[arg(long, default_value_t = 0)]
+        preload: u64,
         /// Concurrent ledger writers in the server (in-process only).
         #[arg(long, default_value_t = 2)]
         writers: usize,
@@ -190,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         clients,
         duration,
         rounds,
+        preload,
         wallets,
         channels,
         server_addr: Some(address),
@@ -205,6 +211,7 @@ async fn main() -> anyhow::Result<()> {
             rounds,
             wallets,
             channels,
+            preload,
         };
         let target = transfers::Target::External {
             address,
@@ -226,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
             clients,
             duration,
             rounds,
+            preload,
             wallets,
             channels,
             writers,
@@ -237,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
                 rounds,
                 wallets,
                 channels,
+                preload,
             };
             let target = transfers::Target::InProcess { writers };
             transfers::run(options, target, &database_url).await

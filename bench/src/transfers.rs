@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use sea_orm::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use tonic::transport::Channel;
 
+use crate::history;
 use crate::phase::{ClientTally, Phase, combine, median, merge};
 use crate::setup::{connect_channels, funded_members_at, start_server};
 
@@ -46,6 +47,8 @@ pub(crate) struct Options {
     pub rounds: usize,
     pub wallets: usize,
     pub channels: usize,
+    /// Historical transfers loaded before measuring (see `history`).
+    pub preload: u64,
 }
 
 pub(crate) async fn run(
@@ -59,6 +62,7 @@ pub(crate) async fn run(
         rounds,
         wallets,
         channels,
+        preload,
     } = options;
     let (server, address, admin_key, pid) = match &target {
         Target::InProcess { writers } => {
@@ -94,6 +98,15 @@ pub(crate) async fn run(
         .connect(database_url)
         .await?;
     create_raw_tables(&pool, &wallet_ids).await?;
+    let reads = if preload > 0 {
+        eprintln!("loading {preload} historical transfers…");
+        history::preload(&pool, &wallet_ids, preload).await?;
+        Some(
+            history::read_latencies(&channels[0], &admin_key, &accounts[0].0, &accounts[0].1).await,
+        )
+    } else {
+        None
+    };
 
     // Warm the key caches and both connection pools.
     grpc_transfers(clients, Duration::from_secs(1), &channels, &accounts).await;
@@ -159,6 +172,11 @@ pub(crate) async fn run(
         grpc.percentile_ms(0.99),
         raw.percentile_ms(0.99),
     );
+    for (read, (p50, p99)) in reads.iter().flatten() {
+        println!(
+            "after {preload} historical transfers: {read:<34} p50 {p50:>7.2} ms   p99 {p99:>7.2} ms"
+        );
+    }
     if let Some((rss, peak)) = memory {
         let whose = match target {
             Target::InProcess { .. } => "this process (server and clients)",
@@ -175,7 +193,7 @@ pub(crate) async fn run(
         ),
     };
     println!(
-        "command: cargo run --release -p azora-bench -- transfers --clients {clients} --duration {}s --rounds {rounds} --wallets {wallets}{addressing}",
+        "command: cargo run --release -p azora-bench -- transfers --clients {clients} --duration {}s --rounds {rounds} --wallets {wallets} --preload {preload}{addressing}",
         duration.as_secs()
     );
     Ok(())
