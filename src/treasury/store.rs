@@ -526,42 +526,16 @@ pub(super) async fn update_wallet_balance(
     Ok(())
 }
 
-/// Writes the balances of many wallets. On PostgreSQL one statement over
-/// arrays, whatever the count (a batch touches up to two wallets per
-/// transfer, and a statement each would dominate the batch's time); SQLite
-/// runs in-process, where a statement per wallet costs no round trip.
-pub(super) async fn update_wallet_balances(
+/// Writes the balances of many wallets, a statement each: SQLite's path
+/// (in-process, no round trip); PostgreSQL writes them inside
+/// [`write_batch`]'s one statement.
+async fn update_wallet_balances(
     db: &impl ConnectionTrait,
     balances: &[(Uuid, Balance)],
 ) -> Result<()> {
-    if balances.is_empty() {
-        return Ok(());
+    for (id, balance) in balances {
+        update_wallet_balance(db, *id, *balance).await?;
     }
-    if db.get_database_backend() != DbBackend::Postgres {
-        for (id, balance) in balances {
-            update_wallet_balance(db, *id, *balance).await?;
-        }
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = balances.iter().map(|(id, _)| *id).collect();
-    let available: Vec<i64> = balances
-        .iter()
-        .map(|(_, balance)| balance.available)
-        .collect();
-    let pending: Vec<i64> = balances
-        .iter()
-        .map(|(_, balance)| balance.pending)
-        .collect();
-    let staked: Vec<i64> = balances.iter().map(|(_, balance)| balance.staked).collect();
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "UPDATE wallets AS w SET available_micros = v.available, pending_micros = v.pending, staked_micros = v.staked \
-         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(id, available, pending, staked) \
-         WHERE w.id = v.id",
-        [ids.into(), available.into(), pending.into(), staked.into()],
-    ))
-    .await
-    .map_err(classify)?;
     Ok(())
 }
 
@@ -637,10 +611,11 @@ pub(super) async fn update_resolution(
     Ok(())
 }
 
-fn side(account: Account) -> (Option<Uuid>, Option<String>) {
+/// One side of an entry: its wallet, or its system account's code.
+fn side(account: Account) -> (Option<Uuid>, Option<&'static str>) {
     match account {
         Account::Wallet(id) => (Some(id), None),
-        Account::System(system) => (None, Some(system.as_str().to_owned())),
+        Account::System(system) => (None, Some(system.as_str())),
     }
 }
 
@@ -659,10 +634,10 @@ pub(super) async fn insert_entries(
             id: NotSet,
             transaction_id: Set(*transaction),
             source_wallet_id: Set(source_wallet),
-            source_system: Set(source_system),
+            source_system: Set(source_system.map(str::to_owned)),
             source_bucket: Set(leg.from.1.as_str().to_owned()),
             destination_wallet_id: Set(destination_wallet),
-            destination_system: Set(destination_system),
+            destination_system: Set(destination_system.map(str::to_owned)),
             destination_bucket: Set(leg.to.1.as_str().to_owned()),
             amount_micros: Set(leg.micros),
             posted_at: Set(posted_at),
@@ -708,14 +683,14 @@ pub(super) async fn write_batch(db: &impl ConnectionTrait, writes: BatchWrites<'
 
 /// An entry as `write_batch_postgres` sends it.
 #[derive(serde::Serialize)]
-struct EntryRow<'a> {
+struct EntryRow {
     transaction_id: Uuid,
     source_wallet_id: Option<Uuid>,
-    source_system: Option<&'a str>,
-    source_bucket: &'a str,
+    source_system: Option<&'static str>,
+    source_bucket: &'static str,
     destination_wallet_id: Option<Uuid>,
-    destination_system: Option<&'a str>,
-    destination_bucket: &'a str,
+    destination_system: Option<&'static str>,
+    destination_bucket: &'static str,
     amount_micros: i64,
 }
 
@@ -733,15 +708,11 @@ async fn write_batch_postgres(db: &impl ConnectionTrait, writes: BatchWrites<'_>
         keys,
         posted_at,
     } = writes;
-    let system = |account: Account| match account {
-        Account::Wallet(id) => (Some(id), None),
-        Account::System(system) => (None, Some(system.as_str())),
-    };
-    let entry_rows: Vec<EntryRow<'_>> = entries
+    let entry_rows: Vec<EntryRow> = entries
         .iter()
         .map(|(transaction, leg)| {
-            let (source_wallet_id, source_system) = system(leg.from.0);
-            let (destination_wallet_id, destination_system) = system(leg.to.0);
+            let (source_wallet_id, source_system) = side(leg.from.0);
+            let (destination_wallet_id, destination_system) = side(leg.to.0);
             EntryRow {
                 transaction_id: *transaction,
                 source_wallet_id,
