@@ -42,6 +42,8 @@ pub(super) async fn run_all(
         kyc_large_transfers(db, kyc_threshold_micros, start, end).await?,
         settlements_match_ledger(db).await?,
         reversals_mirror_originals(db, start, end).await?,
+        running_balances_match_entries(db).await?,
+        kept_totals_match_ledger(db).await?,
     ])
 }
 
@@ -77,6 +79,12 @@ pub(super) fn recommendation(check: &str) -> &'static str {
         }
         "reversals_mirror_originals" => {
             "Freeze reversals and reconcile the listed reversals with the transactions they name; an entry was changed outside the ledger."
+        }
+        "running_balances_match_entries" => {
+            "Point-in-time balances of the listed wallets are wrong: reconcile their entries' running balances with the entries; an entry was changed outside the ledger."
+        }
+        "kept_totals_match_ledger" => {
+            "The summary's totals differ from the ledger: recompute ledger_kind_totals and ledger_wallet_totals from the rows, then find the write that bypassed the ledger."
         }
         _ => "Investigate the findings.",
     }
@@ -327,6 +335,31 @@ async fn reversals_mirror_originals(
         .collect();
     Ok(Check::new(
         "reversals_mirror_originals",
+        Severity::Critical,
+        findings,
+    ))
+}
+
+/// Every entry's running balances are the running sum of its wallet's
+/// postings: what a balance as of a time reads.
+async fn running_balances_match_entries(db: &DatabaseTransaction) -> Result<Check> {
+    let findings = reports::running_balances_not_matching(db)
+        .await?
+        .into_iter()
+        .map(|id| format!("wallet {id}: an entry's running balance is not the sum of its entries"))
+        .collect();
+    Ok(Check::new(
+        "running_balances_match_entries",
+        Severity::Critical,
+        findings,
+    ))
+}
+
+/// The totals the batches keep for the summary, recomputed from scratch.
+async fn kept_totals_match_ledger(db: &DatabaseTransaction) -> Result<Check> {
+    let findings = reports::kept_totals_not_matching(db).await?;
+    Ok(Check::new(
+        "kept_totals_match_ledger",
         Severity::Critical,
         findings,
     ))

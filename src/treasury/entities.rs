@@ -128,6 +128,36 @@ pub mod ledger_entry {
         pub destination_bucket: String,
         pub amount_micros: i64,
         pub posted_at: DateTimeUtc,
+        /// The source wallet's buckets once this entry's posting applied
+        /// (`None` on a system side).
+        pub source_available_after: Option<i64>,
+        pub source_pending_after: Option<i64>,
+        pub source_staked_after: Option<i64>,
+        /// The destination wallet's, likewise.
+        pub destination_available_after: Option<i64>,
+        pub destination_pending_after: Option<i64>,
+        pub destination_staked_after: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The wallets a transaction moves besides its `from_wallet_id` and
+/// `to_wallet_id` (a multi-transfer's payees): what lists a wallet's
+/// transactions through an index.
+pub mod ledger_transaction_wallet {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_transaction_wallets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub wallet_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub transaction_id: Uuid,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

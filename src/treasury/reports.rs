@@ -461,3 +461,93 @@ pub async fn total_staked(db: &impl ConnectionTrait) -> Result<i64> {
         .map_err(classify)?;
     aggregate(row)?.try_get("", "staked").map_err(classify)
 }
+
+/// Where the totals the batches keep (what the summary reads) differ from
+/// the same totals counted from the rows: one line per kind and status, and
+/// one for what wallets hold or have staked. Empty when they agree.
+pub async fn kept_totals_not_matching(db: &impl ConnectionTrait) -> Result<Vec<String>> {
+    let kept = super::store::kept_kind_totals(db).await?;
+    let counted = super::store::counted_kind_totals(db).await?;
+    let mut found = Vec::new();
+    let keys: std::collections::BTreeSet<_> = kept.keys().chain(counted.keys()).collect();
+    for key @ (kind, status) in keys {
+        let (kept, counted) = (
+            kept.get(key).copied().unwrap_or_default(),
+            counted.get(key).copied().unwrap_or_default(),
+        );
+        if kept != counted {
+            found.push(format!(
+                "{} {}: kept {} transactions of {} micro-AZR, counted {} of {}",
+                kind.as_str(),
+                status.as_str(),
+                kept.transactions,
+                kept.micros,
+                counted.transactions,
+                counted.micros
+            ));
+        }
+    }
+    let (kept_held, kept_staked) = super::store::kept_wallet_totals(db).await?;
+    let (held, staked) = super::store::counted_wallet_totals(db).await?;
+    if (kept_held, kept_staked) != (held, staked) {
+        found.push(format!(
+            "wallets: kept {kept_held} micro-AZR held and {kept_staked} staked, counted {held} and {staked}"
+        ));
+    }
+    Ok(found)
+}
+
+/// Wallets with an entry whose running balances are not the running sum of
+/// the wallet's postings up to and including it (a posting: one
+/// transaction's entries of one batch, which all carry the balances after
+/// it). In id order, at most [`MAX_IDS`]. Together with the check that the
+/// entries sum to the balance columns, this proves a balance as of any time
+/// right.
+pub async fn running_balances_not_matching(db: &impl ConnectionTrait) -> Result<Vec<Uuid>> {
+    let rows = db
+        .query_all_raw(statement(
+            db,
+            "WITH moves AS ( \
+                SELECT id, transaction_id, posted_at, source_wallet_id AS wallet_id, \
+                    CASE source_bucket WHEN 'available' THEN -amount_micros ELSE 0 END AS available, \
+                    CASE source_bucket WHEN 'pending' THEN -amount_micros ELSE 0 END AS pending, \
+                    CASE source_bucket WHEN 'staked' THEN -amount_micros ELSE 0 END AS staked, \
+                    source_available_after AS available_after, source_pending_after AS pending_after, \
+                    source_staked_after AS staked_after \
+                FROM ledger_entries WHERE source_wallet_id IS NOT NULL \
+                UNION ALL \
+                SELECT id, transaction_id, posted_at, destination_wallet_id, \
+                    CASE destination_bucket WHEN 'available' THEN amount_micros ELSE 0 END, \
+                    CASE destination_bucket WHEN 'pending' THEN amount_micros ELSE 0 END, \
+                    CASE destination_bucket WHEN 'staked' THEN amount_micros ELSE 0 END, \
+                    destination_available_after, destination_pending_after, destination_staked_after \
+                FROM ledger_entries WHERE destination_wallet_id IS NOT NULL \
+            ), postings AS ( \
+                SELECT wallet_id, MAX(id) AS last_id, \
+                    SUM(available) AS available, SUM(pending) AS pending, SUM(staked) AS staked, \
+                    SUM(CASE WHEN available_after IS NULL OR pending_after IS NULL OR staked_after IS NULL \
+                        THEN 1 ELSE 0 END) AS missing, \
+                    MIN(available_after) AS available_low, MAX(available_after) AS available_high, \
+                    MIN(pending_after) AS pending_low, MAX(pending_after) AS pending_high, \
+                    MIN(staked_after) AS staked_low, MAX(staked_after) AS staked_high \
+                FROM moves GROUP BY wallet_id, transaction_id, posted_at \
+            ), running AS ( \
+                SELECT wallet_id, missing, available_low, available_high, pending_low, pending_high, \
+                    staked_low, staked_high, \
+                    SUM(available) OVER w AS available, SUM(pending) OVER w AS pending, \
+                    SUM(staked) OVER w AS staked \
+                FROM postings WINDOW w AS (PARTITION BY wallet_id ORDER BY last_id ROWS UNBOUNDED PRECEDING) \
+            ) \
+            SELECT DISTINCT wallet_id FROM running WHERE missing > 0 \
+                OR available_low <> available OR available_high <> available \
+                OR pending_low <> pending OR pending_high <> pending \
+                OR staked_low <> staked OR staked_high <> staked \
+            ORDER BY wallet_id LIMIT ?",
+            vec![(MAX_IDS as i64).into()],
+        ))
+        .await
+        .map_err(classify)?;
+    rows.iter()
+        .map(|row| row.try_get("", "wallet_id").map_err(classify))
+        .collect()
+}

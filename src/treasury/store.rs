@@ -17,8 +17,8 @@ use super::domain::{
     SystemAccount, Transaction, TransactionFilter, TransactionKind, TransactionStatus,
 };
 use super::entities::{
-    allocation_policy, idempotency_key, ledger_entry, ledger_transaction, system_account,
-    wallet_balance,
+    allocation_policy, idempotency_key, ledger_entry, ledger_transaction,
+    ledger_transaction_wallet, system_account, wallet_balance,
 };
 use crate::db::classify;
 use crate::error::Error;
@@ -263,6 +263,48 @@ pub(super) async fn find_idempotency_keys(
             )
         })
         .collect())
+}
+
+/// An entry as a batch writes it: its leg, and the buckets of each wallet
+/// it moves once its posting (its transaction's legs in this batch) was
+/// applied, so that a balance as of a time is one row away (migration
+/// 000018). `None` on a system side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct NewEntry {
+    pub transaction: Uuid,
+    pub leg: Leg,
+    pub source_after: Option<Balance>,
+    pub destination_after: Option<Balance>,
+}
+
+/// What a batch adds to the ledger's totals: per kind and status, the
+/// change in the number of transactions and in their volume, and the change
+/// in what all wallets hold and have staked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct TotalsChange {
+    pub kinds: BTreeMap<(TransactionKind, TransactionStatus), KindChange>,
+    pub held: i64,
+    pub staked: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct KindChange {
+    pub transactions: i64,
+    pub micros: i64,
+}
+
+impl TotalsChange {
+    pub(super) fn add(
+        &mut self,
+        kind: TransactionKind,
+        status: TransactionStatus,
+        sign: i64,
+        micros: i64,
+    ) {
+        let change = self.kinds.entry((kind, status)).or_default();
+        change.transactions += sign;
+        change.micros += sign * micros;
+    }
 }
 
 #[derive(Debug)]
@@ -621,18 +663,19 @@ fn side(account: Account) -> (Option<Uuid>, Option<&'static str>) {
 
 pub(super) async fn insert_entries(
     db: &impl ConnectionTrait,
-    entries: &[(Uuid, Leg)],
+    entries: &[NewEntry],
     posted_at: DateTime<Utc>,
 ) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    ledger_entry::Entity::insert_many(entries.iter().map(|(transaction, leg)| {
+    ledger_entry::Entity::insert_many(entries.iter().map(|entry| {
+        let leg = entry.leg;
         let (source_wallet, source_system) = side(leg.from.0);
         let (destination_wallet, destination_system) = side(leg.to.0);
         ledger_entry::ActiveModel {
             id: NotSet,
-            transaction_id: Set(*transaction),
+            transaction_id: Set(entry.transaction),
             source_wallet_id: Set(source_wallet),
             source_system: Set(source_system.map(str::to_owned)),
             source_bucket: Set(leg.from.1.as_str().to_owned()),
@@ -641,6 +684,12 @@ pub(super) async fn insert_entries(
             destination_bucket: Set(leg.to.1.as_str().to_owned()),
             amount_micros: Set(leg.micros),
             posted_at: Set(posted_at),
+            source_available_after: Set(entry.source_after.map(|b| b.available)),
+            source_pending_after: Set(entry.source_after.map(|b| b.pending)),
+            source_staked_after: Set(entry.source_after.map(|b| b.staked)),
+            destination_available_after: Set(entry.destination_after.map(|b| b.available)),
+            destination_pending_after: Set(entry.destination_after.map(|b| b.pending)),
+            destination_staked_after: Set(entry.destination_after.map(|b| b.staked)),
         }
     }))
     .exec_without_returning(db)
@@ -649,21 +698,72 @@ pub(super) async fn insert_entries(
     Ok(())
 }
 
+/// SQLite's half of [`write_batch`] for the wallets a transaction moves
+/// besides the two it names.
+async fn insert_other_wallets(db: &impl ConnectionTrait, others: &[(Uuid, Uuid)]) -> Result<()> {
+    if others.is_empty() {
+        return Ok(());
+    }
+    ledger_transaction_wallet::Entity::insert_many(others.iter().map(|(transaction, wallet)| {
+        ledger_transaction_wallet::ActiveModel {
+            wallet_id: Set(*wallet),
+            transaction_id: Set(*transaction),
+        }
+    }))
+    .exec_without_returning(db)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// SQLite's half of [`write_batch`] for the totals: one upsert per row.
+async fn add_totals(db: &impl ConnectionTrait, slot: i16, totals: &TotalsChange) -> Result<()> {
+    for ((kind, status), change) in &totals.kinds {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO ledger_kind_totals AS t (slot, kind, status, transactions, micros) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (slot, kind, status) DO UPDATE SET transactions = t.transactions + excluded.transactions, \
+             micros = t.micros + excluded.micros",
+            [
+                slot.into(),
+                kind.as_str().into(),
+                status.as_str().into(),
+                change.transactions.into(),
+                change.micros.into(),
+            ],
+        ))
+        .await
+        .map_err(classify)?;
+    }
+    if totals.held != 0 || totals.staked != 0 {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO ledger_wallet_totals AS t (slot, held_micros, staked_micros) VALUES (?, ?, ?) \
+             ON CONFLICT (slot) DO UPDATE SET held_micros = t.held_micros + excluded.held_micros, \
+             staked_micros = t.staked_micros + excluded.staked_micros",
+            [slot.into(), totals.held.into(), totals.staked.into()],
+        ))
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
 /// What a settled batch writes besides resolutions and system balances:
-/// the wallet balances that moved, the new transactions, their entries and
-/// the idempotency keys that name them.
+/// the wallet balances that moved, the new transactions, their entries, the
+/// wallets they move besides the two they name, the idempotency keys that
+/// name them, and what all that adds to the totals of `slot`.
 pub(super) struct BatchWrites<'a> {
     pub wallet_balances: &'a [(Uuid, Balance)],
     pub transactions: &'a [Transaction],
-    pub entries: &'a [(Uuid, Leg)],
+    pub entries: &'a [NewEntry],
+    pub other_wallets: &'a [(Uuid, Uuid)],
     pub keys: Vec<NewIdempotencyKey>,
+    pub totals: &'a TotalsChange,
+    pub slot: i16,
     pub posted_at: DateTime<Utc>,
 }
 
-/// Writes a batch. On PostgreSQL that is one statement whatever the batch
-/// holds (a round trip each, and a plan per row count, were most of a
-/// batch's time); SQLite runs in-process, where statements cost no round
-/// trip.
 pub(super) async fn write_batch(db: &impl ConnectionTrait, writes: BatchWrites<'_>) -> Result<()> {
     if db.get_database_backend() == DbBackend::Postgres {
         return write_batch_postgres(db, writes).await;
@@ -672,13 +772,18 @@ pub(super) async fn write_batch(db: &impl ConnectionTrait, writes: BatchWrites<'
         wallet_balances,
         transactions,
         entries,
+        other_wallets,
         keys,
+        totals,
+        slot,
         posted_at,
     } = writes;
     update_wallet_balances(db, wallet_balances).await?;
     insert_transactions(db, transactions).await?;
     insert_entries(db, entries, posted_at).await?;
-    insert_idempotency_keys(db, keys, posted_at).await
+    insert_other_wallets(db, other_wallets).await?;
+    insert_idempotency_keys(db, keys, posted_at).await?;
+    add_totals(db, slot, totals).await
 }
 
 /// An entry as `write_batch_postgres` sends it.
@@ -692,6 +797,36 @@ struct EntryRow {
     destination_system: Option<&'static str>,
     destination_bucket: &'static str,
     amount_micros: i64,
+    source_available_after: Option<i64>,
+    source_pending_after: Option<i64>,
+    source_staked_after: Option<i64>,
+    destination_available_after: Option<i64>,
+    destination_pending_after: Option<i64>,
+    destination_staked_after: Option<i64>,
+}
+
+impl From<&NewEntry> for EntryRow {
+    fn from(entry: &NewEntry) -> Self {
+        let leg = entry.leg;
+        let (source_wallet_id, source_system) = side(leg.from.0);
+        let (destination_wallet_id, destination_system) = side(leg.to.0);
+        Self {
+            transaction_id: entry.transaction,
+            source_wallet_id,
+            source_system,
+            source_bucket: leg.from.1.as_str(),
+            destination_wallet_id,
+            destination_system,
+            destination_bucket: leg.to.1.as_str(),
+            amount_micros: leg.micros,
+            source_available_after: entry.source_after.map(|b| b.available),
+            source_pending_after: entry.source_after.map(|b| b.pending),
+            source_staked_after: entry.source_after.map(|b| b.staked),
+            destination_available_after: entry.destination_after.map(|b| b.available),
+            destination_pending_after: entry.destination_after.map(|b| b.pending),
+            destination_staked_after: entry.destination_after.map(|b| b.staked),
+        }
+    }
 }
 
 /// The batch in one statement of data-modifying CTEs. Rows with nullable
@@ -705,26 +840,13 @@ async fn write_batch_postgres(db: &impl ConnectionTrait, writes: BatchWrites<'_>
         wallet_balances,
         transactions,
         entries,
+        other_wallets,
         keys,
+        totals,
+        slot,
         posted_at,
     } = writes;
-    let entry_rows: Vec<EntryRow> = entries
-        .iter()
-        .map(|(transaction, leg)| {
-            let (source_wallet_id, source_system) = side(leg.from.0);
-            let (destination_wallet_id, destination_system) = side(leg.to.0);
-            EntryRow {
-                transaction_id: *transaction,
-                source_wallet_id,
-                source_system,
-                source_bucket: leg.from.1.as_str(),
-                destination_wallet_id,
-                destination_system,
-                destination_bucket: leg.to.1.as_str(),
-                amount_micros: leg.micros,
-            }
-        })
-        .collect();
+    let entry_rows: Vec<EntryRow> = entries.iter().map(EntryRow::from).collect();
     let transaction_rows: Vec<ledger_transaction::Model> =
         transactions.iter().map(transaction_to_row).collect();
     let transactions_json = rows_json(&transaction_rows)?;
@@ -733,11 +855,15 @@ async fn write_batch_postgres(db: &impl ConnectionTrait, writes: BatchWrites<'_>
     let available: Vec<i64> = wallet_balances.iter().map(|(_, b)| b.available).collect();
     let pending: Vec<i64> = wallet_balances.iter().map(|(_, b)| b.pending).collect();
     let staked: Vec<i64> = wallet_balances.iter().map(|(_, b)| b.staked).collect();
+    let holdings_moved = totals.held != 0 || totals.staked != 0;
     let expected = [
         wallet_ids.len(),
         transaction_rows.len(),
         entry_rows.len(),
         keys.len(),
+        other_wallets.len(),
+        totals.kinds.len(),
+        usize::from(holdings_moved),
     ];
     let mut callers = Vec::with_capacity(keys.len());
     let mut request_ids = Vec::with_capacity(keys.len());
@@ -750,6 +876,18 @@ async fn write_batch_postgres(db: &impl ConnectionTrait, writes: BatchWrites<'_>
         operations.push(key.operation.to_owned());
         fingerprints.push(key.fingerprint);
         key_transactions.push(key.transaction);
+    }
+    let other_transactions: Vec<Uuid> = other_wallets.iter().map(|(t, _)| *t).collect();
+    let other_wallet_ids: Vec<Uuid> = other_wallets.iter().map(|(_, w)| *w).collect();
+    let mut kinds = Vec::with_capacity(totals.kinds.len());
+    let mut statuses = Vec::with_capacity(totals.kinds.len());
+    let mut counts = Vec::with_capacity(totals.kinds.len());
+    let mut volumes = Vec::with_capacity(totals.kinds.len());
+    for ((kind, status), change) in &totals.kinds {
+        kinds.push(kind.as_str().to_owned());
+        statuses.push(status.as_str().to_owned());
+        counts.push(change.transactions);
+        volumes.push(change.micros);
     }
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
@@ -768,12 +906,21 @@ async fn write_batch_postgres(db: &impl ConnectionTrait, writes: BatchWrites<'_>
                 operations.into(),
                 fingerprints.into(),
                 key_transactions.into(),
+                other_transactions.into(),
+                other_wallet_ids.into(),
+                slot.into(),
+                kinds.into(),
+                statuses.into(),
+                counts.into(),
+                volumes.into(),
+                totals.held.into(),
+                totals.staked.into(),
             ],
         ))
         .await
         .map_err(classify)?
         .ok_or_else(|| Error::internal("the batch write returned no row"))?;
-    let mut written = [0usize; 4];
+    let mut written = [0usize; 7];
     for (index, count) in written.iter_mut().enumerate() {
         let value: i64 = row
             .try_get_by_index(index)
@@ -782,7 +929,8 @@ async fn write_batch_postgres(db: &impl ConnectionTrait, writes: BatchWrites<'_>
     }
     if written != expected {
         return Err(Error::internal(format!(
-            "the batch wrote {written:?} rows (wallets, transactions, entries, keys) of {expected:?}"
+            "the batch wrote {written:?} rows (wallets, transactions, entries, keys, other wallets, \
+             kind totals, wallet totals) of {expected:?}"
         )));
     }
     Ok(())
@@ -794,7 +942,10 @@ fn rows_json(rows: &impl serde::Serialize) -> Result<String> {
         .map_err(|error| Error::internal(format!("encoding a batch: {error}")))
 }
 
-/// `write_batch_postgres`'s one statement.
+/// `write_batch_postgres`'s one statement. The totals are upserts adding
+/// this batch's deltas to its slot's rows (at most one row per kind and
+/// status, so no row is touched twice by the statement); a batch that moved
+/// nothing wallets hold writes no wallet-totals row.
 const WRITE_BATCH: &str = "\
 WITH balances AS (
     UPDATE wallets AS w
@@ -809,12 +960,18 @@ WITH balances AS (
     RETURNING 1
 ), entries AS (
     INSERT INTO ledger_entries (transaction_id, source_wallet_id, source_system, source_bucket,
-        destination_wallet_id, destination_system, destination_bucket, amount_micros, posted_at)
+        destination_wallet_id, destination_system, destination_bucket, amount_micros, posted_at,
+        source_available_after, source_pending_after, source_staked_after,
+        destination_available_after, destination_pending_after, destination_staked_after)
     SELECT e.transaction_id, e.source_wallet_id, e.source_system, e.source_bucket,
-        e.destination_wallet_id, e.destination_system, e.destination_bucket, e.amount_micros, $7::timestamptz
+        e.destination_wallet_id, e.destination_system, e.destination_bucket, e.amount_micros, $7::timestamptz,
+        e.source_available_after, e.source_pending_after, e.source_staked_after,
+        e.destination_available_after, e.destination_pending_after, e.destination_staked_after
     FROM json_to_recordset($6::json) AS e(transaction_id uuid, source_wallet_id uuid, source_system text,
         source_bucket text, destination_wallet_id uuid, destination_system text, destination_bucket text,
-        amount_micros bigint)
+        amount_micros bigint, source_available_after bigint, source_pending_after bigint,
+        source_staked_after bigint, destination_available_after bigint, destination_pending_after bigint,
+        destination_staked_after bigint)
     RETURNING 1
 ), keys AS (
     INSERT INTO idempotency_keys (caller_id, request_id, operation, fingerprint, transaction_id, created_at)
@@ -822,9 +979,27 @@ WITH balances AS (
     FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::text[], $12::uuid[])
         AS k(caller_id, request_id, operation, fingerprint, transaction_id)
     RETURNING 1
+), others AS (
+    INSERT INTO ledger_transaction_wallets (transaction_id, wallet_id)
+    SELECT * FROM UNNEST($13::uuid[], $14::uuid[])
+    RETURNING 1
+), kind_totals AS (
+    INSERT INTO ledger_kind_totals AS t (slot, kind, status, transactions, micros)
+    SELECT $15::smallint, c.kind, c.status, c.transactions, c.micros
+    FROM UNNEST($16::text[], $17::text[], $18::bigint[], $19::bigint[]) AS c(kind, status, transactions, micros)
+    ON CONFLICT (slot, kind, status) DO UPDATE SET transactions = t.transactions + EXCLUDED.transactions,
+        micros = t.micros + EXCLUDED.micros
+    RETURNING 1
+), wallet_totals AS (
+    INSERT INTO ledger_wallet_totals AS t (slot, held_micros, staked_micros)
+    SELECT $15::smallint, $20::bigint, $21::bigint WHERE $20::bigint <> 0 OR $21::bigint <> 0
+    ON CONFLICT (slot) DO UPDATE SET held_micros = t.held_micros + EXCLUDED.held_micros,
+        staked_micros = t.staked_micros + EXCLUDED.staked_micros
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM balances), (SELECT count(*) FROM transactions),
-    (SELECT count(*) FROM entries), (SELECT count(*) FROM keys)";
+    (SELECT count(*) FROM entries), (SELECT count(*) FROM keys), (SELECT count(*) FROM others),
+    (SELECT count(*) FROM kind_totals), (SELECT count(*) FROM wallet_totals)";
 
 pub(super) async fn find_transaction(
     db: &impl ConnectionTrait,
@@ -844,86 +1019,149 @@ pub(super) async fn find_transaction(
 }
 
 /// Newest first: the cursor is the last id of the previous page.
+///
+/// A transaction is a wallet's when it names the wallet as its source or
+/// destination, or moves it otherwise (a multi-transfer's payees, kept in
+/// `ledger_transaction_wallets`). Each of the three is its own query that an
+/// index answers in id order, stopping after a page; the page is the newest
+/// of their union. One query with `OR` would have to find and sort every
+/// transaction of the wallet first.
 pub(super) async fn list_transactions(
     db: &impl ConnectionTrait,
     filter: &TransactionFilter,
     page: &PageRequest,
 ) -> Result<Vec<Transaction>> {
     use ledger_transaction::Column;
-    let owned_wallets = |owner: Uuid| {
+    let limit = page.fetch_limit();
+    let owned = |owner: Uuid| {
         wallet_balance::Entity::find()
             .select_only()
             .column(wallet_balance::Column::Id)
             .filter(wallet_balance::Column::OwnerId.eq(owner))
             .into_query()
     };
-    // A multi-transfer names only its source; its payees are in its entries.
-    let paid_to = |wallets: sea_orm::sea_query::SelectStatement| {
-        Condition::all()
-            .add(Column::Kind.eq(TransactionKind::MultiTransfer.as_str()))
-            .add(
-                Column::Id.in_subquery(
-                    ledger_entry::Entity::find()
-                        .select_only()
-                        .column(ledger_entry::Column::TransactionId)
-                        .filter(ledger_entry::Column::DestinationWalletId.in_subquery(wallets))
-                        .into_query(),
-                ),
-            )
+    let owners = |owner: Option<Uuid>| {
+        owner.map(|owner| {
+            Condition::any()
+                .add(Column::FromWalletId.in_subquery(owned(owner)))
+                .add(Column::ToWalletId.in_subquery(owned(owner)))
+                .add(
+                    Column::Id.in_subquery(
+                        ledger_transaction_wallet::Entity::find()
+                            .select_only()
+                            .column(ledger_transaction_wallet::Column::TransactionId)
+                            .filter(
+                                ledger_transaction_wallet::Column::WalletId
+                                    .in_subquery(owned(owner)),
+                            )
+                            .into_query(),
+                    ),
+                )
+        })
     };
-    let one_wallet = |wallet: Uuid| {
-        wallet_balance::Entity::find()
-            .select_only()
-            .column(wallet_balance::Column::Id)
-            .filter(wallet_balance::Column::Id.eq(wallet))
-            .into_query()
+    // Every filter but the wallet, newest first, a page at most.
+    let filtered = |after: Option<Uuid>| {
+        ledger_transaction::Entity::find()
+            .apply_if(owners(filter.owner), |query, owner| query.filter(owner))
+            .apply_if(filter.kind, |query, kind| {
+                query.filter(Column::Kind.eq(kind.as_str()))
+            })
+            .apply_if(filter.status, |query, status| {
+                query.filter(Column::Status.eq(status.as_str()))
+            })
+            .apply_if(filter.start, |query, start| {
+                query.filter(Column::CreatedAt.gte(start))
+            })
+            .apply_if(filter.end, |query, end| {
+                query.filter(Column::CreatedAt.lt(end))
+            })
+            .apply_if(
+                metadata_condition(db, &filter.metadata),
+                |query, condition| query.filter(condition),
+            )
+            .apply_if(after, |query, after| query.filter(Column::Id.lt(after)))
+            .order_by_desc(Column::Id)
+            .limit(limit)
     };
-    let mut transactions = ledger_transaction::Entity::find()
-        .apply_if(filter.wallet, |query, wallet| {
-            query.filter(
-                Condition::any()
-                    .add(Column::FromWalletId.eq(wallet))
-                    .add(Column::ToWalletId.eq(wallet))
-                    .add(paid_to(one_wallet(wallet))),
-            )
-        })
-        .apply_if(filter.owner, |query, owner| {
-            query.filter(
-                Condition::any()
-                    .add(Column::FromWalletId.in_subquery(owned_wallets(owner)))
-                    .add(Column::ToWalletId.in_subquery(owned_wallets(owner)))
-                    .add(paid_to(owned_wallets(owner))),
-            )
-        })
-        .apply_if(filter.kind, |query, kind| {
-            query.filter(Column::Kind.eq(kind.as_str()))
-        })
-        .apply_if(filter.status, |query, status| {
-            query.filter(Column::Status.eq(status.as_str()))
-        })
-        .apply_if(filter.start, |query, start| {
-            query.filter(Column::CreatedAt.gte(start))
-        })
-        .apply_if(filter.end, |query, end| {
-            query.filter(Column::CreatedAt.lt(end))
-        })
-        .apply_if(
-            metadata_condition(db, &filter.metadata),
-            |query, condition| query.filter(condition),
-        )
-        .apply_if(page.after, |query, after| {
-            query.filter(Column::Id.lt(after))
-        })
-        .order_by_desc(Column::Id)
-        .limit(page.fetch_limit())
-        .all(db)
-        .await
-        .map_err(classify)?
+    let mut rows = match filter.wallet {
+        None => filtered(page.after).all(db).await.map_err(classify)?,
+        Some(wallet) => {
+            let mut rows = filtered(page.after)
+                .filter(Column::FromWalletId.eq(wallet))
+                .all(db)
+                .await
+                .map_err(classify)?;
+            rows.extend(
+                filtered(page.after)
+                    .filter(Column::ToWalletId.eq(wallet))
+                    .all(db)
+                    .await
+                    .map_err(classify)?,
+            );
+            rows.extend(
+                moving(db, wallet, page.after, limit, |ids, after| {
+                    filtered(after).filter(Column::Id.is_in(ids))
+                })
+                .await?,
+            );
+            rows
+        }
+    };
+    rows.sort_unstable_by_key(|row| std::cmp::Reverse(row.id));
+    rows.dedup_by_key(|row| row.id);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut transactions = rows
         .into_iter()
         .map(transaction_from_row)
         .collect::<Result<Vec<_>>>()?;
     attach_reversed_by(db, &mut transactions).await?;
     Ok(transactions)
+}
+
+/// Ids read per step while looking for the transactions that move a wallet
+/// besides the two they name.
+const MOVING_CHUNK: u64 = 500;
+
+/// Up to `limit` of the transactions that move `wallet` without naming it,
+/// newest first, below `after`, that `matching` (the other filters) keeps.
+/// Their ids come from the wallet's own index range, a chunk at a time, and
+/// only those are looked up: a query joining the two would let the planner
+/// walk the whole ledger backwards looking for the few that match.
+async fn moving(
+    db: &impl ConnectionTrait,
+    wallet: Uuid,
+    after: Option<Uuid>,
+    limit: u64,
+    matching: impl Fn(Vec<Uuid>, Option<Uuid>) -> sea_orm::Select<ledger_transaction::Entity>,
+) -> Result<Vec<ledger_transaction::Model>> {
+    use ledger_transaction_wallet::Column;
+    let mut found: Vec<ledger_transaction::Model> = Vec::new();
+    let mut below = after;
+    loop {
+        let ids: Vec<Uuid> = ledger_transaction_wallet::Entity::find()
+            .select_only()
+            .column(Column::TransactionId)
+            .filter(Column::WalletId.eq(wallet))
+            .apply_if(below, |query, below| {
+                query.filter(Column::TransactionId.lt(below))
+            })
+            .order_by_desc(Column::TransactionId)
+            .limit(MOVING_CHUNK)
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(classify)?;
+        let Some(last) = ids.last().copied() else {
+            break;
+        };
+        let complete = (ids.len() as u64) < MOVING_CHUNK;
+        found.extend(matching(ids, after).all(db).await.map_err(classify)?);
+        if found.len() as u64 >= limit || complete {
+            break;
+        }
+        below = Some(last);
+    }
+    Ok(found)
 }
 
 /// Every pair must match: the key at the top level of the metadata object
@@ -978,50 +1216,72 @@ pub(super) async fn find_wallet_owner_and_balance(
         }))
 }
 
-/// A wallet's balances as of `at`, from its entries: what arrived in each
-/// bucket minus what left it. Integer sums, exact on both backends.
+/// A wallet's balances as of `at`: the running balances on its newest
+/// entry posted by then, as the source or as the destination (two index
+/// lookups, whatever the length of its history). Zero before its first.
 pub(super) async fn wallet_balance_as_of(
     db: &impl ConnectionTrait,
     id: Uuid,
     at: DateTime<Utc>,
 ) -> Result<Balance> {
     use ledger_entry::Column;
-    let incoming: Vec<(String, i64)> = ledger_entry::Entity::find()
-        .select_only()
-        .column(Column::DestinationBucket)
-        .column_as(Expr::cust("CAST(SUM(amount_micros) AS BIGINT)"), "total")
-        .filter(Column::DestinationWalletId.eq(id))
-        .filter(Column::PostedAt.lte(at))
-        .group_by(Column::DestinationBucket)
-        .into_tuple()
-        .all(db)
+    let newest = |wallet: Column| {
+        ledger_entry::Entity::find()
+            .filter(wallet.eq(id))
+            .filter(Column::PostedAt.lte(at))
+            .order_by_desc(Column::PostedAt)
+            .order_by_desc(Column::Id)
+            .one(db)
+    };
+    let as_source = newest(Column::SourceWalletId).await.map_err(classify)?;
+    let as_destination = newest(Column::DestinationWalletId)
         .await
         .map_err(classify)?;
-    let outgoing: Vec<(String, i64)> = ledger_entry::Entity::find()
-        .select_only()
-        .column(Column::SourceBucket)
-        .column_as(Expr::cust("CAST(SUM(amount_micros) AS BIGINT)"), "total")
-        .filter(Column::SourceWalletId.eq(id))
-        .filter(Column::PostedAt.lte(at))
-        .group_by(Column::SourceBucket)
-        .into_tuple()
-        .all(db)
-        .await
-        .map_err(classify)?;
-    let mut balance = Balance::default();
-    for (sign, rows) in [(1, incoming), (-1, outgoing)] {
-        for (bucket, total) in rows {
-            let slot = match Bucket::parse(&bucket).ok_or_else(|| corrupt("bucket", &bucket))? {
-                Bucket::Available => &mut balance.available,
-                Bucket::Pending => &mut balance.pending,
-                Bucket::Staked => &mut balance.staked,
-            };
-            *slot += sign * total;
+    let newest = match (as_source, as_destination) {
+        (Some(source), Some(destination)) => {
+            if (source.posted_at, source.id) > (destination.posted_at, destination.id) {
+                Some((source, true))
+            } else {
+                Some((destination, false))
+            }
         }
+        (Some(source), None) => Some((source, true)),
+        (None, Some(destination)) => Some((destination, false)),
+        (None, None) => None,
+    };
+    let Some((entry, as_source)) = newest else {
+        return Ok(Balance::default());
+    };
+    let after = if as_source {
+        (
+            entry.source_available_after,
+            entry.source_pending_after,
+            entry.source_staked_after,
+        )
+    } else {
+        (
+            entry.destination_available_after,
+            entry.destination_pending_after,
+            entry.destination_staked_after,
+        )
+    };
+    match after {
+        (Some(available), Some(pending), Some(staked)) => Ok(Balance {
+            available,
+            pending,
+            staked,
+        }),
+        _ => Err(Error::internal(format!(
+            "ledger entry {} has no running balance for wallet {id}",
+            entry.id
+        ))),
     }
-    Ok(balance)
 }
 
+/// The summary from what the batches keep: the system accounts' balances
+/// and the totals of every slot (migration 000018), a few dozen rows
+/// however long the ledger. The compliance report checks the totals
+/// against the rows.
 pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> Result<Summary> {
     let system = system_account::Entity::find()
         .all(db)
@@ -1034,51 +1294,23 @@ pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> R
                 .ok_or_else(|| corrupt("system account", &row.code))
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
-    let backend = db.get_database_backend();
-    let wallets = db
-        .query_one_raw(Statement::from_string(
-            backend,
-            "SELECT CAST(COALESCE(SUM(available_micros + pending_micros + staked_micros), 0) AS BIGINT) AS held, \
-             CAST(COALESCE(SUM(staked_micros), 0) AS BIGINT) AS staked FROM wallets",
-        ))
-        .await
-        .map_err(classify)?;
-    let (held, staked) = match wallets {
-        Some(row) => (
-            row.try_get::<i64>("", "held").map_err(classify)?,
-            row.try_get::<i64>("", "staked").map_err(classify)?,
-        ),
-        None => (0, 0),
-    };
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT kind, status, CAST(COUNT(*) AS BIGINT) AS transactions, CAST(COALESCE(SUM(amount_azr_micros), 0) AS BIGINT) AS volume \
-             FROM ledger_transactions GROUP BY kind, status",
-        ))
-        .await
-        .map_err(classify)?;
+    let (held, staked) = kept_wallet_totals(db).await?;
     let mut by_kind: BTreeMap<TransactionKind, KindTotals> = TransactionKind::ALL
         .iter()
         .map(|kind| (*kind, KindTotals::default()))
         .collect();
-    for row in rows {
-        let kind: String = row.try_get("", "kind").map_err(classify)?;
-        let status: String = row.try_get("", "status").map_err(classify)?;
-        let count: i64 = row.try_get("", "transactions").map_err(classify)?;
-        let volume: i64 = row.try_get("", "volume").map_err(classify)?;
-        let kind = TransactionKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
+    for ((kind, status), change) in kept_kind_totals(db).await? {
         let totals = by_kind.entry(kind).or_default();
-        match TransactionStatus::parse(&status).ok_or_else(|| corrupt("status", &status))? {
+        match status {
             TransactionStatus::Confirmed => {
-                totals.confirmed_count = count;
-                totals.confirmed_micros = volume;
+                totals.confirmed_count = change.transactions;
+                totals.confirmed_micros = change.micros;
             }
             TransactionStatus::Pending => {
-                totals.pending_count = count;
-                totals.pending_micros = volume;
+                totals.pending_count = change.transactions;
+                totals.pending_micros = change.micros;
             }
-            TransactionStatus::Failed => totals.failed_count = count,
+            TransactionStatus::Failed => totals.failed_count = change.transactions,
         }
     }
     Ok(Summary {
@@ -1088,6 +1320,93 @@ pub(super) async fn summary(db: &impl ConnectionTrait, policy_version: i32) -> R
         by_kind,
         policy_version,
     })
+}
+
+/// The kind totals as kept, summed over slots.
+pub(super) async fn kept_kind_totals(
+    db: &impl ConnectionTrait,
+) -> Result<BTreeMap<(TransactionKind, TransactionStatus), KindChange>> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT kind, status, CAST(SUM(transactions) AS BIGINT) AS transactions, \
+             CAST(SUM(micros) AS BIGINT) AS micros FROM ledger_kind_totals GROUP BY kind, status",
+        ))
+        .await
+        .map_err(classify)?;
+    kind_totals_from_rows(&rows)
+}
+
+/// The same totals counted from the transactions themselves.
+pub(super) async fn counted_kind_totals(
+    db: &impl ConnectionTrait,
+) -> Result<BTreeMap<(TransactionKind, TransactionStatus), KindChange>> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT kind, status, CAST(COUNT(*) AS BIGINT) AS transactions, \
+             CAST(COALESCE(SUM(amount_azr_micros), 0) AS BIGINT) AS micros \
+             FROM ledger_transactions GROUP BY kind, status",
+        ))
+        .await
+        .map_err(classify)?;
+    kind_totals_from_rows(&rows)
+}
+
+fn kind_totals_from_rows(
+    rows: &[sea_orm::QueryResult],
+) -> Result<BTreeMap<(TransactionKind, TransactionStatus), KindChange>> {
+    let mut totals = BTreeMap::new();
+    for row in rows {
+        let kind: String = row.try_get("", "kind").map_err(classify)?;
+        let status: String = row.try_get("", "status").map_err(classify)?;
+        let change = KindChange {
+            transactions: row.try_get("", "transactions").map_err(classify)?,
+            micros: row.try_get("", "micros").map_err(classify)?,
+        };
+        let kind = TransactionKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?;
+        let status = TransactionStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?;
+        // A kind and status whose slots net to nothing reads as absent, as
+        // it does when counted.
+        if change != KindChange::default() {
+            totals.insert((kind, status), change);
+        }
+    }
+    Ok(totals)
+}
+
+/// What wallets hold and have staked, as kept, summed over slots.
+pub(super) async fn kept_wallet_totals(db: &impl ConnectionTrait) -> Result<(i64, i64)> {
+    wallet_sums(
+        db,
+        "SELECT CAST(COALESCE(SUM(held_micros), 0) AS BIGINT) AS held, \
+         CAST(COALESCE(SUM(staked_micros), 0) AS BIGINT) AS staked FROM ledger_wallet_totals",
+    )
+    .await
+}
+
+/// The same, summed over the wallets themselves.
+pub(super) async fn counted_wallet_totals(db: &impl ConnectionTrait) -> Result<(i64, i64)> {
+    wallet_sums(
+        db,
+        "SELECT CAST(COALESCE(SUM(available_micros + pending_micros + staked_micros), 0) AS BIGINT) AS held, \
+         CAST(COALESCE(SUM(staked_micros), 0) AS BIGINT) AS staked FROM wallets",
+    )
+    .await
+}
+
+async fn wallet_sums(db: &impl ConnectionTrait, sql: &str) -> Result<(i64, i64)> {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .map_err(classify)?;
+    match row {
+        Some(row) => Ok((
+            row.try_get::<i64>("", "held").map_err(classify)?,
+            row.try_get::<i64>("", "staked").map_err(classify)?,
+        )),
+        None => Ok((0, 0)),
+    }
 }
 
 /// A batch of transfers as stored: its fingerprint and each item's result

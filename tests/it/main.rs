@@ -24,6 +24,7 @@ mod malformed;
 mod metadata_queries;
 mod mining;
 mod multi_transfers;
+mod read_models;
 mod resilience;
 mod retries;
 mod reversals;

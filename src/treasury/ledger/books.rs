@@ -127,6 +127,26 @@ impl Books {
         changed
     }
 
+    /// How much more all the locked wallets hold, and have staked, than
+    /// when they were locked (what the batch adds to the ledger's wallet
+    /// totals). Every balance fits an i64 and so does the whole supply.
+    pub(super) fn wallet_totals_change(&self) -> (i64, i64) {
+        let (mut held, mut staked) = (0i128, 0i128);
+        for (id, wallet) in &self.wallets {
+            let locked = self.locked_wallets.get(id).copied().unwrap_or_default();
+            let now = wallet.balance;
+            held += i128::from(now.available) + i128::from(now.pending) + i128::from(now.staked)
+                - i128::from(locked.available)
+                - i128::from(locked.pending)
+                - i128::from(locked.staked);
+            staked += i128::from(now.staked) - i128::from(locked.staked);
+        }
+        (
+            i64::try_from(held).unwrap_or(i64::MAX),
+            i64::try_from(staked).unwrap_or(i64::MAX),
+        )
+    }
+
     /// The system accounts whose balances differ from what was locked, in
     /// code order.
     pub(super) fn changed_system(&self) -> Vec<(SystemAccount, i64)> {

@@ -17,9 +17,10 @@ use super::plan::{Context, Plan, plan};
 use crate::cache::{Generation, Invalidation};
 use crate::error::Error;
 use crate::treasury::domain::{
-    AllocationPolicy, Balance, BatchMode, Command, Leg, SystemAccount, Transaction,
+    Account, AllocationPolicy, Balance, BatchMode, Command, SystemAccount, Transaction,
+    TransactionStatus,
 };
-use crate::treasury::store::{NewIdempotencyKey, NewTransferBatch};
+use crate::treasury::store::{NewEntry, NewIdempotencyKey, NewTransferBatch, TotalsChange};
 
 /// The fate of one command.
 #[derive(Debug)]
@@ -51,9 +52,15 @@ pub(super) struct Settlement {
     pub(super) created: Vec<Transaction>,
     /// Pending transactions confirmed or failed: their new state.
     pub(super) resolved: Vec<Transaction>,
-    /// Balanced entries, each with its transaction.
-    pub(super) entries: Vec<(Uuid, Leg)>,
+    /// Balanced entries, each with its transaction and the running
+    /// balances of the wallets it moves.
+    pub(super) entries: Vec<NewEntry>,
+    /// (transaction, wallet): the wallets a new transaction moves besides
+    /// the two it names.
+    pub(super) other_wallets: Vec<(Uuid, Uuid)>,
     pub(super) new_keys: Vec<NewIdempotencyKey>,
+    /// What the batch adds to the ledger's totals.
+    pub(super) totals: TotalsChange,
     /// The wallets that moved and, if any transaction was created or
     /// resolved, the ledger totals. Replays add theirs when written.
     pub(super) invalidation: Invalidation,
@@ -91,6 +98,7 @@ pub(super) fn settle_groups(
         created: Vec::new(),
         resolved: Vec::new(),
         entries: Vec::new(),
+        other_wallets: Vec::new(),
         new_keys: Vec::new(),
         claimed_groups: HashMap::new(),
         groups: Vec::with_capacity(spans.len()),
@@ -137,7 +145,8 @@ struct Batch<'a> {
     claimed_keys: HashMap<(Uuid, String), (String, Uuid)>,
     created: Vec<Transaction>,
     resolved: Vec<Transaction>,
-    entries: Vec<(Uuid, Leg)>,
+    entries: Vec<NewEntry>,
+    other_wallets: Vec<(Uuid, Uuid)>,
     new_keys: Vec<NewIdempotencyKey>,
     /// Groups applied earlier in this batch: key → (fingerprint, results).
     claimed_groups: HashMap<(Uuid, String), (String, Vec<StoredItem>)>,
@@ -152,6 +161,7 @@ struct Checkpoint {
     created: usize,
     resolved: usize,
     entries: usize,
+    other_wallets: usize,
     new_keys: usize,
 }
 
@@ -194,6 +204,7 @@ impl Batch<'_> {
             created: self.created.len(),
             resolved: self.resolved.len(),
             entries: self.entries.len(),
+            other_wallets: self.other_wallets.len(),
             new_keys: self.new_keys.len(),
         });
         let mut results = Vec::with_capacity(items.len());
@@ -242,6 +253,7 @@ impl Batch<'_> {
         self.created.truncate(checkpoint.created);
         self.resolved.truncate(checkpoint.resolved);
         self.entries.truncate(checkpoint.entries);
+        self.other_wallets.truncate(checkpoint.other_wallets);
         for key in self.new_keys.drain(checkpoint.new_keys..) {
             self.claimed_keys.remove(&(key.caller, key.request_id));
         }
@@ -299,8 +311,33 @@ impl Batch<'_> {
             legs,
             resolves,
         } = planned;
-        self.entries
-            .extend(legs.into_iter().map(|leg| (transaction.id, leg)));
+        // The books now stand after this posting: its running balances.
+        let books = &self.inputs.books;
+        let after = |account: Account| match account {
+            Account::Wallet(id) => books.wallet(&id).map(|wallet| wallet.balance),
+            Account::System(_) => None,
+        };
+        for leg in &legs {
+            self.entries.push(NewEntry {
+                transaction: transaction.id,
+                leg: *leg,
+                source_after: after(leg.from.0),
+                destination_after: after(leg.to.0),
+            });
+        }
+        if !resolves {
+            let named = [transaction.from_wallet, transaction.to_wallet];
+            for leg in &legs {
+                for account in [leg.from.0, leg.to.0] {
+                    if let Account::Wallet(wallet) = account
+                        && !named.contains(&Some(wallet))
+                        && !self.other_wallets.contains(&(transaction.id, wallet))
+                    {
+                        self.other_wallets.push((transaction.id, wallet));
+                    }
+                }
+            }
+        }
         self.claimed_keys.insert(
             (caller, request_id.clone()),
             (fingerprint.clone(), transaction.id),
@@ -338,6 +375,28 @@ impl Batch<'_> {
 
     fn finish(self, outcomes: Vec<Outcome>) -> Settlement {
         let wallet_balances = self.inputs.books.changed_wallets();
+        let (held, staked) = self.inputs.books.wallet_totals_change();
+        let mut totals = TotalsChange {
+            held,
+            staked,
+            ..TotalsChange::default()
+        };
+        for created in &self.created {
+            totals.add(created.kind, created.status, 1, created.amount_micros);
+        }
+        // Only a pending transaction is resolved.
+        for resolved in &self.resolved {
+            totals.add(
+                resolved.kind,
+                TransactionStatus::Pending,
+                -1,
+                resolved.amount_micros,
+            );
+            totals.add(resolved.kind, resolved.status, 1, resolved.amount_micros);
+        }
+        totals
+            .kinds
+            .retain(|_, change| *change != Default::default());
         let mut invalidation = Invalidation::of(
             wallet_balances
                 .iter()
@@ -354,7 +413,9 @@ impl Batch<'_> {
             created: self.created,
             resolved: self.resolved,
             entries: self.entries,
+            other_wallets: self.other_wallets,
             new_keys: self.new_keys,
+            totals,
             invalidation,
             groups: self.groups,
             new_groups: self.new_groups,

@@ -22,7 +22,7 @@ use crate::treasury::domain::{
     Account, AllocationPolicy, Balance, BatchMode, Bucket, BurnSource, Command, Leg, Note,
     SystemAccount, Transaction, TransactionKind, TransactionStatus,
 };
-use crate::treasury::store::LockedWallet;
+use crate::treasury::store::{LockedWallet, TotalsChange};
 
 const AZR: i64 = 1_000_000;
 
@@ -229,8 +229,11 @@ impl Store {
                 self.transactions.get_mut(&original).unwrap().reversed_by = Some(written.id);
             }
         }
-        for (transaction, leg) in &settlement.entries {
-            self.entries.entry(*transaction).or_default().push(*leg);
+        for entry in &settlement.entries {
+            self.entries
+                .entry(entry.transaction)
+                .or_default()
+                .push(entry.leg);
         }
         for key in &settlement.new_keys {
             self.keys.insert(
@@ -282,6 +285,15 @@ fn invalid_field(outcome: &Outcome) -> String {
     }
 }
 
+/// The entries as (transaction, leg), without their running balances.
+fn legs(settlement: &Settlement) -> Vec<(Uuid, Leg)> {
+    settlement
+        .entries
+        .iter()
+        .map(|entry| (entry.transaction, entry.leg))
+        .collect()
+}
+
 /// What the entries move into (positive) and out of (negative) each bucket.
 fn net(entries: &[(Uuid, Leg)]) -> BTreeMap<(Account, Bucket), i64> {
     let mut net = BTreeMap::new();
@@ -316,7 +328,77 @@ fn assert_entries_explain_balances(before: &Store, settlement: &Settlement) {
             after - before.system(*account),
         );
     }
-    assert_eq!(net(&settlement.entries), moved);
+    assert_eq!(net(&legs(settlement)), moved);
+}
+
+/// Every entry carries the balances of the wallets it moves once its
+/// posting (its transaction's legs, which are consecutive) was applied to
+/// the books as locked; a system side carries none.
+fn assert_running_balances(before: &Store, settlement: &Settlement) {
+    let mut books: HashMap<Uuid, Balance> = HashMap::new();
+    let entries = &settlement.entries;
+    let mut start = 0;
+    while start < entries.len() {
+        let transaction = entries[start].transaction;
+        let end = start
+            + entries[start..]
+                .iter()
+                .take_while(|entry| entry.transaction == transaction)
+                .count();
+        for entry in &entries[start..end] {
+            for ((account, bucket), sign) in [(entry.leg.from, -1), (entry.leg.to, 1)] {
+                if let Account::Wallet(id) = account {
+                    let balance = books.entry(id).or_insert_with(|| before.balance(id));
+                    let slot = match bucket {
+                        Bucket::Available => &mut balance.available,
+                        Bucket::Pending => &mut balance.pending,
+                        Bucket::Staked => &mut balance.staked,
+                    };
+                    *slot += sign * entry.leg.micros;
+                }
+            }
+        }
+        for entry in &entries[start..end] {
+            for (account, after) in [
+                (entry.leg.from.0, entry.source_after),
+                (entry.leg.to.0, entry.destination_after),
+            ] {
+                match account {
+                    Account::Wallet(id) => assert_eq!(after, Some(books[&id]), "{entry:?}"),
+                    Account::System(_) => assert_eq!(after, None, "{entry:?}"),
+                }
+            }
+        }
+        start = end;
+    }
+}
+
+/// The totals a batch adds are its new transactions, its resolutions (out
+/// of pending) and what the wallets it wrote gained.
+fn assert_totals(before: &Store, settlement: &Settlement) {
+    let mut expected = TotalsChange::default();
+    for created in &settlement.created {
+        expected.add(created.kind, created.status, 1, created.amount_micros);
+    }
+    for resolved in &settlement.resolved {
+        expected.add(
+            resolved.kind,
+            TransactionStatus::Pending,
+            -1,
+            resolved.amount_micros,
+        );
+        expected.add(resolved.kind, resolved.status, 1, resolved.amount_micros);
+    }
+    expected
+        .kinds
+        .retain(|_, change| *change != Default::default());
+    for (id, after) in &settlement.wallet_balances {
+        let was = before.balance(*id);
+        expected.held += (after.available + after.pending + after.staked)
+            - (was.available + was.pending + was.staked);
+        expected.staked += after.staked - was.staked;
+    }
+    assert_eq!(settlement.totals, expected);
 }
 
 fn settle_checked(store: &mut Store, requests: &[Request]) -> Settlement {
@@ -329,6 +411,8 @@ fn settle_checked(store: &mut Store, requests: &[Request]) -> Settlement {
     };
     let settlement = store.settle(requests);
     assert_entries_explain_balances(&before, &settlement);
+    assert_running_balances(&before, &settlement);
+    assert_totals(&before, &settlement);
     settlement
 }
 
@@ -351,7 +435,7 @@ fn a_transfer_moves_available_balance_and_writes_one_balanced_entry() {
     assert_eq!(moved.request_id, "t-1");
     assert_eq!((moved.created_at, moved.confirmed_at), (now(), Some(now())));
     assert_eq!(
-        settlement.entries,
+        legs(&settlement),
         vec![(
             moved.id,
             Leg {
@@ -568,7 +652,7 @@ fn a_mint_splits_its_amount_by_the_policy_and_its_entries_sum_to_the_amount() {
         settlement
             .entries
             .iter()
-            .map(|(_, leg)| leg.micros)
+            .map(|entry| entry.leg.micros)
             .sum::<i64>(),
         100 * AZR
     );
@@ -814,7 +898,7 @@ fn a_withdrawal_holds_the_amount_in_pending_until_it_is_resolved() {
         Some("0x00000000000000000000000000000000000000aa")
     );
     assert_eq!(
-        settlement.entries,
+        legs(&settlement),
         vec![(
             held.id,
             Leg {
@@ -1338,7 +1422,7 @@ fn a_reversal_posts_the_originals_entries_negated_once_even_twice_in_one_batch()
         (Some(to), Some(from))
     );
     assert_eq!(
-        settlement.entries,
+        legs(&settlement),
         [(
             reversal.id,
             Leg {

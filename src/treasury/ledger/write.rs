@@ -1,7 +1,9 @@
 //! Writing a settled batch, in the caller's database transaction: the
-//! balances that moved, the new and resolved transactions, the entries and
-//! the idempotency keys; then the originals of replayed requests are read
+//! balances that moved, the new and resolved transactions, the entries,
+//! the idempotency keys and the totals; then the originals of replayed requests are read
 //! back, which may be rows this batch has just written.
+
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
@@ -24,7 +26,9 @@ pub(super) async fn write(
         created,
         resolved,
         entries,
+        other_wallets,
         new_keys,
+        totals,
         mut invalidation,
         groups,
         new_groups,
@@ -43,7 +47,10 @@ pub(super) async fn write(
             wallet_balances: &wallet_balances,
             transactions: &created,
             entries: &entries,
+            other_wallets: &other_wallets,
             keys: new_keys,
+            totals: &totals,
+            slot: next_slot(),
             posted_at,
         },
     )
@@ -66,6 +73,19 @@ pub(super) async fn write(
         invalidation,
         groups,
     })
+}
+
+/// How many rows each total is spread over. Each batch adds to the rows of
+/// one slot, taken in turn, so that batches in flight together (one per
+/// ledger writer, and the services that post in their own transactions)
+/// rarely wait for each other's commit on the same rows; sharing a slot is
+/// only slower, never wrong.
+const TOTALS_SLOTS: u16 = 16;
+
+fn next_slot() -> i16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Below 16: fits.
+    (NEXT.fetch_add(1, Ordering::Relaxed) % TOTALS_SLOTS) as i16
 }
 
 async fn replayed(

@@ -394,12 +394,145 @@ pub(crate) mod money {
             .all(&app.db)
             .await
             .unwrap();
-        for transaction in transactions {
+        for transaction in &transactions {
             assert_eq!(
                 transaction.amount_usd_micros, transaction.amount_azr_micros,
                 "peg"
             );
         }
+        assert_running_balances(&entries);
+        assert_kept_totals(app, &transactions, &wallets).await;
+    }
+
+    /// Every entry carries the balances its wallets had once its posting
+    /// (its transaction's entries of one batch, one posting time) applied:
+    /// replayed here in entry order from zero.
+    fn assert_running_balances(entries: &[ledger_entry::Model]) {
+        type Buckets = (i64, i64, i64);
+        let mut running: BTreeMap<uuid::Uuid, Buckets> = BTreeMap::new();
+        let mut entries: Vec<&ledger_entry::Model> = entries.iter().collect();
+        entries.sort_by_key(|entry| entry.id);
+        let add = |buckets: &mut Buckets, bucket: &str, micros: i64| match bucket {
+            "available" => buckets.0 += micros,
+            "pending" => buckets.1 += micros,
+            _ => buckets.2 += micros,
+        };
+        let mut start = 0;
+        while start < entries.len() {
+            let posting = (entries[start].transaction_id, entries[start].posted_at);
+            let end = start
+                + entries[start..]
+                    .iter()
+                    .take_while(|entry| (entry.transaction_id, entry.posted_at) == posting)
+                    .count();
+            for entry in &entries[start..end] {
+                if let Some(wallet) = entry.source_wallet_id {
+                    add(
+                        running.entry(wallet).or_default(),
+                        &entry.source_bucket,
+                        -entry.amount_micros,
+                    );
+                }
+                if let Some(wallet) = entry.destination_wallet_id {
+                    add(
+                        running.entry(wallet).or_default(),
+                        &entry.destination_bucket,
+                        entry.amount_micros,
+                    );
+                }
+            }
+            for entry in &entries[start..end] {
+                let source = (
+                    entry.source_available_after,
+                    entry.source_pending_after,
+                    entry.source_staked_after,
+                );
+                let destination = (
+                    entry.destination_available_after,
+                    entry.destination_pending_after,
+                    entry.destination_staked_after,
+                );
+                for (wallet, after) in [
+                    (entry.source_wallet_id, source),
+                    (entry.destination_wallet_id, destination),
+                ] {
+                    let expected = wallet.map(|wallet| running[&wallet]);
+                    let stored = match after {
+                        (Some(a), Some(p), Some(s)) => Some((a, p, s)),
+                        (None, None, None) => None,
+                        partial => panic!(
+                            "entry {} has partial running balances {partial:?}",
+                            entry.id
+                        ),
+                    };
+                    assert_eq!(stored, expected, "entry {}'s running balances", entry.id);
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// The totals the summary reads, summed over their slots, are those the
+    /// rows give.
+    async fn assert_kept_totals(
+        app: &TestApp,
+        transactions: &[ledger_transaction::Model],
+        wallets: &[wallet::Model],
+    ) {
+        use sea_orm::{ConnectionTrait, Statement};
+        let backend = app.db.get_database_backend();
+        let mut counted: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+        for transaction in transactions {
+            let totals = counted
+                .entry((transaction.kind.clone(), transaction.status.clone()))
+                .or_default();
+            totals.0 += 1;
+            totals.1 += transaction.amount_azr_micros;
+        }
+        let mut kept: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+        for row in app
+            .db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT kind, status, transactions, micros FROM ledger_kind_totals",
+            ))
+            .await
+            .unwrap()
+        {
+            let totals = kept
+                .entry((
+                    row.try_get("", "kind").unwrap(),
+                    row.try_get("", "status").unwrap(),
+                ))
+                .or_default();
+            totals.0 += row.try_get::<i64>("", "transactions").unwrap();
+            totals.1 += row.try_get::<i64>("", "micros").unwrap();
+        }
+        kept.retain(|_, totals| *totals != (0, 0));
+        assert_eq!(kept, counted, "kept totals per kind and status");
+        let (mut held, mut staked) = (0i64, 0i64);
+        for row in app
+            .db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT held_micros, staked_micros FROM ledger_wallet_totals",
+            ))
+            .await
+            .unwrap()
+        {
+            held += row.try_get::<i64>("", "held_micros").unwrap();
+            staked += row.try_get::<i64>("", "staked_micros").unwrap();
+        }
+        let counted_held: i64 = wallets
+            .iter()
+            .map(|row| row.available_micros + row.pending_micros + row.staked_micros)
+            .sum();
+        let counted_staked: i64 = wallets.iter().map(|row| row.staked_micros).sum();
+        assert_eq!(
+            (held, staked),
+            (counted_held, counted_staked),
+            "kept wallet totals"
+        );
     }
 
     /// The audit events recorded for a resource type, oldest first, as
