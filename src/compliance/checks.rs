@@ -14,6 +14,8 @@ use crate::audit;
 use crate::error::Error;
 use crate::identity::directory::{self, WalletHolder};
 use crate::identity::domain::KycStatus;
+use crate::mining::domain::HourTotals;
+use crate::mining::reports::{self as mining_reports, RollupMismatch};
 use crate::money::format_azr;
 use crate::treasury::reports::{self, AccountBucket, Balances, WalletTransfer};
 
@@ -42,6 +44,7 @@ pub(super) async fn run_all(
         kyc_large_transfers(db, kyc_threshold_micros, start, end).await?,
         settlements_match_ledger(db).await?,
         reversals_mirror_originals(db, start, end).await?,
+        mining_rollups_match_samples(db, start, end).await?,
     ])
 }
 
@@ -77,6 +80,9 @@ pub(super) fn recommendation(check: &str) -> &'static str {
         }
         "reversals_mirror_originals" => {
             "Freeze reversals and reconcile the listed reversals with the transactions they name; an entry was changed outside the ledger."
+        }
+        "mining_rollups_match_samples" => {
+            "Mining performance figures are off for the listed hours: rebuild their rollups from the samples and review recent direct database changes."
         }
         _ => "Investigate the findings.",
     }
@@ -330,6 +336,48 @@ async fn reversals_mirror_originals(
         Severity::Critical,
         findings,
     ))
+}
+
+/// Every hourly rollup of mining samples that overlaps the period equals
+/// its hour's samples, recomputed from scratch. A warning, not critical:
+/// the rollups answer performance reports, and no money moves by them.
+async fn mining_rollups_match_samples(
+    db: &DatabaseTransaction,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Check> {
+    let findings = mining_reports::rollups_not_matching_samples(db, start, end)
+        .await?
+        .iter()
+        .map(rollup_finding)
+        .collect();
+    Ok(Check::new(
+        "mining_rollups_match_samples",
+        Severity::Warning,
+        findings,
+    ))
+}
+
+fn rollup_finding(mismatch: &RollupMismatch) -> String {
+    let describe = |totals: Option<HourTotals>| match totals {
+        Some(totals) => format!(
+            "{} samples, {} accepted and {} rejected shares, {} USD earned, hashrate sum {}, power sum {}",
+            totals.samples,
+            totals.shares_accepted,
+            totals.shares_rejected,
+            format_azr(totals.earnings_micros),
+            totals.hashrate_sum,
+            totals.power_sum
+        ),
+        None => "nothing".to_owned(),
+    };
+    format!(
+        "mining session {} in the hour from {}: the rollup holds {}, its samples add up to {}",
+        mismatch.session,
+        mismatch.hour_start.to_rfc3339(),
+        describe(mismatch.stored),
+        describe(mismatch.recomputed)
+    )
 }
 
 #[cfg(test)]
