@@ -1,6 +1,5 @@
-//! Hourly rollups of mining samples, so that `GetMiningPerformance` costs
-//! the number of session-hours in its window instead of the number of
-//! samples.
+//! Hourly rollups of mining samples, so that `GetMiningPerformance` no
+//! longer costs the number of samples in its window.
 //!
 //! One row per session and hour (`hour`: whole hours since 1970-01-01T00:00Z,
 //! the hour a sample's time falls in) holds the count and the sums of that
@@ -10,6 +9,11 @@
 //! recomputes them from the samples as a check (`mining_rollups_match_samples`).
 //! An integer hour rather than a timestamp because it compares the same on
 //! both backends, where SQLite timestamps are text.
+//!
+//! A window answers the sessions it holds whole from their running totals
+//! (one row each), so only the sessions across its start or end read
+//! rollups; an index on `mining_sessions.last_sample_at` finds the sessions
+//! sampled since a window's start.
 //!
 //! `up` backfills the rows from the samples already stored. The SQLite hour
 //! comes from the first 19 characters of the stored time (RFC 3339 in UTC,
@@ -60,8 +64,12 @@ fn up_statements(d: Dialect) -> Vec<String> {
                 PRIMARY KEY (session_id, hour){integers}
             )"
         ),
-        // The performance window reads a range of hours across sessions.
+        // The compliance check reads a range of hours across sessions.
         "CREATE INDEX mining_sample_rollups_hour_idx ON mining_sample_rollups (hour, session_id)"
+            .to_owned(),
+        // The performance window starts from the sessions sampled since its
+        // start.
+        "CREATE INDEX mining_sessions_last_sample_at_idx ON mining_sessions (last_sample_at)"
             .to_owned(),
         format!(
             "INSERT INTO mining_sample_rollups (session_id, hour, sample_count, hashrate_sum, \
@@ -80,7 +88,10 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let down = &["DROP TABLE mining_sample_rollups"];
+        let down = &[
+            "DROP INDEX mining_sessions_last_sample_at_idx",
+            "DROP TABLE mining_sample_rollups",
+        ];
         crate::sql::run(manager, down, down).await
     }
 }

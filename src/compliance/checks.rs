@@ -339,18 +339,33 @@ async fn reversals_mirror_originals(
 }
 
 /// Every hourly rollup of mining samples that overlaps the period equals
-/// its hour's samples, recomputed from scratch. A warning, not critical:
-/// the rollups answer performance reports, and no money moves by them.
+/// its hour's samples, recomputed from scratch, and the running totals of
+/// every session sampled in the period equal the sums of its rollups (both
+/// answer performance figures). A warning, not critical: no money moves by
+/// them; a session's earnings are minted from its samples' stream.
 async fn mining_rollups_match_samples(
     db: &DatabaseTransaction,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Check> {
-    let findings = mining_reports::rollups_not_matching_samples(db, start, end)
+    let mut findings: Vec<String> = mining_reports::rollups_not_matching_samples(db, start, end)
         .await?
         .iter()
         .map(rollup_finding)
         .collect();
+    findings.extend(
+        mining_reports::session_totals_not_matching_rollups(db, start, end)
+            .await?
+            .iter()
+            .map(|mismatch| {
+                format!(
+                    "mining session {}: its running totals say {}, its rollups add up to {}",
+                    mismatch.session,
+                    describe_totals(Some(mismatch.totals)),
+                    describe_totals(Some(mismatch.rollups))
+                )
+            }),
+    );
     Ok(Check::new(
         "mining_rollups_match_samples",
         Severity::Warning,
@@ -358,8 +373,8 @@ async fn mining_rollups_match_samples(
     ))
 }
 
-fn rollup_finding(mismatch: &RollupMismatch) -> String {
-    let describe = |totals: Option<HourTotals>| match totals {
+fn describe_totals(totals: Option<HourTotals>) -> String {
+    match totals {
         Some(totals) => format!(
             "{} samples, {} accepted and {} rejected shares, {} USD earned, hashrate sum {}, power sum {}",
             totals.samples,
@@ -370,13 +385,16 @@ fn rollup_finding(mismatch: &RollupMismatch) -> String {
             totals.power_sum
         ),
         None => "nothing".to_owned(),
-    };
+    }
+}
+
+fn rollup_finding(mismatch: &RollupMismatch) -> String {
     format!(
         "mining session {} in the hour from {}: the rollup holds {}, its samples add up to {}",
         mismatch.session,
         mismatch.hour_start.to_rfc3339(),
-        describe(mismatch.stored),
-        describe(mismatch.recomputed)
+        describe_totals(mismatch.stored),
+        describe_totals(mismatch.recomputed)
     )
 }
 

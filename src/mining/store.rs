@@ -271,10 +271,12 @@ pub(super) async fn add_to_rollups(
 }
 
 /// Aggregates the samples in `[start, end)` per algorithm and per pool (the
-/// columns of `mining_sessions`), both from one read: the whole hours of
-/// the window from the rollups, its partial hours at the edges from the
-/// samples ([`WindowParts`]), so the cost follows the number of
-/// session-hours in the window, not the number of samples.
+/// columns of `mining_sessions`), both from one read whose cost follows the
+/// number of sessions in the window, not the number of samples: a session
+/// whose samples all lie inside (it started at or after `start`, its last
+/// sample is before `end`) from its running totals; a session across either
+/// end of the window from its hourly rollups of the window's whole hours and
+/// its raw samples of the partial hours at the edges ([`WindowParts`]).
 pub(super) async fn performance(
     db: &impl ConnectionTrait,
     start: DateTime<Utc>,
@@ -319,6 +321,13 @@ struct SessionSums {
 /// as samples arrive), with the rank of its algorithm and of its pool in
 /// the database's order; [`group_sessions`] adds them up in i128, so no
 /// number of sessions can overflow them in SQL.
+///
+/// `overlapping` holds the sessions that may have samples in the window: a
+/// session's samples are never before its start (RecordStatistics refuses
+/// them), so one with a sample in the window started before `end` and was
+/// last sampled at or after `start`. A session's totals, rollups and
+/// samples are written in one transaction, so this one statement sees them
+/// agree.
 fn performance_statement(
     db: &impl ConnectionTrait,
     start: DateTime<Utc>,
@@ -329,40 +338,52 @@ fn performance_statement(
         whole_hours: (first_hour, last_hour),
         edges: [(left_from, left_to), (right_from, right_to)],
     } = WindowParts::of(start, end);
-    let mut values: Vec<Value> = vec![
+    let mut values: Vec<Value> = vec![start.into(), end.into(), start.into(), end.into()];
+    let miner_clause = match miner {
+        Some(miner) => {
+            values.push(miner.into());
+            "AND miner_id = ?"
+        }
+        None => "",
+    };
+    values.extend([
         first_hour.into(),
         last_hour.into(),
         left_from.into(),
         left_to.into(),
         right_from.into(),
         right_to.into(),
-    ];
-    let miner_clause = match miner {
-        Some(miner) => {
-            values.push(miner.into());
-            "WHERE s.miner_id = ?"
-        }
-        None => "",
-    };
-    let raw = "SELECT session_id, 1 AS samples, hashrate_mhs AS hashrate, power_watts AS power, \
-               shares_accepted, shares_rejected, earnings_micros FROM mining_samples \
-               WHERE sampled_at >= ? AND sampled_at < ?";
+    ]);
+    let edge = "SELECT m.session_id, 1, m.hashrate_mhs, m.power_watts, m.shares_accepted, \
+                m.shares_rejected, m.earnings_micros \
+                FROM mining_samples m JOIN overlapping o ON o.id = m.session_id \
+                WHERE o.inside = 0 AND m.sampled_at >= ? AND m.sampled_at < ?";
     let sql = format!(
-        "SELECT s.algorithm AS algorithm, s.pool_name AS pool_name, \
-         DENSE_RANK() OVER (ORDER BY s.algorithm) AS algorithm_rank, \
-         DENSE_RANK() OVER (ORDER BY s.pool_name) AS pool_rank, \
+        "WITH overlapping AS (\
+             SELECT id, algorithm, pool_name, \
+             CASE WHEN started_at >= ? AND last_sample_at < ? THEN 1 ELSE 0 END AS inside, \
+             sample_count, hashrate_sum, power_sum, shares_accepted, shares_rejected, earnings_micros \
+             FROM mining_sessions WHERE last_sample_at >= ? AND started_at < ? {miner_clause}\
+         ), sums (session_id, samples, hashrate, power, shares_accepted, shares_rejected, earnings_micros) AS (\
+             SELECT id, sample_count, hashrate_sum, power_sum, shares_accepted, shares_rejected, \
+             earnings_micros FROM overlapping WHERE inside = 1 \
+             UNION ALL \
+             SELECT r.session_id, r.sample_count, r.hashrate_sum, r.power_sum, r.shares_accepted, \
+             r.shares_rejected, r.earnings_micros \
+             FROM overlapping o JOIN mining_sample_rollups r ON r.session_id = o.id \
+             WHERE o.inside = 0 AND r.hour >= ? AND r.hour < ? \
+             UNION ALL {edge} UNION ALL {edge}\
+         ) \
+         SELECT o.algorithm AS algorithm, o.pool_name AS pool_name, \
+         DENSE_RANK() OVER (ORDER BY o.algorithm) AS algorithm_rank, \
+         DENSE_RANK() OVER (ORDER BY o.pool_name) AS pool_rank, \
          CAST(SUM(w.samples) AS BIGINT) AS samples, \
          SUM(w.hashrate) AS hashrate, SUM(w.power) AS power, \
          CAST(SUM(w.shares_accepted) AS BIGINT) AS shares_accepted, \
          CAST(SUM(w.shares_rejected) AS BIGINT) AS shares_rejected, \
          CAST(SUM(w.earnings_micros) AS BIGINT) AS earnings_micros \
-         FROM (\
-             SELECT session_id, sample_count AS samples, hashrate_sum AS hashrate, power_sum AS power, \
-             shares_accepted, shares_rejected, earnings_micros FROM mining_sample_rollups \
-             WHERE hour >= ? AND hour < ? \
-             UNION ALL {raw} UNION ALL {raw}\
-         ) w JOIN mining_sessions s ON s.id = w.session_id {miner_clause} \
-         GROUP BY s.id, s.algorithm, s.pool_name"
+         FROM sums w JOIN overlapping o ON o.id = w.session_id \
+         GROUP BY o.id, o.algorithm, o.pool_name"
     );
     statement(db, &sql, values)
 }

@@ -45,11 +45,11 @@ struct Sent {
 /// A performance row as the API reports it.
 type Figures = (String, i64, i64, f64, f64, f64, i64);
 
-/// A session of `miner` (key `key`, id `miner_id`) started `hours_ago` whole
-/// hours before this hour, with samples every `every` from `offset` after
-/// that start until now, streamed in several RecordStatistics calls so that
-/// rollup rows are both inserted and added to. Measurements are small
-/// multiples of 1/2, so every sum of them is exact in any order.
+/// A session of a miner (key, id, wallet) started at `base`, with samples
+/// every `every` from `offset` after that start until now, and at `extra`,
+/// streamed in several RecordStatistics calls so that rollup rows are both
+/// inserted and added to. Measurements are small multiples of 1/2, so
+/// every sum of them is exact in any order.
 #[allow(clippy::too_many_arguments)]
 async fn session_with_samples(
     app: &TestApp,
@@ -257,7 +257,8 @@ async fn performance(
 }
 
 /// Three sessions of one miner and one of another, over the last four
-/// hours, with samples on and just before hour boundaries.
+/// hours (one of them started 85 minutes later), with samples on and just
+/// before hour boundaries.
 async fn four_hours_of_samples(app: &TestApp) -> (Vec<Sent>, String, String, DateTime<Utc>) {
     let (alice_id, alice, alice_wallet) = app.member_with_wallet("alice").await;
     let (bob_id, bob, bob_wallet) = app.member_with_wallet("bob").await;
@@ -293,14 +294,15 @@ async fn four_hours_of_samples(app: &TestApp) -> (Vec<Sent>, String, String, Dat
         )
         .await,
     );
+    // Started later: a window from before its start holds it whole.
     sent.extend(
         session_with_samples(
             app,
             alice_rig,
             "sha256",
             "beta",
-            base,
-            Duration::minutes(90),
+            base + Duration::minutes(85),
+            Duration::minutes(5),
             Duration::minutes(13),
             &on_the_hour[1..3],
         )
@@ -336,7 +338,8 @@ async fn performance_over_any_window_is_what_its_samples_say(backend: Backend) {
             at(120) - Duration::microseconds(1),
             at(120) + Duration::microseconds(1),
         ),
-        ("everything", at(-60), at(300)),
+        ("one session whole, the others across its start", at(80), at(300)),
+        ("every session whole", at(-60), at(300)),
     ];
     for (name, start, end) in windows {
         for (caller, miner) in [(&app.admin_key, None), (&alice, Some(alice_id.as_str()))] {
@@ -414,15 +417,23 @@ async fn the_compliance_report_recomputes_the_rollups_and_flags_a_changed_one(ba
     .await;
     let check = rollup_check(&app, base).await;
     assert!(!check.passed);
-    assert_eq!(check.findings.len(), 1, "{:?}", check.findings);
+    // The row differs from its samples, and the session's totals from its
+    // rows.
+    assert_eq!(check.findings.len(), 2, "{:?}", check.findings);
     let hour_start = (base + Duration::hours(1)).to_rfc3339();
     assert!(
         check.findings[0].contains(&session.to_string()) && check.findings[0].contains(&hour_start),
         "{:?}",
         check.findings
     );
+    assert!(
+        check.findings[1].contains(&session.to_string())
+            && check.findings[1].contains("its running totals say"),
+        "{:?}",
+        check.findings
+    );
 
-    // And a row gone: its samples add up to something, the rollup to nothing.
+    // A row gone: its samples add up to something, the rollup to nothing.
     execute(
         &app,
         "DELETE FROM mining_sample_rollups WHERE session_id = ? AND hour = ?",
@@ -430,12 +441,34 @@ async fn the_compliance_report_recomputes_the_rollups_and_flags_a_changed_one(ba
     )
     .await;
     let check = rollup_check(&app, base).await;
-    assert_eq!(check.findings.len(), 2, "{:?}", check.findings);
+    assert_eq!(check.findings.len(), 3, "{:?}", check.findings);
     assert!(
         check
             .findings
             .iter()
             .any(|finding| finding.contains("the rollup holds nothing")),
+        "{:?}",
+        check.findings
+    );
+
+    // Another session's running totals changed: a window holding it whole
+    // reads them.
+    let other = sent
+        .iter()
+        .map(|sample| uuid::Uuid::parse_str(&sample.session).unwrap())
+        .find(|other| *other != session)
+        .unwrap();
+    execute(
+        &app,
+        "UPDATE mining_sessions SET sample_count = sample_count + 1 WHERE id = ?",
+        vec![other.into()],
+    )
+    .await;
+    let check = rollup_check(&app, base).await;
+    assert_eq!(check.findings.len(), 4, "{:?}", check.findings);
+    assert!(
+        check.findings.iter().any(|finding| finding
+            .contains(&format!("mining session {other}: its running totals say"))),
         "{:?}",
         check.findings
     );
