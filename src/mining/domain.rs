@@ -492,7 +492,10 @@ mod tests {
         let parts = WindowParts::of(at("2026-12-01T10:00:00Z"), at("2026-12-01T13:00:00Z"));
         assert_eq!(
             parts.whole_hours,
-            (hour_of(at("2026-12-01T10:00:00Z")), hour_of(at("2026-12-01T13:00:00Z")))
+            (
+                hour_of(at("2026-12-01T10:00:00Z")),
+                hour_of(at("2026-12-01T13:00:00Z"))
+            )
         );
         assert_eq!(parts.whole_hours.1 - parts.whole_hours.0, 3);
         for (from, to) in parts.edges {

@@ -6,8 +6,8 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::domain::{
-    ALLOWED_CLOCK_SKEW_SECONDS, HourTotals, NewSession, Performance, PerformanceWindow, RecordedSamples,
-    Sample, Session, SessionFilter, SessionStatus, SessionWatch, Statistics,
+    ALLOWED_CLOCK_SKEW_SECONDS, HourTotals, NewSession, Performance, PerformanceWindow,
+    RecordedSamples, Sample, Session, SessionFilter, SessionStatus, SessionWatch, Statistics,
 };
 use super::store;
 use crate::audit::{Audited, Begun, Change, Replay};

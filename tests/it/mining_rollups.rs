@@ -338,7 +338,11 @@ async fn performance_over_any_window_is_what_its_samples_say(backend: Backend) {
             at(120) - Duration::microseconds(1),
             at(120) + Duration::microseconds(1),
         ),
-        ("one session whole, the others across its start", at(80), at(300)),
+        (
+            "one session whole, the others across its start",
+            at(80),
+            at(300),
+        ),
         ("every session whole", at(-60), at(300)),
     ];
     for (name, start, end) in windows {
@@ -467,8 +471,11 @@ async fn the_compliance_report_recomputes_the_rollups_and_flags_a_changed_one(ba
     let check = rollup_check(&app, base).await;
     assert_eq!(check.findings.len(), 4, "{:?}", check.findings);
     assert!(
-        check.findings.iter().any(|finding| finding
-            .contains(&format!("mining session {other}: its running totals say"))),
+        check
+            .findings
+            .iter()
+            .any(|finding| finding
+                .contains(&format!("mining session {other}: its running totals say"))),
         "{:?}",
         check.findings
     );
