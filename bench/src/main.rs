@@ -19,13 +19,17 @@
 //! concurrent clients, reporting transfers and batches per second.
 //!
 //! `azora-bench samples` streams mining samples (RecordStatistics) from
-//! concurrent rigs, each with its own session.
+//! concurrent rigs, each with its own session; with `--preload-samples N`
+//! it first loads a history of N samples by bulk SQL and times
+//! GetMiningPerformance over it, against the statements it ran before the
+//! hourly rollups.
 //!
 //! The database, the in-process server and the setup calls are the
 //! `azora-testkit` crate's, which the integration tests use too.
 
 mod batches;
 mod history;
+mod mining_history;
 mod phase;
 mod reads;
 mod samples;
@@ -131,6 +135,13 @@ enum Bench {
         /// Samples per stream message.
         #[arg(long, default_value_t = 500)]
         batch: usize,
+        /// Historical samples to load by bulk SQL first (e.g. 1000000),
+        /// then time GetMiningPerformance over them, then stream.
+        #[arg(long, default_value_t = 0)]
+        preload_samples: u64,
+        /// Sessions the preloaded samples are spread over.
+        #[arg(long, default_value_t = 1000)]
+        preload_sessions: usize,
         /// PostgreSQL server; the bench creates its own database on it.
         #[arg(
             long,
@@ -255,8 +266,20 @@ async fn main() -> anyhow::Result<()> {
             duration,
             stream,
             batch,
+            preload_samples,
+            preload_sessions,
             ..
-        } => samples::run(rigs, duration, stream, batch, &database_url).await,
+        } => {
+            let options = samples::Options {
+                rigs,
+                duration,
+                stream_size: stream,
+                batch,
+                preload_samples,
+                preload_sessions: preload_sessions.max(1),
+            };
+            samples::run(options, &database_url).await
+        }
         Bench::Reads {
             clients,
             duration,

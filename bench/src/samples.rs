@@ -1,5 +1,7 @@
 //! `azora-bench samples`: mining samples streamed by concurrent rigs
-//! (RecordStatistics), each with its own session and connection.
+//! (RecordStatistics), each with its own session and connection; first,
+//! with `--preload-samples`, GetMiningPerformance over a long history
+//! ([`mining_history`]).
 
 use std::time::{Duration, Instant};
 
@@ -9,19 +11,41 @@ use azora::proto::identity::identity_service_client::IdentityServiceClient;
 use azora::proto::mining as mpb;
 use azora::proto::mining::mining_service_client::MiningServiceClient;
 use azora_testkit::{RunningServer, authed, azr, timestamp};
+use sea_orm::sqlx::postgres::PgPoolOptions;
 use tonic::transport::Channel;
 
+use crate::mining_history;
 use crate::phase::{ClientTally, merge};
 use crate::setup::{create_holder, start_server};
 
-pub(crate) async fn run(
-    rigs: usize,
-    duration: Duration,
-    stream_size: usize,
-    batch: usize,
-    database_url: &str,
-) -> anyhow::Result<()> {
+/// The holders the preloaded sessions belong to, round robin.
+const HISTORY_MINERS: usize = 20;
+
+pub(crate) struct Options {
+    pub rigs: usize,
+    pub duration: Duration,
+    pub stream_size: usize,
+    pub batch: usize,
+    pub preload_samples: u64,
+    pub preload_sessions: usize,
+}
+
+pub(crate) async fn run(options: Options, database_url: &str) -> anyhow::Result<()> {
+    let Options {
+        rigs,
+        duration,
+        stream_size,
+        batch,
+        preload_samples,
+        preload_sessions,
+    } = options;
+    // No Redis: every GetMiningPerformance reads the database.
     let server = start_server(database_url, None, |settings| settings.ledger_writers = 2).await?;
+    let history = if preload_samples > 0 {
+        Some(history(&server, database_url, preload_samples, preload_sessions).await?)
+    } else {
+        None
+    };
     let sessions = start_rigs(&server, rigs).await?;
     let started = Instant::now();
     let deadline = started + duration;
@@ -44,11 +68,62 @@ pub(crate) async fn run(
         phase.percentile_ms(0.99),
         phase.errors
     );
+    if let Some(timed) = &history {
+        for window in timed {
+            println!(
+                "after {preload_samples} samples over {preload_sessions} sessions: GetMiningPerformance {:<24} ({:>7} samples) p50 {:>7.2} ms   p99 {:>7.2} ms;   former statements on the samples p50 {:>8.2} ms   p99 {:>8.2} ms",
+                window.name,
+                window.samples_in_window,
+                window.rollups.0,
+                window.rollups.1,
+                window.raw.0,
+                window.raw.1
+            );
+        }
+    }
+    let preloading = if preload_samples > 0 {
+        format!(" --preload-samples {preload_samples} --preload-sessions {preload_sessions}")
+    } else {
+        String::new()
+    };
     println!(
-        "command: cargo run --release -p azora-bench -- samples --rigs {rigs} --duration {}s --stream {stream_size} --batch {batch}",
+        "command: cargo run --release -p azora-bench -- samples --rigs {rigs} --duration {}s --stream {stream_size} --batch {batch}{preloading}",
         duration.as_secs()
     );
     Ok(())
+}
+
+/// Loads the history through a pool of its own, and times the reads over it.
+async fn history(
+    server: &RunningServer,
+    database_url: &str,
+    samples: u64,
+    sessions: usize,
+) -> anyhow::Result<Vec<mining_history::Timed>> {
+    let channel = azora_testkit::connect(server.address).await?;
+    let mut identity = IdentityServiceClient::new(channel.clone());
+    let mut wallets = Vec::new();
+    for index in 0..HISTORY_MINERS.min(sessions) {
+        let username = format!("history{index:04}");
+        let (_, wallet) = create_holder(
+            &mut identity,
+            &server.admin_key,
+            &username,
+            ipb::Role::Member,
+            index,
+        )
+        .await?;
+        wallets.push(uuid::Uuid::parse_str(&wallet)?);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(database_url)
+        .await?;
+    eprintln!("loading {samples} historical samples over {sessions} sessions…");
+    mining_history::preload(&pool, &wallets, sessions, samples).await?;
+    let timed = mining_history::performance_latencies(&channel, &pool, &server.admin_key).await;
+    pool.close().await;
+    timed
 }
 
 /// `rigs` holders of a service key, each with a started session:

@@ -32,6 +32,7 @@ mod m20261201_000015_batches_and_multi_transfers;
 mod m20261201_000016_reversals_staking_metadata;
 mod m20261201_000017_ledger_write_path;
 mod m20261201_000018_ledger_read_models;
+mod m20261201_000019_mining_rollups;
 pub mod sql;
 
 pub struct Migrator;
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000016_reversals_staking_metadata::Migration),
             Box::new(m20261201_000017_ledger_write_path::Migration),
             Box::new(m20261201_000018_ledger_read_models::Migration),
+            Box::new(m20261201_000019_mining_rollups::Migration),
         ]
     }
 }

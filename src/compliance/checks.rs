@@ -14,6 +14,8 @@ use crate::audit;
 use crate::error::Error;
 use crate::identity::directory::{self, WalletHolder};
 use crate::identity::domain::KycStatus;
+use crate::mining::domain::HourTotals;
+use crate::mining::reports::{self as mining_reports, RollupMismatch};
 use crate::money::format_azr;
 use crate::treasury::reports::{self, AccountBucket, Balances, WalletTransfer};
 
@@ -44,6 +46,7 @@ pub(super) async fn run_all(
         reversals_mirror_originals(db, start, end).await?,
         running_balances_match_entries(db).await?,
         kept_totals_match_ledger(db).await?,
+        mining_rollups_match_samples(db, start, end).await?,
     ])
 }
 
@@ -85,6 +88,9 @@ pub(super) fn recommendation(check: &str) -> &'static str {
         }
         "kept_totals_match_ledger" => {
             "The summary's totals differ from the ledger: recompute ledger_kind_totals and ledger_wallet_totals from the rows, then find the write that bypassed the ledger."
+        }
+        "mining_rollups_match_samples" => {
+            "Mining performance figures are off for the listed hours: rebuild their rollups from the samples and review recent direct database changes."
         }
         _ => "Investigate the findings.",
     }
@@ -355,6 +361,41 @@ async fn running_balances_match_entries(db: &DatabaseTransaction) -> Result<Chec
     ))
 }
 
+/// Every hourly rollup of mining samples that overlaps the period equals
+/// its hour's samples, recomputed from scratch, and the running totals of
+/// every session sampled in the period equal the sums of its rollups (both
+/// answer performance figures). A warning, not critical: no money moves by
+/// them; a session's earnings are minted from its samples' stream.
+async fn mining_rollups_match_samples(
+    db: &DatabaseTransaction,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Check> {
+    let mut findings: Vec<String> = mining_reports::rollups_not_matching_samples(db, start, end)
+        .await?
+        .iter()
+        .map(rollup_finding)
+        .collect();
+    findings.extend(
+        mining_reports::session_totals_not_matching_rollups(db, start, end)
+            .await?
+            .iter()
+            .map(|mismatch| {
+                format!(
+                    "mining session {}: its running totals say {}, its rollups add up to {}",
+                    mismatch.session,
+                    describe_totals(Some(mismatch.totals)),
+                    describe_totals(Some(mismatch.rollups))
+                )
+            }),
+    );
+    Ok(Check::new(
+        "mining_rollups_match_samples",
+        Severity::Warning,
+        findings,
+    ))
+}
+
 /// The totals the batches keep for the summary, recomputed from scratch.
 async fn kept_totals_match_ledger(db: &DatabaseTransaction) -> Result<Check> {
     let findings = reports::kept_totals_not_matching(db).await?;
@@ -363,6 +404,31 @@ async fn kept_totals_match_ledger(db: &DatabaseTransaction) -> Result<Check> {
         Severity::Critical,
         findings,
     ))
+}
+
+fn describe_totals(totals: Option<HourTotals>) -> String {
+    match totals {
+        Some(totals) => format!(
+            "{} samples, {} accepted and {} rejected shares, {} USD earned, hashrate sum {}, power sum {}",
+            totals.samples,
+            totals.shares_accepted,
+            totals.shares_rejected,
+            format_azr(totals.earnings_micros),
+            totals.hashrate_sum,
+            totals.power_sum
+        ),
+        None => "nothing".to_owned(),
+    }
+}
+
+fn rollup_finding(mismatch: &RollupMismatch) -> String {
+    format!(
+        "mining session {} in the hour from {}: the rollup holds {}, its samples add up to {}",
+        mismatch.session,
+        mismatch.hour_start.to_rfc3339(),
+        describe_totals(mismatch.stored),
+        describe_totals(mismatch.recomputed)
+    )
 }
 
 #[cfg(test)]

@@ -341,6 +341,100 @@ pub struct PerformanceWindow {
     pub miner: Option<Uuid>,
 }
 
+/// Seconds in a rollup bucket.
+const SECONDS_PER_HOUR: i64 = 3600;
+
+/// The rollup bucket a time falls in: whole hours since 1970-01-01T00:00Z.
+pub fn hour_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(SECONDS_PER_HOUR)
+}
+
+/// The start of a rollup bucket.
+pub fn hour_start(hour: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(hour.saturating_mul(SECONDS_PER_HOUR), 0).unwrap_or_default()
+}
+
+/// The first bucket that starts at or after `at`.
+fn first_hour_from(at: DateTime<Utc>) -> i64 {
+    let hour = hour_of(at);
+    if hour_start(hour) == at {
+        hour
+    } else {
+        hour + 1
+    }
+}
+
+/// A performance window cut where the rollups can answer it: the whole
+/// hours inside it from the rollups, the rest (at most the two partial
+/// hours at its edges) from the raw samples. The parts do not overlap and
+/// together cover exactly `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowParts {
+    /// Buckets `[first, last)` read from the rollups (empty when equal).
+    pub whole_hours: (i64, i64),
+    /// Time ranges `[from, to)` read from the samples (empty when equal).
+    pub edges: [(DateTime<Utc>, DateTime<Utc>); 2],
+}
+
+impl WindowParts {
+    pub fn of(start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        let (first, last) = (first_hour_from(start), hour_of(end));
+        if first < last {
+            Self {
+                whole_hours: (first, last),
+                edges: [(start, hour_start(first)), (hour_start(last), end)],
+            }
+        } else {
+            // No whole hour inside: the samples answer all of it.
+            Self {
+                whole_hours: (first, first),
+                edges: [(start, end), (end, end)],
+            }
+        }
+    }
+}
+
+/// The count and sums of one session's samples in one hour: what a rollup
+/// row holds, and what a stream adds to it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HourTotals {
+    pub hour: i64,
+    pub samples: i64,
+    pub hashrate_sum: f64,
+    pub power_sum: f64,
+    pub shares_accepted: i64,
+    pub shares_rejected: i64,
+    pub earnings_micros: i64,
+}
+
+impl HourTotals {
+    /// A stream's samples added up per hour, in hour order. Only for samples
+    /// a session has absorbed ([`Session::absorb`]): each sum is then at
+    /// most the session's checked total, so none can overflow.
+    pub fn of_samples(samples: &[Sample]) -> Vec<Self> {
+        let mut hours: std::collections::BTreeMap<i64, Self> = std::collections::BTreeMap::new();
+        for sample in samples {
+            let hour = hour_of(sample.at);
+            let totals = hours.entry(hour).or_insert(Self {
+                hour,
+                samples: 0,
+                hashrate_sum: 0.0,
+                power_sum: 0.0,
+                shares_accepted: 0,
+                shares_rejected: 0,
+                earnings_micros: 0,
+            });
+            totals.samples += 1;
+            totals.hashrate_sum += sample.hashrate_mhs;
+            totals.power_sum += sample.power_watts;
+            totals.shares_accepted += sample.shares_accepted;
+            totals.shares_rejected += sample.shares_rejected;
+            totals.earnings_micros += sample.earnings_micros;
+        }
+        hours.into_values().collect()
+    }
+}
+
 /// A WatchSession call: the session's samples stored after sequence
 /// `after`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,5 +476,89 @@ impl Performance {
         } else {
             0.0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn an_aligned_window_is_all_whole_hours() {
+        let parts = WindowParts::of(at("2026-12-01T10:00:00Z"), at("2026-12-01T13:00:00Z"));
+        assert_eq!(
+            parts.whole_hours,
+            (
+                hour_of(at("2026-12-01T10:00:00Z")),
+                hour_of(at("2026-12-01T13:00:00Z"))
+            )
+        );
+        assert_eq!(parts.whole_hours.1 - parts.whole_hours.0, 3);
+        for (from, to) in parts.edges {
+            assert_eq!(from, to, "{parts:?}");
+        }
+    }
+
+    #[test]
+    fn a_window_off_the_hour_reads_its_two_partial_hours_from_the_samples() {
+        let (start, end) = (
+            at("2026-12-01T10:15:00.000001Z"),
+            at("2026-12-01T13:59:59.999999Z"),
+        );
+        let parts = WindowParts::of(start, end);
+        assert_eq!(hour_start(parts.whole_hours.0), at("2026-12-01T11:00:00Z"));
+        assert_eq!(hour_start(parts.whole_hours.1), at("2026-12-01T13:00:00Z"));
+        assert_eq!(
+            parts.edges,
+            [
+                (start, at("2026-12-01T11:00:00Z")),
+                (at("2026-12-01T13:00:00Z"), end)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_window_without_a_whole_hour_is_read_from_the_samples() {
+        for (start, end) in [
+            ("2026-12-01T10:15:00Z", "2026-12-01T10:45:00Z"),
+            ("2026-12-01T10:15:00Z", "2026-12-01T11:45:00Z"),
+            ("2026-12-01T10:00:00Z", "2026-12-01T10:59:59Z"),
+        ] {
+            let (start, end) = (at(start), at(end));
+            let parts = WindowParts::of(start, end);
+            assert_eq!(parts.whole_hours.0, parts.whole_hours.1, "{parts:?}");
+            assert_eq!(parts.edges, [(start, end), (end, end)]);
+        }
+    }
+
+    #[test]
+    fn samples_add_up_per_hour_in_hour_order() {
+        let sample = |time: &str, earnings_micros: i64| Sample {
+            at: at(time),
+            hashrate_mhs: 2.5,
+            power_watts: 10.0,
+            temperature_celsius: 60.0,
+            shares_accepted: 3,
+            shares_rejected: 1,
+            difficulty: 1.0,
+            network_hashrate_mhs: 1.0,
+            earnings_micros,
+            rig_sequence: None,
+        };
+        let hours = HourTotals::of_samples(&[
+            sample("2026-12-01T11:00:00Z", 5),
+            sample("2026-12-01T10:59:59.999999999Z", 7),
+            sample("2026-12-01T11:30:00Z", 11),
+        ]);
+        assert_eq!(hours.len(), 2);
+        assert_eq!(hour_start(hours[0].hour), at("2026-12-01T10:00:00Z"));
+        assert_eq!((hours[0].samples, hours[0].earnings_micros), (1, 7));
+        assert_eq!((hours[1].samples, hours[1].earnings_micros), (2, 16));
+        assert_eq!(hours[1].hashrate_sum, 5.0);
+        assert_eq!((hours[1].shares_accepted, hours[1].shares_rejected), (6, 2));
     }
 }

@@ -59,3 +59,29 @@ pub mod sample {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A session's samples of one hour, added up (see migration 000019).
+pub mod rollup {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mining_sample_rollups")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub session_id: Uuid,
+        /// Whole hours since 1970-01-01T00:00Z.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub hour: i64,
+        pub sample_count: i64,
+        pub hashrate_sum: f64,
+        pub power_sum: f64,
+        pub shares_accepted: i64,
+        pub shares_rejected: i64,
+        pub earnings_micros: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

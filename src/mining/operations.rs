@@ -6,8 +6,8 @@ use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::domain::{
-    ALLOWED_CLOCK_SKEW_SECONDS, NewSession, Performance, PerformanceWindow, RecordedSamples,
-    Sample, Session, SessionFilter, SessionStatus, SessionWatch, Statistics,
+    ALLOWED_CLOCK_SKEW_SECONDS, HourTotals, NewSession, Performance, PerformanceWindow,
+    RecordedSamples, Sample, Session, SessionFilter, SessionStatus, SessionWatch, Statistics,
 };
 use super::store;
 use crate::audit::{Audited, Begun, Change, Replay};
@@ -151,8 +151,9 @@ impl Mining {
     }
 
     /// Stores a stream's samples, all or none, and adds them to the
-    /// session's totals; numbered samples the session already holds are
-    /// skipped, and a resent stream (same request id) stores nothing.
+    /// session's totals and to its hourly rollups in the same transaction;
+    /// numbered samples the session already holds are skipped, and a resent
+    /// stream (same request id) stores nothing.
     pub async fn record_statistics(
         &self,
         caller: &Principal,
@@ -189,6 +190,7 @@ impl Mining {
             .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
         let skipped = sent - samples.len() as i64;
         store::insert_samples(&*transaction, id, &samples).await?;
+        store::add_to_rollups(&*transaction, id, &HourTotals::of_samples(&samples)).await?;
         store::update_session(&*transaction, &session).await?;
         // The totals, not every sample: the samples themselves are the record.
         let after = serde_json::json!({
@@ -337,10 +339,7 @@ impl Mining {
         let entry = Entry::MiningPerformance { miner, start, end };
         self.cache
             .get_or_load(entry, || async {
-                let by_algorithm =
-                    store::performance(&self.db, "algorithm", start, end, miner).await?;
-                let by_pool = store::performance(&self.db, "pool_name", start, end, miner).await?;
-                Ok(Some((by_algorithm, by_pool)))
+                Ok(Some(store::performance(&self.db, start, end, miner).await?))
             })
             .await?
             .ok_or_else(|| Error::internal("no performance"))

@@ -1,16 +1,19 @@
-//! Mining's SQL: sessions, samples in bulk, and the performance aggregates.
+//! Mining's SQL: sessions, samples in bulk with their hourly rollups, and
+//! the performance aggregates.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QueryResult, QuerySelect, QueryTrait, Set, Statement, Value,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QueryResult, QuerySelect, QueryTrait, Set, Statement, Value,
 };
 use uuid::Uuid;
 
-use super::domain::{Performance, Sample, Session, SessionFilter, SessionStatus};
-use super::entities::{sample, session};
-use crate::db::classify;
+use super::domain::{
+    HourTotals, Performance, Sample, Session, SessionFilter, SessionStatus, WindowParts,
+};
+use super::entities::{rollup, sample, session};
+use crate::db::{classify, statement};
 use crate::error::Error;
 use crate::pagination::PageRequest;
 
@@ -19,6 +22,8 @@ type Result<T> = std::result::Result<T, Error>;
 /// Rows per INSERT: 1000 samples × 10 columns stays well under both
 /// backends' limits on bound parameters.
 const SAMPLES_PER_INSERT: usize = 1000;
+/// Rollup rows per upsert: 1000 × 8 columns, likewise.
+const HOURS_PER_INSERT: usize = 1000;
 
 fn session_from_row(row: session::Model) -> Result<Session> {
     Ok(Session {
@@ -220,27 +225,88 @@ pub(super) async fn samples_after(
         .collect())
 }
 
-/// Aggregates samples in `[start, end)` grouped by `group` (a column of
-/// `mining_sessions`: `algorithm` or `pool_name`).
+/// Adds a stream's samples to their sessions' hourly rollups, in the
+/// transaction that inserts them (under the session's row lock, so two
+/// streams of one session never race on a row).
+pub(super) async fn add_to_rollups(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    hours: &[HourTotals],
+) -> Result<()> {
+    use rollup::Column;
+    // Each column adds the stream's delta to what the row holds.
+    let add = |column: Column| {
+        (
+            column,
+            Expr::col((rollup::Entity, column)).add(Expr::col((Alias::new("excluded"), column))),
+        )
+    };
+    for chunk in hours.chunks(HOURS_PER_INSERT) {
+        let on_conflict = OnConflict::columns([Column::SessionId, Column::Hour])
+            .values([
+                add(Column::SampleCount),
+                add(Column::HashrateSum),
+                add(Column::PowerSum),
+                add(Column::SharesAccepted),
+                add(Column::SharesRejected),
+                add(Column::EarningsMicros),
+            ])
+            .to_owned();
+        rollup::Entity::insert_many(chunk.iter().map(|hour| rollup::ActiveModel {
+            session_id: Set(session_id),
+            hour: Set(hour.hour),
+            sample_count: Set(hour.samples),
+            hashrate_sum: Set(hour.hashrate_sum),
+            power_sum: Set(hour.power_sum),
+            shares_accepted: Set(hour.shares_accepted),
+            shares_rejected: Set(hour.shares_rejected),
+            earnings_micros: Set(hour.earnings_micros),
+        }))
+        .on_conflict(on_conflict)
+        .exec_without_returning(db)
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// Aggregates the samples in `[start, end)` per algorithm and per pool (the
+/// columns of `mining_sessions`), both from one read whose cost follows the
+/// number of sessions in the window, not the number of samples: a session
+/// whose samples all lie inside (it started at or after `start`, its last
+/// sample is before `end`) from its running totals; a session across either
+/// end of the window from its hourly rollups of the window's whole hours and
+/// its raw samples of the partial hours at the edges ([`WindowParts`]).
 pub(super) async fn performance(
     db: &impl ConnectionTrait,
-    group: &'static str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     miner: Option<Uuid>,
-) -> Result<Vec<Performance>> {
-    let statement = performance_statement(db.get_database_backend(), group, start, end, miner);
-    let sessions = db
-        .query_all_raw(statement)
+) -> Result<(Vec<Performance>, Vec<Performance>)> {
+    let rows = db
+        .query_all_raw(performance_statement(db, start, end, miner))
         .await
-        .map_err(classify)?
-        .iter()
-        .map(session_sums)
-        .collect::<Result<Vec<_>>>()?;
-    Ok(group_sessions(sessions))
+        .map_err(classify)?;
+    let mut by_algorithm = Vec::with_capacity(rows.len());
+    let mut by_pool = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (algorithm, pool) = session_sums(row)?;
+        by_algorithm.push(algorithm);
+        by_pool.push(pool);
+    }
+    // Stable sorts by the database's order of the keys, as the former
+    // `ORDER BY` of each grouping gave it (PostgreSQL's collation, not
+    // Rust's byte order).
+    by_algorithm.sort_by_key(|(rank, _)| *rank);
+    by_pool.sort_by_key(|(rank, _)| *rank);
+    let grouped = |sessions: Vec<(i64, SessionSums)>| {
+        group_sessions(sessions.into_iter().map(|(_, sums)| sums).collect())
+    };
+    Ok((grouped(by_algorithm), grouped(by_pool)))
 }
 
 /// One session's sums over its samples in the window, and its group.
+#[derive(Clone)]
 struct SessionSums {
     key: String,
     samples: i64,
@@ -252,51 +318,96 @@ struct SessionSums {
 }
 
 /// Sums per session, which each fit an i64 (a session's totals are checked
-/// as samples arrive), ordered by group; [`group_sessions`] adds them up in
-/// i128, so no number of sessions can overflow them in SQL.
+/// as samples arrive), with the rank of its algorithm and of its pool in
+/// the database's order; [`group_sessions`] adds them up in i128, so no
+/// number of sessions can overflow them in SQL.
+///
+/// `overlapping` holds the sessions that may have samples in the window: a
+/// session's samples are never before its start (RecordStatistics refuses
+/// them), so one with a sample in the window started before `end` and was
+/// last sampled at or after `start`. A session's totals, rollups and
+/// samples are written in one transaction, so this one statement sees them
+/// agree.
 fn performance_statement(
-    backend: DbBackend,
-    group: &'static str,
+    db: &impl ConnectionTrait,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     miner: Option<Uuid>,
 ) -> Statement {
-    let placeholder = |index: usize| match backend {
-        DbBackend::Postgres => format!("${index}"),
-        _ => "?".to_owned(),
-    };
-    let mut values: Vec<Value> = vec![start.into(), end.into()];
+    let WindowParts {
+        whole_hours: (first_hour, last_hour),
+        edges: [(left_from, left_to), (right_from, right_to)],
+    } = WindowParts::of(start, end);
+    let mut values: Vec<Value> = vec![start.into(), end.into(), start.into(), end.into()];
     let miner_clause = match miner {
         Some(miner) => {
             values.push(miner.into());
-            format!("AND s.miner_id = {}", placeholder(3))
+            "AND miner_id = ?"
         }
-        None => String::new(),
+        None => "",
     };
+    values.extend([
+        first_hour.into(),
+        last_hour.into(),
+        left_from.into(),
+        left_to.into(),
+        right_from.into(),
+        right_to.into(),
+    ]);
+    let edge = "SELECT m.session_id, 1, m.hashrate_mhs, m.power_watts, m.shares_accepted, \
+                m.shares_rejected, m.earnings_micros \
+                FROM mining_samples m JOIN overlapping o ON o.id = m.session_id \
+                WHERE o.inside = 0 AND m.sampled_at >= ? AND m.sampled_at < ?";
     let sql = format!(
-        "SELECT s.{group} AS key, CAST(COUNT(*) AS BIGINT) AS samples, \
-         SUM(m.hashrate_mhs) AS hashrate, SUM(m.power_watts) AS power, \
-         CAST(SUM(m.shares_accepted) AS BIGINT) AS shares_accepted, CAST(SUM(m.shares_rejected) AS BIGINT) AS shares_rejected, \
-         CAST(SUM(m.earnings_micros) AS BIGINT) AS earnings_micros \
-         FROM mining_samples m JOIN mining_sessions s ON s.id = m.session_id \
-         WHERE m.sampled_at >= {} AND m.sampled_at < {} {miner_clause} \
-         GROUP BY s.{group}, s.id ORDER BY s.{group}",
-        placeholder(1),
-        placeholder(2)
+        "WITH overlapping AS (\
+             SELECT id, algorithm, pool_name, \
+             CASE WHEN started_at >= ? AND last_sample_at < ? THEN 1 ELSE 0 END AS inside, \
+             sample_count, hashrate_sum, power_sum, shares_accepted, shares_rejected, earnings_micros \
+             FROM mining_sessions WHERE last_sample_at >= ? AND started_at < ? {miner_clause}\
+         ), sums (session_id, samples, hashrate, power, shares_accepted, shares_rejected, earnings_micros) AS (\
+             SELECT id, sample_count, hashrate_sum, power_sum, shares_accepted, shares_rejected, \
+             earnings_micros FROM overlapping WHERE inside = 1 \
+             UNION ALL \
+             SELECT r.session_id, r.sample_count, r.hashrate_sum, r.power_sum, r.shares_accepted, \
+             r.shares_rejected, r.earnings_micros \
+             FROM overlapping o JOIN mining_sample_rollups r ON r.session_id = o.id \
+             WHERE o.inside = 0 AND r.hour >= ? AND r.hour < ? \
+             UNION ALL {edge} UNION ALL {edge}\
+         ) \
+         SELECT o.algorithm AS algorithm, o.pool_name AS pool_name, \
+         DENSE_RANK() OVER (ORDER BY o.algorithm) AS algorithm_rank, \
+         DENSE_RANK() OVER (ORDER BY o.pool_name) AS pool_rank, \
+         CAST(SUM(w.samples) AS BIGINT) AS samples, \
+         SUM(w.hashrate) AS hashrate, SUM(w.power) AS power, \
+         CAST(SUM(w.shares_accepted) AS BIGINT) AS shares_accepted, \
+         CAST(SUM(w.shares_rejected) AS BIGINT) AS shares_rejected, \
+         CAST(SUM(w.earnings_micros) AS BIGINT) AS earnings_micros \
+         FROM sums w JOIN overlapping o ON o.id = w.session_id \
+         GROUP BY o.id, o.algorithm, o.pool_name"
     );
-    Statement::from_sql_and_values(backend, sql, values)
+    statement(db, &sql, values)
 }
 
-fn session_sums(row: &QueryResult) -> Result<SessionSums> {
-    Ok(SessionSums {
-        key: row.try_get("", "key").map_err(classify)?,
+/// A row of [`performance_statement`]: the session's sums keyed by its
+/// algorithm and by its pool, each with its rank.
+fn session_sums(row: &QueryResult) -> Result<((i64, SessionSums), (i64, SessionSums))> {
+    let sums = SessionSums {
+        key: row.try_get("", "algorithm").map_err(classify)?,
         samples: row.try_get("", "samples").map_err(classify)?,
         hashrate: row.try_get("", "hashrate").map_err(classify)?,
         power: row.try_get("", "power").map_err(classify)?,
         shares_accepted: row.try_get("", "shares_accepted").map_err(classify)?,
         shares_rejected: row.try_get("", "shares_rejected").map_err(classify)?,
         earnings_micros: row.try_get("", "earnings_micros").map_err(classify)?,
-    })
+    };
+    let by_pool = SessionSums {
+        key: row.try_get("", "pool_name").map_err(classify)?,
+        ..sums.clone()
+    };
+    Ok((
+        (row.try_get("", "algorithm_rank").map_err(classify)?, sums),
+        (row.try_get("", "pool_rank").map_err(classify)?, by_pool),
+    ))
 }
 
 /// Adds up sessions (ordered by group) into one figure per group, the

@@ -615,7 +615,7 @@ async fn a_report_has_exact_totals_and_flags_a_broken_invariant_with_a_streamed_
     );
     assert_eq!(report.status, pb::ReportStatus::Warning as i32);
     assert_eq!(report.recommendations.len(), 1);
-    assert_eq!(report.checks.len(), 12);
+    assert_eq!(report.checks.len(), 13);
     let stored = client
         .get_compliance_report(authed(
             &app.admin_key,

@@ -23,6 +23,7 @@ mod ledger_batches;
 mod malformed;
 mod metadata_queries;
 mod mining;
+mod mining_rollups;
 mod multi_transfers;
 mod read_models;
 mod resilience;
