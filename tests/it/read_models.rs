@@ -11,7 +11,7 @@ use crate::common::money::{address, assert_books_balance, azr};
 use crate::common::{Backend, TestApp, authed, compliance, request_id};
 use azora::proto::compliance as cpb;
 use azora::proto::treasury as pb;
-use migration::{MigrationName, MigratorTrait};
+use migration::MigratorTrait;
 use sea_orm::{ConnectionTrait, Statement};
 
 on_both_backends!(
