@@ -25,25 +25,6 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(timeout)
         .idle_timeout(Duration::from_secs(300))
         .sqlx_logging(false)
-        // A connection handed back by a call cancelled inside a transaction
-        // must not lend that transaction to the next call (a report's
-        // snapshot once began inside one). Each acquire checks, in the round
-        // trip the default ping would have made, that the connection is in
-        // no transaction: `now()` is the transaction's start, which equals
-        // the statement's start only in a statement of its own. One that is
-        // in a transaction is closed and replaced.
-        .test_before_acquire(false)
-        .map_sqlx_postgres_before_acquire(|connection, _| {
-            Box::pin(async move {
-                let (alone,): (bool,) = sqlx::query_as("SELECT now() = statement_timestamp()")
-                    .fetch_one(connection)
-                    .await?;
-                if !alone {
-                    tracing::warn!("closing a pooled connection left inside a transaction");
-                }
-                Ok(alone)
-            })
-        })
         .map_sqlx_sqlite_opts(move |sqlite| {
             sqlite
                 .create_if_missing(true)
