@@ -12,6 +12,7 @@
 //! flag or variable is refused at parse time with the flag's name.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -257,6 +258,188 @@ pub struct Settings {
     /// Log filter, in `tracing` EnvFilter syntax.
     #[arg(long, env = "AZORA_LOG", default_value = "info", global = true)]
     pub log: String,
+
+    /// Log lines as JSON objects (one per line, for a log shipper) or as
+    /// text; `auto` is text on a terminal and JSON otherwise.
+    #[arg(
+        long,
+        env = "AZORA_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Auto,
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub transport: TransportSettings,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+/// How the gRPC port is served: TLS, HTTP/2 connection management, message
+/// sizes and draining. Durations are in milliseconds; 0 turns one off.
+#[derive(Args, Clone, Debug)]
+pub struct TransportSettings {
+    /// TLS on the gRPC port: the server's PEM certificate chain, leaf first.
+    /// Plaintext when unset. Read again every AZORA_TLS_RELOAD_INTERVAL_MS
+    /// and on SIGHUP.
+    #[arg(long, env = "AZORA_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of AZORA_TLS_CERT.
+    #[arg(long, env = "AZORA_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: a PEM CA bundle; clients without a certificate it signed
+    /// are refused in the handshake.
+    #[arg(long, env = "AZORA_TLS_CLIENT_CA", global = true)]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// How often the TLS files are read again, in milliseconds.
+    #[arg(
+        long,
+        env = "AZORA_TLS_RELOAD_INTERVAL_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub tls_reload_interval_ms: u64,
+
+    /// A second, plaintext listener serving only `grpc.health.v1`, for
+    /// probes that cannot speak TLS (Kubernetes' `grpc` probes). Off when
+    /// unset.
+    #[arg(long, env = "AZORA_HEALTH_LISTEN_ADDR", global = true)]
+    pub health_listen_addr: Option<SocketAddr>,
+
+    /// Largest request or response message, in bytes.
+    #[arg(
+        long,
+        env = "AZORA_MAX_MESSAGE_BYTES",
+        default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
+        global = true
+    )]
+    pub max_message_bytes: usize,
+
+    /// How often an idle connection is pinged (HTTP/2 PING), so that dead
+    /// peers and silently dropped connections are noticed.
+    #[arg(
+        long,
+        env = "AZORA_HTTP2_KEEPALIVE_INTERVAL_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub http2_keepalive_interval_ms: u64,
+
+    /// How long a PING may go unanswered before the connection is closed.
+    #[arg(
+        long,
+        env = "AZORA_HTTP2_KEEPALIVE_TIMEOUT_MS",
+        default_value_t = 20_000,
+        global = true
+    )]
+    pub http2_keepalive_timeout_ms: u64,
+
+    /// After this long a connection is asked to go away (HTTP/2 GOAWAY;
+    /// clients reconnect, through the load balancer, to any replica), so
+    /// long-lived connections spread over replicas added later. Calls open
+    /// on it finish first: a watch stream keeps its connection until it
+    /// ends (tonic's forced close after a grace period skips the GOAWAY, so
+    /// it is not used).
+    #[arg(
+        long,
+        env = "AZORA_MAX_CONNECTION_AGE_MS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub max_connection_age_ms: u64,
+
+    /// On SIGTERM, how long health reports NOT_SERVING while the server
+    /// still accepts connections and calls, before it stops accepting and
+    /// drains: load balancers and Kubernetes remove an endpoint some
+    /// seconds after it goes unready, and calls sent meanwhile must not be
+    /// refused.
+    #[arg(
+        long,
+        env = "AZORA_SHUTDOWN_DRAIN_DELAY_MS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub shutdown_drain_delay_ms: u64,
+}
+
+/// The default of AZORA_MAX_MESSAGE_BYTES.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_interval_ms: 10_000,
+            health_listen_addr: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            http2_keepalive_interval_ms: 60_000,
+            http2_keepalive_timeout_ms: 20_000,
+            max_connection_age_ms: 0,
+            shutdown_drain_delay_ms: 0,
+        }
+    }
+}
+
+impl TransportSettings {
+    /// The TLS files, when TLS is configured; both or neither of the
+    /// certificate and key, and a client CA only with them.
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, InvalidSetting> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            })),
+            (Some(_), None) => Err(InvalidSetting {
+                variable: "AZORA_TLS_KEY",
+                reason: "AZORA_TLS_CERT is set: its key is needed too".into(),
+            }),
+            (None, Some(_)) => Err(InvalidSetting {
+                variable: "AZORA_TLS_CERT",
+                reason: "AZORA_TLS_KEY is set: its certificate is needed too".into(),
+            }),
+            (None, None) if self.tls_client_ca.is_some() => Err(InvalidSetting {
+                variable: "AZORA_TLS_CLIENT_CA",
+                reason: "mutual TLS needs TLS: set AZORA_TLS_CERT and AZORA_TLS_KEY".into(),
+            }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub fn tls_reload_interval(&self) -> Duration {
+        Duration::from_millis(self.tls_reload_interval_ms.max(1))
+    }
+
+    pub fn http2_keepalive_interval(&self) -> Option<Duration> {
+        nonzero_millis(self.http2_keepalive_interval_ms)
+    }
+
+    pub fn http2_keepalive_timeout(&self) -> Option<Duration> {
+        nonzero_millis(self.http2_keepalive_timeout_ms)
+    }
+
+    pub fn max_connection_age(&self) -> Option<Duration> {
+        nonzero_millis(self.max_connection_age_ms)
+    }
+
+    pub fn shutdown_drain_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_delay_ms)
+    }
+}
+
+fn nonzero_millis(millis: u64) -> Option<Duration> {
+    (millis > 0).then(|| Duration::from_millis(millis))
 }
 
 /// Settings known good: [`Settings`] with every setting that has a grammar
@@ -270,6 +453,8 @@ pub struct Config {
     pub kyc_transfer_threshold: Amount,
     pub knowledge_reward_max: Amount,
     pub mining_auto_confirm_limit: Option<Amount>,
+    /// TLS on the gRPC port, when configured.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// A setting whose value does not parse, named by its variable.
@@ -323,7 +508,14 @@ impl Settings {
             )?),
             None => None,
         };
+        if self.transport.max_message_bytes == 0 {
+            return Err(InvalidSetting {
+                variable: "AZORA_MAX_MESSAGE_BYTES",
+                reason: "must be above 0".into(),
+            });
+        }
         Ok(Config {
+            tls: self.transport.tls_files()?,
             rate_limits: named("AZORA_RATE_LIMIT", parse::rate_limits(&self.rate_limit))?,
             allocation_basis_points: named(
                 "AZORA_ALLOCATION_BP",
@@ -365,6 +557,8 @@ impl Settings {
             max_concurrent_requests: 512,
             request_timeout_ms: 30_000,
             log: "info".into(),
+            log_format: LogFormat::Auto,
+            transport: TransportSettings::default(),
         }
     }
 
@@ -442,6 +636,22 @@ mod tests {
         assert!(
             refused(|settings| settings.mining_auto_confirm_limit = Some("-1".into()))
                 .starts_with("AZORA_MINING_AUTO_CONFIRM_LIMIT: ")
+        );
+        assert!(
+            refused(|settings| settings.transport.tls_cert = Some("server.pem".into()))
+                .starts_with("AZORA_TLS_KEY: ")
+        );
+        assert!(
+            refused(|settings| settings.transport.tls_key = Some("server.key".into()))
+                .starts_with("AZORA_TLS_CERT: ")
+        );
+        assert!(
+            refused(|settings| settings.transport.tls_client_ca = Some("ca.pem".into()))
+                .starts_with("AZORA_TLS_CLIENT_CA: ")
+        );
+        assert!(
+            refused(|settings| settings.transport.max_message_bytes = 0)
+                .starts_with("AZORA_MAX_MESSAGE_BYTES: ")
         );
     }
 }

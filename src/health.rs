@@ -175,12 +175,24 @@ impl HealthProber {
     /// For shutdown: every entry goes NOT_SERVING, so watchers and load
     /// balancers see it, and then the entries are removed, which ends every
     /// open `Watch` stream so the drain is not held up by them.
-    pub async fn shut_down(&self) {
+    /// The reporter behind this prober's statuses, for another health
+    /// service that must report the same.
+    pub fn reporter(&self) -> HealthReporter {
+        self.reporter.clone()
+    }
+
+    /// Every entry NOT_SERVING; the statuses stay, so checks and watches
+    /// see it.
+    pub async fn report_not_serving(&self) {
         for entry in self.entries() {
             self.reporter
                 .set_service_status(entry, ServingStatus::NotServing)
                 .await;
         }
+    }
+
+    pub async fn shut_down(&self) {
+        self.report_not_serving().await;
         // Let watchers receive NOT_SERVING before their streams end.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut reporter = self.reporter.clone();

@@ -103,6 +103,7 @@ macro_rules! wire_enum {
     };
 }
 
+pub mod access;
 pub mod address;
 pub mod audit;
 pub mod auth;
@@ -128,6 +129,7 @@ pub mod redis;
 pub mod rewards;
 pub mod startup;
 pub mod streams;
+pub mod tls;
 pub mod transport;
 pub mod treasury;
 

@@ -20,6 +20,7 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic::transport::Server;
@@ -47,12 +48,10 @@ use crate::proto::treasury::knowledge_reward_service_server::KnowledgeRewardServ
 use crate::proto::treasury::treasury_service_server::TreasuryServiceServer;
 use crate::rewards::{KnowledgeRewardApi, Rewards};
 use crate::streams::Watchers;
+use crate::tls::ReloadingTls;
 use crate::treasury::domain::AllocationPolicy;
 use crate::treasury::operations::ensure_policy;
 use crate::treasury::{Treasury, TreasuryApi};
-
-/// Largest request or response message, in bytes.
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// How often the audit chainer links newly written events.
 const AUDIT_CHAIN_INTERVAL: Duration = Duration::from_millis(200);
@@ -61,6 +60,10 @@ const AUDIT_CHAIN_INTERVAL: Duration = Duration::from_millis(200);
 pub struct Application {
     settings: Settings,
     listener: TcpListener,
+    /// TLS on `listener`, when configured.
+    tls: Option<ReloadingTls>,
+    /// The plaintext health-only listener, when configured.
+    health_listener: Option<(TcpListener, HealthReporter)>,
     db: DatabaseConnection,
     routes: Routes,
     guards: Guards,
@@ -97,6 +100,9 @@ struct Workers {
 struct RunningWorkers {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// The prober's loop, stopped first when draining: it must not report
+    /// SERVING again once the drain has begun.
+    probing: (CancellationToken, Option<JoinHandle<()>>),
     prober: HealthProber,
 }
 
@@ -107,6 +113,16 @@ impl Application {
     pub async fn build(settings: Settings, migrate: bool) -> anyhow::Result<Self> {
         let config = settings.validate()?;
         let settings = &config.settings;
+        // Before connecting: a certificate that does not load is a
+        // configuration error, and the quickest one to report.
+        let tls = match &config.tls {
+            Some(files) => Some(
+                ReloadingTls::load(files.clone())
+                    .await
+                    .context("loading the TLS files")?,
+            ),
+            None => None,
+        };
         let db = connect_database(settings, migrate).await?;
         let policy = ensure_policy(&db, config.allocation_basis_points)
             .await
@@ -115,6 +131,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+        let health_listener = match settings.transport.health_listen_addr {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (health)"))?,
+            ),
+            None => None,
+        };
         // Last, as the client starts connecting in the background.
         let redis = settings
             .redis_url
@@ -122,13 +146,24 @@ impl Application {
             .map(crate::redis::connect)
             .transpose()
             .context("configuring redis")?;
-        Ok(Self::assemble(config, listener, db, redis, policy, public))
+        let mut application = Self::assemble(config, listener, db, redis, policy, public);
+        application.tls = tls;
+        application.health_listener =
+            health_listener.map(|listener| (listener, application.workers.prober.reporter()));
+        Ok(application)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address of the plaintext health-only listener, when configured.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn database(&self) -> &DatabaseConnection {
@@ -182,6 +217,8 @@ impl Application {
         Self {
             settings: config.settings,
             listener,
+            tls: None,
+            health_listener: None,
             db,
             routes: routes.routes(),
             guards,
@@ -191,24 +228,50 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains: health goes
-    /// NOT_SERVING, no new connections are accepted, in-flight calls finish,
-    /// and after the grace period the server stops regardless.
+    /// NOT_SERVING, calls are still taken for the drain delay, then no new
+    /// connections are accepted, in-flight calls finish, and after the
+    /// grace period the server stops regardless.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             settings,
             listener,
+            tls,
+            health_listener,
             db,
             routes,
             guards,
             workers,
             stop_serving,
         } = self;
-        let workers = workers.start().await;
-        let timeout = settings.request_timeout();
-        let server = serve(routes, guards, listener, timeout, stop_serving.clone());
+        let mut workers = workers.start().await;
+        if let Some(tls) = &tls {
+            let stop = workers.stop.clone();
+            let interval = settings.transport.tls_reload_interval();
+            workers
+                .tasks
+                .push(tokio::spawn(tls.clone().watch(interval, stop)));
+        }
+        // Until the main port stops, not with the workers: probes must see
+        // NOT_SERVING during the drain, not a refused connection.
+        let health = health_listener.map(|(listener, reporter)| {
+            tokio::spawn(serve_health(listener, reporter, stop_serving.clone()))
+        });
+        let server = serve(
+            routes,
+            guards,
+            listener,
+            tls,
+            &settings,
+            stop_serving.clone(),
+        );
         tokio::pin!(server);
 
-        tracing::info!(address = %settings.listen_addr, database = %settings.database_url.redacted_url(), "serving");
+        tracing::info!(
+            address = %settings.listen_addr,
+            tls = settings.transport.tls_cert.is_some(),
+            database = %settings.database_url.redacted_url(),
+            "serving"
+        );
         tokio::select! {
             result = &mut server => {
                 workers.stop.cancel();
@@ -217,12 +280,26 @@ impl Application {
             () = shutdown => {}
         }
 
-        tracing::info!(grace_ms = settings.shutdown_grace_ms, "shutting down");
+        tracing::info!(
+            drain_delay_ms = settings.transport.shutdown_drain_delay_ms,
+            grace_ms = settings.shutdown_grace_ms,
+            "shutting down"
+        );
+        workers.report_not_serving().await;
+        // Still serving: whoever routes calls here learns of NOT_SERVING
+        // some time after it is reported.
+        tokio::select! {
+            result = &mut server => return result.context("the server stopped"),
+            () = tokio::time::sleep(settings.transport.shutdown_drain_delay()) => {}
+        }
         workers.stop().await;
         stop_serving.cancel();
         match tokio::time::timeout(settings.shutdown_grace(), &mut server).await {
             Ok(result) => result.context("the server stopped")?,
             Err(_) => tracing::warn!("calls still open after the grace period; stopping anyway"),
+        }
+        if let Some(health) = health {
+            let _ = tokio::time::timeout(Duration::from_secs(1), health).await;
         }
         db.close().await.ok();
         tracing::info!("stopped");
@@ -268,15 +345,21 @@ fn service_name<S: NamedService>(_: &S) -> &'static str {
 }
 
 /// Adds each server to `routes` with the same message-size limits and
-/// returns their names, for health: one list, so no service is served
-/// without them.
+/// compression and returns their names, for health: one list, so no
+/// service is served without them. gzip and zstd are accepted, and a
+/// response is compressed only when the client asked for it
+/// (`grpc-accept-encoding`).
 macro_rules! add_with_message_limits {
-    ($routes:expr, $($server:expr),+ $(,)?) => {{
+    ($routes:expr, $limit:expr, $($server:expr),+ $(,)?) => {{
         let mut names = Vec::new();
         $(
             let server = $server
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                .max_decoding_message_size($limit)
+                .max_encoding_message_size($limit)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd);
             names.push(service_name(&server));
             $routes.add_service(server);
         )+
@@ -318,6 +401,7 @@ fn add_services(
     let watchers = Watchers::new(db, settings.streams_per_key, settings.auth_cache_ttl());
     add_with_message_limits!(
         routes,
+        settings.transport.max_message_bytes,
         IdentityServiceServer::new(IdentityApi::new(identity)),
         TreasuryServiceServer::new(TreasuryApi::new(treasury)),
         MiningServiceServer::new(MiningApi::new(
@@ -336,32 +420,68 @@ fn add_services(
     )
 }
 
-/// The server on `listener` until `stop` is cancelled.
-fn serve(
+/// The server on `listener`, over TLS when `tls` is set, until `stop` is
+/// cancelled.
+async fn serve(
     routes: Routes,
     guards: Guards,
     listener: TcpListener,
-    request_timeout: Duration,
+    tls: Option<ReloadingTls>,
+    settings: &Settings,
     stop: CancellationToken,
-) -> impl Future<Output = Result<(), tonic::transport::Error>> {
-    // Outside in: a call without a request message is INVALID_ARGUMENT
+) -> Result<(), tonic::transport::Error> {
+    // Outside in: the access line of every call, refused ones included; a
+    // call without a request message is INVALID_ARGUMENT
     // (tonic says INTERNAL), refuse at once what the concurrency limit cannot take
     // (RESOURCE_EXHAUSTED, never queued), authenticate, rate-limit the
     // key. The timeout bounds each call until its response starts, so
     // server streams (WatchSession, WatchAlerts) outlive it.
     let layers = tower::ServiceBuilder::new()
+        .layer(crate::access::AccessLogLayer)
         .layer(crate::codec::MissingMessageLayer)
         .layer(GuardLayer::new(guards.load_shedding))
         .layer(GuardLayer::new(guards.authentication))
         .layer(GuardLayer::new(guards.rate_limit));
-    Server::builder()
-        .timeout(request_timeout)
-        .layer(layers)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.cancelled_owned(),
-        )
+    let transport = &settings.transport;
+    let mut server = Server::builder()
+        .timeout(settings.request_timeout())
+        .http2_keepalive_interval(transport.http2_keepalive_interval())
+        .http2_keepalive_timeout(transport.http2_keepalive_timeout());
+    if let Some(age) = transport.max_connection_age() {
+        server = server.max_connection_age(age);
+    }
+    let router = server.layer(layers).add_routes(routes);
+    match tls {
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        }
+        Some(tls) => {
+            let incoming = crate::tls::incoming(listener, tls, stop.clone());
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        }
+    }
+}
+
+/// `grpc.health.v1` alone, in plaintext, on its own listener: for probes
+/// that cannot speak TLS. It reports what the main port's health reports
+/// (one set of statuses), and carries nothing that needs credentials.
+async fn serve_health(listener: TcpListener, reporter: HealthReporter, stop: CancellationToken) {
+    let health = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(reporter),
+    );
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "the health listener stopped");
+    }
 }
 
 impl Workers {
@@ -369,8 +489,9 @@ impl Workers {
     async fn start(self) -> RunningWorkers {
         self.prober.probe().await;
         let stop = CancellationToken::new();
+        let stop_probing = stop.child_token();
+        let probing = tokio::spawn(self.prober.clone().run(stop_probing.clone()));
         let tasks = vec![
-            tokio::spawn(self.prober.clone().run(stop.clone())),
             tokio::spawn(crate::audit::run_chainer(
                 self.db,
                 AUDIT_CHAIN_INTERVAL,
@@ -385,16 +506,31 @@ impl Workers {
         RunningWorkers {
             stop,
             tasks,
+            probing: (stop_probing, Some(probing)),
             prober: self.prober,
         }
     }
 }
 
 impl RunningWorkers {
+    /// Stops probing and reports every health entry NOT_SERVING; the other
+    /// loops go on.
+    async fn report_not_serving(&mut self) {
+        let (stop, probing) = &mut self.probing;
+        stop.cancel();
+        if let Some(probing) = probing.take() {
+            let _ = probing.await;
+        }
+        self.prober.report_not_serving().await;
+    }
+
     /// Stops every loop and waits for it; then every health entry goes
     /// NOT_SERVING and open health watches end.
     async fn stop(self) {
         self.stop.cancel();
+        if let Some(probing) = self.probing.1 {
+            let _ = probing.await;
+        }
         for task in self.tasks {
             let _ = task.await;
         }

@@ -281,6 +281,9 @@ fn event_row(
         new,
         request_id,
     } = change;
+    if let Some(request_id) = &request_id {
+        caller.context.note.set_request_id(request_id);
+    }
     let actor = (!caller.user_id.is_nil()).then_some(caller.user_id);
     let key = (!caller.api_key_id.is_nil()).then_some(caller.api_key_id);
     audit_event::Model {

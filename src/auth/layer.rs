@@ -245,6 +245,12 @@ fn request_context(request: &http::request::Parts) -> RequestContext {
             .unwrap_or_default()
             .to_owned(),
         audited: Default::default(),
+        // The access layer's, when it is in front (it is when serving).
+        note: request
+            .extensions
+            .get::<Arc<crate::access::CallNote>>()
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 
@@ -265,6 +271,7 @@ impl Guard for Authentication {
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
         let principal = self.authenticator.authenticate(header, context).await?;
+        principal.context.note.set_key_id(principal.api_key_id);
         request.extensions.insert(principal.clone());
         Ok(Some(principal))
     }

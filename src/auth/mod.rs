@@ -49,6 +49,8 @@ pub struct RequestContext {
     /// Audit events this call has recorded; the authentication layer flags a
     /// successful mutating call that recorded none.
     pub audited: Arc<AtomicUsize>,
+    /// What the call's access line will say about it.
+    pub note: Arc<crate::access::CallNote>,
 }
 
 /// The authenticated caller: the user, the key they used and its role, and

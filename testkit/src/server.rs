@@ -23,6 +23,8 @@ pub enum Admin {
 /// A server serving on its own port until told to stop.
 pub struct RunningServer {
     pub address: SocketAddr,
+    /// The plaintext health-only listener's, when configured.
+    pub health_address: Option<SocketAddr>,
     /// The server's own connection pool.
     pub db: DatabaseConnection,
     pub admin_key: String,
@@ -48,6 +50,7 @@ impl RunningServer {
             .await
             .context("building the server")?;
         let address = application.local_addr();
+        let health_address = application.health_addr();
         let db = application.database().clone();
         let (admin_key, admin_id) = match admin {
             Admin::Existing { key, id } => (key, id),
@@ -65,6 +68,7 @@ impl RunningServer {
         }));
         Ok(Self {
             address,
+            health_address,
             db,
             admin_key,
             admin_id,

@@ -33,5 +33,6 @@ mod rewards;
 mod service_keys;
 mod staking;
 mod transfer_batches;
+mod transport;
 mod treasury;
 mod watch_streams;

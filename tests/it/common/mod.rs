@@ -7,6 +7,7 @@
 //! infrastructure a test can break.
 
 pub(crate) mod capture;
+pub(crate) mod certificates;
 
 use std::net::SocketAddr;
 
@@ -48,6 +49,7 @@ macro_rules! on_both_backends {
 
 pub(crate) struct TestApp {
     pub address: SocketAddr,
+    pub health_address: Option<SocketAddr>,
     pub db: DatabaseConnection,
     pub admin_key: String,
     pub admin_id: String,
@@ -86,6 +88,7 @@ impl TestApp {
     ) -> Self {
         let RunningServer {
             address,
+            health_address,
             db,
             admin_key,
             admin_id,
@@ -101,6 +104,7 @@ impl TestApp {
         .expect("start the server");
         Self {
             address,
+            health_address,
             db,
             admin_key,
             admin_id,
