@@ -14,7 +14,8 @@
 //! (CANCELLED).
 //!
 //! The lines are events of target `azora::access` at INFO, so
-//! `AZORA_LOG=info,azora::access=off` turns them off.
+//! `AZORA_LOG=info,azora::access=off` turns them off. The same end of the
+//! call is what the RPC metrics record ([`RpcMetrics`]).
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -24,6 +25,8 @@ use std::time::Instant;
 use http_body::{Frame, SizeHint};
 use tower::{Layer, Service};
 use uuid::Uuid;
+
+use crate::metrics::{ActiveCall, RpcMetrics};
 
 /// What the call's handlers learnt about it, for its access line.
 #[derive(Debug, Default)]
@@ -46,20 +49,32 @@ impl CallNote {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AccessLogLayer;
+#[derive(Clone)]
+pub struct AccessLogLayer {
+    metrics: RpcMetrics,
+}
+
+impl AccessLogLayer {
+    pub fn new(metrics: RpcMetrics) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner }
+        AccessLog {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AccessLog<S> {
     inner: S,
+    metrics: RpcMetrics,
 }
 
 impl<S, RequestBody> Service<http::Request<RequestBody>> for AccessLog<S>
@@ -78,9 +93,12 @@ where
     fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
         let note = Arc::new(CallNote::default());
         request.extensions_mut().insert(note.clone());
+        let method = request.uri().path().to_owned();
         let line = Line {
             started: Instant::now(),
-            method: request.uri().path().to_owned(),
+            active: self.metrics.started(&method),
+            metrics: self.metrics.clone(),
+            method,
             peer: request
                 .extensions()
                 .get::<tonic::transport::server::TcpConnectInfo>()
@@ -127,6 +145,9 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// What the line says, gathered until the call ends.
 struct Line {
     started: Instant,
+    /// Counts the call as in progress until the line is written or lost.
+    active: ActiveCall,
+    metrics: RpcMetrics,
     method: String,
     peer: Option<std::net::SocketAddr>,
     trace_id: Option<String>,
@@ -137,7 +158,10 @@ struct Line {
 
 impl Line {
     fn write(self, code: tonic::Code) {
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed();
+        self.metrics.finished(&self.method, code, elapsed);
+        drop(self.active);
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::info!(
             target: "azora::access",
             method = %self.method,

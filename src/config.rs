@@ -315,6 +315,11 @@ pub struct TransportSettings {
     #[arg(long, env = "AZORA_HEALTH_LISTEN_ADDR", global = true)]
     pub health_listen_addr: Option<SocketAddr>,
 
+    /// Prometheus metrics over HTTP (`GET /metrics`) on this address. Off
+    /// when unset.
+    #[arg(long, env = "AZORA_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Largest request or response message, in bytes.
     #[arg(
         long,
@@ -382,6 +387,7 @@ impl Default for TransportSettings {
             tls_client_ca: None,
             tls_reload_interval_ms: 10_000,
             health_listen_addr: None,
+            metrics_addr: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             http2_keepalive_interval_ms: 60_000,
             http2_keepalive_timeout_ms: 20_000,

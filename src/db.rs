@@ -45,6 +45,30 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     }
 }
 
+/// How many of the pool's connections are lent out, idle, and at most.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: i64,
+    pub idle: i64,
+    pub max: i64,
+}
+
+pub fn pool_state(db: &DatabaseConnection) -> PoolState {
+    fn of<D: sqlx::Database>(pool: &sqlx::Pool<D>) -> PoolState {
+        let (size, idle) = (i64::from(pool.size()), pool.num_idle() as i64);
+        PoolState {
+            in_use: (size - idle).max(0),
+            idle,
+            max: i64::from(pool.options().get_max_connections()),
+        }
+    }
+    match db.get_database_backend() {
+        DbBackend::Postgres => of(db.get_postgres_connection_pool()),
+        DbBackend::Sqlite => of(db.get_sqlite_connection_pool()),
+        _ => PoolState::default(),
+    }
+}
+
 /// Begins a transaction that will write. On SQLite it takes the write lock
 /// at BEGIN (IMMEDIATE): a deferred transaction that reads first and writes
 /// later fails with "database is locked" under concurrency instead of waiting.

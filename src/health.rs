@@ -175,6 +175,24 @@ impl HealthProber {
     /// For shutdown: every entry goes NOT_SERVING, so watchers and load
     /// balancers see it, and then the entries are removed, which ends every
     /// open `Watch` stream so the drain is not held up by them.
+    /// Each entry and whether it reports SERVING now.
+    pub async fn statuses(&self) -> Vec<(&'static str, bool)> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_server::Health;
+        let health = tonic_health::server::HealthService::from_health_reporter(self.reporter());
+        let mut statuses = Vec::new();
+        for entry in self.entries() {
+            let request = tonic::Request::new(HealthCheckRequest {
+                service: entry.to_owned(),
+            });
+            let serving = health.check(request).await.is_ok_and(|response| {
+                response.into_inner().status == ServingStatus::Serving as i32
+            });
+            statuses.push((entry, serving));
+        }
+        statuses
+    }
+
     /// The reporter behind this prober's statuses, for another health
     /// service that must report the same.
     pub fn reporter(&self) -> HealthReporter {

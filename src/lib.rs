@@ -121,6 +121,7 @@ pub mod health;
 pub mod idempotency;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod mining;
 pub mod money;
 pub mod pagination;

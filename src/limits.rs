@@ -86,6 +86,8 @@ pub struct RateLimiter {
     limits: Arc<RateLimits>,
     redis: Option<Redis>,
     local: Arc<Mutex<HashMap<Uuid, Bucket>>>,
+    /// Calls refused since start.
+    refused: Arc<AtomicU64>,
 }
 
 /// A token bucket: `limit` calls of burst, refilled at `limit` per second.
@@ -105,7 +107,13 @@ impl RateLimiter {
             limits: Arc::new(limits),
             redis,
             local: Default::default(),
+            refused: Default::default(),
         }
+    }
+
+    /// Calls refused since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Counts one call of `principal`'s key; `Err` when it is over the limit.
@@ -206,7 +214,10 @@ impl Guard for RateLimiter {
     /// (health, reflection) are not counted.
     async fn check(&self, request: &mut http::request::Parts) -> Result<(), tonic::Status> {
         match request.extensions.get::<Principal>() {
-            Some(principal) => Ok(self.count_call(principal).await?),
+            Some(principal) => self.count_call(principal).await.map_err(|exceeded| {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                exceeded.into()
+            }),
             None => Ok(()),
         }
     }
@@ -225,6 +236,11 @@ pub struct LoadShedding {
 
 impl LoadShedding {
     /// `limit` 0 is unlimited.
+    /// Calls refused since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     pub fn new(limit: usize) -> Self {
         let limit = match limit {
             0 => tokio::sync::Semaphore::MAX_PERMITS,

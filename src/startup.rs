@@ -64,6 +64,10 @@ pub struct Application {
     tls: Option<ReloadingTls>,
     /// The plaintext health-only listener, when configured.
     health_listener: Option<(TcpListener, HealthReporter)>,
+    /// The metrics listener and what its scrapes read, when configured.
+    metrics_listener: Option<(TcpListener, crate::metrics::Sources)>,
+    metrics: crate::metrics::Metrics,
+    cache: Cache,
     db: DatabaseConnection,
     routes: Routes,
     guards: Guards,
@@ -131,6 +135,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+        let metrics_listener = match settings.transport.metrics_addr {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (metrics)"))?,
+            ),
+            None => None,
+        };
         let health_listener = match settings.transport.health_listen_addr {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -150,6 +162,16 @@ impl Application {
         application.tls = tls;
         application.health_listener =
             health_listener.map(|listener| (listener, application.workers.prober.reporter()));
+        application.metrics_listener = metrics_listener.map(|listener| {
+            let sources = crate::metrics::Sources {
+                db: application.db.clone(),
+                cache: application.cache.clone(),
+                prober: application.workers.prober.clone(),
+                load_shedding: application.guards.load_shedding.clone(),
+                rate_limit: application.guards.rate_limit.clone(),
+            };
+            (listener, sources)
+        });
         Ok(application)
     }
 
@@ -157,6 +179,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address of the metrics listener, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The address of the plaintext health-only listener, when configured.
@@ -191,8 +220,9 @@ impl Application {
             key_cache: KeyCache::new(settings.auth_cache_ttl()),
             stop_serving: CancellationToken::new(),
         };
+        let metrics = crate::metrics::Metrics::new();
         let billing = Billing::new(db.clone(), policy, shared.cache.clone());
-        let services = add_services(&mut routes, &config, &shared, billing.clone());
+        let services = add_services(&mut routes, &config, &shared, billing.clone(), &metrics);
         let prober = HealthProber::new(
             reporter,
             db.clone(),
@@ -219,6 +249,9 @@ impl Application {
             listener,
             tls: None,
             health_listener: None,
+            metrics_listener: None,
+            metrics,
+            cache: shared.cache,
             db,
             routes: routes.routes(),
             guards,
@@ -237,6 +270,9 @@ impl Application {
             listener,
             tls,
             health_listener,
+            metrics_listener,
+            metrics,
+            cache: _,
             db,
             routes,
             guards,
@@ -256,12 +292,23 @@ impl Application {
         let health = health_listener.map(|(listener, reporter)| {
             tokio::spawn(serve_health(listener, reporter, stop_serving.clone()))
         });
+        // Scraped to the end too: the drain is worth watching.
+        let scraping = metrics_listener.map(|(listener, sources)| {
+            let metrics = metrics.clone();
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                metrics,
+                sources,
+                stop_serving.clone(),
+            ))
+        });
         let server = serve(
             routes,
             guards,
             listener,
             tls,
             &settings,
+            metrics.rpc.clone(),
             stop_serving.clone(),
         );
         tokio::pin!(server);
@@ -298,8 +345,8 @@ impl Application {
             Ok(result) => result.context("the server stopped")?,
             Err(_) => tracing::warn!("calls still open after the grace period; stopping anyway"),
         }
-        if let Some(health) = health {
-            let _ = tokio::time::timeout(Duration::from_secs(1), health).await;
+        for task in [health, scraping].into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         }
         db.close().await.ok();
         tracing::info!("stopped");
@@ -373,6 +420,7 @@ fn add_services(
     config: &Config,
     shared: &Shared,
     billing: Billing,
+    metrics: &crate::metrics::Metrics,
 ) -> Vec<&'static str> {
     let Shared {
         db,
@@ -389,6 +437,7 @@ fn add_services(
         settings.ledger_writers,
         cache.clone(),
         settings.database_timeout(),
+        metrics.ledger.clone(),
     );
     let auto_confirm_limit = config.mining_auto_confirm_limit;
     let mining = Mining::new(db.clone(), policy, cache.clone(), auto_confirm_limit);
@@ -428,6 +477,7 @@ async fn serve(
     listener: TcpListener,
     tls: Option<ReloadingTls>,
     settings: &Settings,
+    metrics: crate::metrics::RpcMetrics,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     // Outside in: the access line of every call, refused ones included; a
@@ -437,7 +487,7 @@ async fn serve(
     // key. The timeout bounds each call until its response starts, so
     // server streams (WatchSession, WatchAlerts) outlive it.
     let layers = tower::ServiceBuilder::new()
-        .layer(crate::access::AccessLogLayer)
+        .layer(crate::access::AccessLogLayer::new(metrics))
         .layer(crate::codec::MissingMessageLayer)
         .layer(GuardLayer::new(guards.load_shedding))
         .layer(GuardLayer::new(guards.authentication))

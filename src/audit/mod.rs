@@ -507,6 +507,25 @@ pub async fn run_chainer(db: DatabaseConnection, interval: Duration, stop: Cance
     }
 }
 
+/// Events recorded and not yet chained.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backlog {
+    pub events: i64,
+    /// When the oldest of them was recorded.
+    pub oldest: Option<chrono::DateTime<Utc>>,
+}
+
+pub async fn backlog(db: &impl ConnectionTrait) -> Result<Backlog> {
+    let events = pending::Entity::find().count(db).await.map_err(classify)? as i64;
+    let oldest = pending::Entity::find()
+        .order_by_asc(pending::Column::RecordedAt)
+        .one(db)
+        .await
+        .map_err(classify)?
+        .map(|row| row.recorded_at);
+    Ok(Backlog { events, oldest })
+}
+
 /// The result of checking the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verification {

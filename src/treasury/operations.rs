@@ -86,8 +86,16 @@ impl Treasury {
         writers: usize,
         cache: Cache,
         deadline: std::time::Duration,
+        metrics: crate::metrics::LedgerMetrics,
     ) -> Self {
-        let ledger = Ledger::start(db.clone(), policy, writers, cache.clone(), deadline);
+        let ledger = Ledger::start(
+            db.clone(),
+            policy,
+            writers,
+            cache.clone(),
+            deadline,
+            metrics,
+        );
         Self {
             db,
             ledger,

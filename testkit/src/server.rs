@@ -25,6 +25,8 @@ pub struct RunningServer {
     pub address: SocketAddr,
     /// The plaintext health-only listener's, when configured.
     pub health_address: Option<SocketAddr>,
+    /// The metrics listener's, when configured.
+    pub metrics_address: Option<SocketAddr>,
     /// The server's own connection pool.
     pub db: DatabaseConnection,
     pub admin_key: String,
@@ -51,6 +53,7 @@ impl RunningServer {
             .context("building the server")?;
         let address = application.local_addr();
         let health_address = application.health_addr();
+        let metrics_address = application.metrics_addr();
         let db = application.database().clone();
         let (admin_key, admin_id) = match admin {
             Admin::Existing { key, id } => (key, id),
@@ -69,6 +72,7 @@ impl RunningServer {
         Ok(Self {
             address,
             health_address,
+            metrics_address,
             db,
             admin_key,
             admin_id,

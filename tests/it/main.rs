@@ -22,6 +22,7 @@ mod identity;
 mod ledger_batches;
 mod malformed;
 mod metadata_queries;
+mod metrics;
 mod mining;
 mod mining_rollups;
 mod multi_transfers;

@@ -15,6 +15,7 @@ use crate::audit::{Audited, Change};
 use crate::auth::Principal;
 use crate::cache::Cache;
 use crate::error::Error;
+use crate::metrics::LedgerMetrics;
 use crate::money::RequestId;
 use crate::treasury::domain::{AllocationPolicy, Command, ItemResult, Transaction};
 
@@ -214,6 +215,7 @@ struct Writer {
     /// silent must not hold the writers, and with them every write, for as
     /// long as TCP takes to give up.
     deadline: Duration,
+    metrics: LedgerMetrics,
 }
 
 impl Ledger {
@@ -228,6 +230,7 @@ impl Ledger {
         writers: usize,
         cache: Cache,
         deadline: Duration,
+        metrics: LedgerMetrics,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(16 * MAX_BATCH);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -236,6 +239,7 @@ impl Ledger {
             policy,
             cache,
             deadline,
+            metrics,
         };
         for _ in 0..writers.max(1) {
             tokio::spawn(run(writer.clone(), receiver.clone()));
@@ -388,9 +392,15 @@ impl Writer {
     /// outcome is unknown (the commit may have happened), so the cache is no
     /// longer trusted until its epoch has moved on.
     async fn apply(&self, requests: &[Request], spans: &[GroupSpan]) -> Result<Outcomes, Error> {
+        let started = std::time::Instant::now();
         let applying = apply_batch(&self.db, &self.policy, &self.cache, requests, spans);
         match tokio::time::timeout(self.deadline, applying).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                if outcome.is_ok() {
+                    self.metrics.batch(requests.len(), started.elapsed());
+                }
+                outcome
+            }
             Err(_) => {
                 self.cache.distrust().await;
                 Err(Error::Unavailable(format!(

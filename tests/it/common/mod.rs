@@ -50,6 +50,7 @@ macro_rules! on_both_backends {
 pub(crate) struct TestApp {
     pub address: SocketAddr,
     pub health_address: Option<SocketAddr>,
+    pub metrics_address: Option<SocketAddr>,
     pub db: DatabaseConnection,
     pub admin_key: String,
     pub admin_id: String,
@@ -89,6 +90,7 @@ impl TestApp {
         let RunningServer {
             address,
             health_address,
+            metrics_address,
             db,
             admin_key,
             admin_id,
@@ -105,6 +107,7 @@ impl TestApp {
         Self {
             address,
             health_address,
+            metrics_address,
             db,
             admin_key,
             admin_id,
