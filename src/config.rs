@@ -80,6 +80,8 @@ pub struct Settings {
     pub listen_addr: SocketAddr,
 
     /// Database: `postgres://user:pass@host/db` or `sqlite://file.db?mode=rwc`.
+    /// TLS to PostgreSQL is libpq's parameters in the URL: `?sslmode=require`,
+    /// `verify-ca` or `verify-full`, with `&sslrootcert=/path/ca.pem`.
     #[arg(
         long,
         env = "AZORA_DATABASE_URL",
@@ -88,9 +90,15 @@ pub struct Settings {
     )]
     pub database_url: Secret,
 
-    /// Redis for the cache, e.g. `redis://127.0.0.1:6379`; none when unset.
+    /// Redis for the cache, e.g. `redis://127.0.0.1:6379`, or `rediss://…`
+    /// for TLS; none when unset.
     #[arg(long, env = "AZORA_REDIS_URL", global = true)]
     pub redis_url: Option<Secret>,
+
+    /// A PEM CA bundle to verify a `rediss://` server with, instead of the
+    /// system's roots.
+    #[arg(long, env = "AZORA_REDIS_CA_CERT", global = true)]
+    pub redis_ca_cert: Option<PathBuf>,
 
     /// Maximum database connections in the pool.
     #[arg(
@@ -546,6 +554,7 @@ impl Settings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: Secret::new(database_url),
             redis_url: None,
+            redis_ca_cert: None,
             database_max_connections: 16,
             database_timeout_ms: 3000,
             health_interval_ms: 1000,

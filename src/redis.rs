@@ -26,8 +26,22 @@ const BREAKER_OPEN: Duration = Duration::from_millis(250);
 /// Builds a client that reconnects every 100 ms while Redis is away and starts
 /// connecting in the background; a Redis that is down at start-up does not
 /// stop the server.
-pub fn connect(url: &Secret) -> Result<Client, Error> {
-    let config = Config::from_url(url.expose())?;
+///
+/// `rediss://` is TLS (rustls), the server verified against the system's
+/// roots, or against `ca_cert` (a PEM bundle) when given: a managed Redis
+/// with a private CA.
+pub fn connect(url: &Secret, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    use anyhow::Context as _;
+    let mut config = Config::from_url(url.expose())?;
+    if let Some(path) = ca_cert {
+        anyhow::ensure!(
+            config.tls.is_some(),
+            "AZORA_REDIS_CA_CERT is set but AZORA_REDIS_URL is not rediss://"
+        );
+        let roots = crate::tls::client_roots(path)
+            .with_context(|| format!("AZORA_REDIS_CA_CERT: {}", path.display()))?;
+        config.tls = Some(fred::types::config::TlsConfig::from(roots));
+    }
     let client = Builder::from_config(config)
         .with_connection_config(|connection| {
             connection.connection_timeout = COMMAND_TIMEOUT;

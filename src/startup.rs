@@ -155,7 +155,7 @@ impl Application {
         let redis = settings
             .redis_url
             .as_ref()
-            .map(crate::redis::connect)
+            .map(|url| crate::redis::connect(url, settings.redis_ca_cert.as_deref()))
             .transpose()
             .context("configuring redis")?;
         let mut application = Self::assemble(config, listener, db, redis, policy, public);

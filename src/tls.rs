@@ -250,6 +250,25 @@ fn client_verifier(
         .context("building the client certificate verifier")
 }
 
+/// A client configuration trusting only the CA certificates in `path`
+/// (PEM): for dependencies whose server certificates a private CA signed.
+pub fn client_roots(path: &Path) -> anyhow::Result<tokio_rustls::rustls::ClientConfig> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates(path, &pem)? {
+        roots
+            .add(certificate)
+            .context("not a usable CA certificate")?;
+    }
+    Ok(tokio_rustls::rustls::ClientConfig::builder_with_provider(
+        Arc::new(ring::default_provider()),
+    )
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 /// The connections accepted on `listener` that completed a handshake, until
 /// `stop` or until the server stops taking them. The listener closes when
 /// this ends, so new connections are refused from then on.

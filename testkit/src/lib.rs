@@ -6,11 +6,13 @@
 //! Everything that depends on how the server is configured and started is in
 //! [`server`], and nowhere else.
 
+pub mod cluster;
 pub mod database;
 pub mod redis;
 pub mod server;
 pub mod setup;
 
+pub use cluster::{ClusterFile, PostgresCluster};
 pub use database::{Backend, TestDatabase, postgres_server_url};
 pub use redis::{RedisServer, free_port};
 pub use server::{Admin, RunningServer};

@@ -16,6 +16,7 @@ mod compensation;
 mod compliance;
 mod compliance_integrity;
 mod cross_language;
+mod dependency_tls;
 mod deploy;
 mod fuzz;
 mod health;
