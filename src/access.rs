@@ -94,7 +94,9 @@ where
         let note = Arc::new(CallNote::default());
         request.extensions_mut().insert(note.clone());
         let method = request.uri().path().to_owned();
+        let span = crate::telemetry::rpc_span(&method, request.headers());
         let line = Line {
+            span: span.clone(),
             started: Instant::now(),
             active: self.metrics.started(&method),
             metrics: self.metrics.clone(),
@@ -107,18 +109,24 @@ where
             note,
             header_code: None,
         };
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            let mut line = line;
-            line.header_code = grpc_status(response.headers());
-            Ok(response.map(|body| {
-                tonic::body::Body::new(LoggedBody {
-                    inner: body,
-                    line: Some(line),
-                })
-            }))
-        })
+        let response = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let response = response.await?;
+                let mut line = line;
+                line.header_code = grpc_status(response.headers());
+                Ok(response.map(|body| {
+                    tonic::body::Body::new(LoggedBody {
+                        inner: body,
+                        line: Some(line),
+                    })
+                }))
+            },
+            span,
+        ))
     }
 }
 
@@ -144,6 +152,8 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
 
 /// What the line says, gathered until the call ends.
 struct Line {
+    /// The call's trace span, closed when the line is written.
+    span: tracing::Span,
     started: Instant,
     /// Counts the call as in progress until the line is written or lost.
     active: ActiveCall,
@@ -160,6 +170,7 @@ impl Line {
     fn write(self, code: tonic::Code) {
         let elapsed = self.started.elapsed();
         self.metrics.finished(&self.method, code, elapsed);
+        crate::telemetry::record_status(&self.span, code);
         drop(self.active);
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::info!(

@@ -278,6 +278,11 @@ pub struct Settings {
     )]
     pub log_format: LogFormat,
 
+    /// Traces over OTLP/gRPC to this collector, e.g.
+    /// `http://otel-collector:4317`. Off when unset.
+    #[arg(long, env = "AZORA_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
+
     #[command(flatten)]
     pub transport: TransportSettings,
 }
@@ -573,6 +578,7 @@ impl Settings {
             request_timeout_ms: 30_000,
             log: "info".into(),
             log_format: LogFormat::Auto,
+            otlp_endpoint: None,
             transport: TransportSettings::default(),
         }
     }

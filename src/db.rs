@@ -45,6 +45,16 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     }
 }
 
+/// The backend of any connection or transaction, as OpenTelemetry's
+/// `db.system` names it.
+pub fn backend_name_of(db: &impl ConnectionTrait) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    }
+}
+
 /// How many of the pool's connections are lent out, idle, and at most.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolState {

@@ -130,6 +130,7 @@ pub mod redis;
 pub mod rewards;
 pub mod startup;
 pub mod streams;
+pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod treasury;

@@ -124,7 +124,16 @@ impl Redis {
     where
         F: Future<Output = Result<T, Error>>,
     {
-        let outcome = tokio::time::timeout(COMMAND_TIMEOUT, command).await;
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "redis",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system = "redis",
+        );
+        let outcome =
+            tracing::Instrument::instrument(tokio::time::timeout(COMMAND_TIMEOUT, command), span)
+                .await;
         let error = match outcome {
             Ok(Ok(value)) => {
                 if self.state.failing.swap(false, Ordering::Relaxed) {

@@ -302,6 +302,8 @@ impl Application {
                 stop_serving.clone(),
             ))
         });
+        // The bound address: with port 0, not the configured one.
+        let address = listener.local_addr().ok();
         let server = serve(
             routes,
             guards,
@@ -314,7 +316,7 @@ impl Application {
         tokio::pin!(server);
 
         tracing::info!(
-            address = %settings.listen_addr,
+            address = %address.unwrap_or(settings.listen_addr),
             tls = settings.transport.tls_cert.is_some(),
             database = %settings.database_url.redacted_url(),
             "serving"

@@ -327,7 +327,13 @@ pub async fn record_many(
         .map(|(caller, change, outcome)| event_row(caller, change, outcome, at))
         .collect();
     if db.get_database_backend() == DbBackend::Postgres {
-        return record_many_postgres(db, &rows).await;
+        let span = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "db.audit_events",
+            db.system = "postgresql",
+            events = rows.len(),
+        );
+        return tracing::Instrument::instrument(record_many_postgres(db, &rows), span).await;
     }
     let queued: Vec<pending::ActiveModel> = rows
         .iter()

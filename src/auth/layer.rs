@@ -132,7 +132,9 @@ impl Authenticator {
         let KeyHolder { key, user_role } = match self.cache.get(&hash) {
             Some(holder) => holder,
             None => {
-                let (key, user_role) = directory::find_key_holder_by_hash(&self.db, &hash)
+                let span = tracing::info_span!(target: crate::telemetry::TARGET, "db.find_key");
+                let lookup = directory::find_key_holder_by_hash(&self.db, &hash);
+                let (key, user_role) = tracing::Instrument::instrument(lookup, span)
                     .await?
                     .ok_or(Error::Unauthenticated)?;
                 let holder = KeyHolder { key, user_role };

@@ -35,6 +35,7 @@ mod reversals;
 mod rewards;
 mod service_keys;
 mod staking;
+mod traces;
 mod transfer_batches;
 mod transport;
 mod treasury;

@@ -41,7 +41,13 @@ pub(super) async fn write(
     for record in &resolved {
         store::update_resolution(transaction, record).await?;
     }
-    store::write_batch(
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "db.write_batch",
+        db.system = crate::db::backend_name_of(transaction),
+        transactions = created.len(),
+    );
+    let writing = store::write_batch(
         transaction,
         store::BatchWrites {
             wallet_balances: &wallet_balances,
@@ -53,8 +59,8 @@ pub(super) async fn write(
             slot: next_slot(),
             posted_at,
         },
-    )
-    .await?;
+    );
+    tracing::Instrument::instrument(writing, span).await?;
     store::insert_transfer_batches(transaction, new_groups, posted_at).await?;
     let mut answers = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {

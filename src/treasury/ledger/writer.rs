@@ -34,6 +34,8 @@ pub(super) type Outcomes = (Vec<Result<Transaction, Error>>, Vec<GroupSettled>);
 struct Submission {
     caller: Principal,
     work: Work,
+    /// The submitting call's trace span, for the batch's span.
+    span: tracing::Span,
 }
 
 /// One command, or a group of them that settles together.
@@ -78,10 +80,13 @@ struct Flat {
     requests: Vec<Request>,
     spans: Vec<GroupSpan>,
     waiting: Vec<Waiting>,
+    /// The trace spans of the calls this serves.
+    traces: Vec<tracing::Span>,
 }
 
 impl Flat {
-    fn push(&mut self, Submission { caller, work }: Submission) {
+    fn push(&mut self, Submission { caller, work, span }: Submission) {
+        self.traces.push(span);
         match work {
             Work::One {
                 request_id,
@@ -124,16 +129,20 @@ impl Flat {
             requests,
             spans,
             waiting,
+            traces,
         } = self;
         let mut requests = requests.into_iter();
         let mut spans = spans.into_iter();
+        // One trace per submission, as one waiting.
         waiting
             .into_iter()
-            .map(|waiting| match waiting {
+            .zip(traces)
+            .map(|(waiting, trace)| match waiting {
                 Waiting::One(reply) => Flat {
                     requests: requests.next().into_iter().collect(),
                     spans: Vec::new(),
                     waiting: vec![Waiting::One(reply)],
+                    traces: vec![trace],
                 },
                 Waiting::Group { reply, len } => Flat {
                     requests: requests.by_ref().take(len).collect(),
@@ -143,6 +152,7 @@ impl Flat {
                         .into_iter()
                         .collect(),
                     waiting: vec![Waiting::Group { reply, len }],
+                    traces: vec![trace],
                 },
             })
             .collect()
@@ -262,19 +272,9 @@ impl Ledger {
                 command,
                 reply,
             },
+            span: tracing::Span::none(),
         };
-        self.sender
-            .send(submission)
-            .await
-            .map_err(|_| Error::Unavailable("the ledger writer has stopped".into()))?;
-        match tokio::time::timeout(self.deadline, answer).await {
-            Ok(answer) => {
-                answer.map_err(|_| Error::internal("the ledger writer dropped a request"))?
-            }
-            Err(_) => Err(Error::Unavailable(
-                "the ledger did not answer in time".into(),
-            )),
-        }
+        self.wait(submission, answer).await
     }
 }
 
@@ -291,19 +291,34 @@ impl Ledger {
         let submission = Submission {
             caller: caller.clone(),
             work: Work::Group { group, reply },
+            span: tracing::Span::none(),
         };
-        self.sender
-            .send(submission)
-            .await
-            .map_err(|_| Error::Unavailable("the ledger writer has stopped".into()))?;
-        match tokio::time::timeout(self.deadline, answer).await {
-            Ok(answer) => {
-                answer.map_err(|_| Error::internal("the ledger writer dropped a request"))?
+        self.wait(submission, answer).await
+    }
+
+    /// Queues `submission` and waits, within the deadline, for its answer.
+    async fn wait<T>(
+        &self,
+        mut submission: Submission,
+        answer: oneshot::Receiver<Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let span = tracing::info_span!(target: crate::telemetry::TARGET, "ledger.submit");
+        submission.span = span.clone();
+        let waiting = async {
+            self.sender
+                .send(submission)
+                .await
+                .map_err(|_| Error::Unavailable("the ledger writer has stopped".into()))?;
+            match tokio::time::timeout(self.deadline, answer).await {
+                Ok(answer) => {
+                    answer.map_err(|_| Error::internal("the ledger writer dropped a request"))?
+                }
+                Err(_) => Err(Error::Unavailable(
+                    "the ledger did not answer in time".into(),
+                )),
             }
-            Err(_) => Err(Error::Unavailable(
-                "the ledger did not answer in time".into(),
-            )),
-        }
+        };
+        tracing::Instrument::instrument(waiting, span).await
     }
 }
 
@@ -345,7 +360,7 @@ impl Writer {
     }
 
     async fn process_flat(&self, flat: Flat) {
-        match self.apply(&flat.requests, &flat.spans).await {
+        match self.apply(&flat).await {
             Ok(applied) => flat.answer(Ok(applied)),
             // The database is away: retrying command by command would only
             // wait longer.
@@ -366,7 +381,7 @@ impl Writer {
     }
 
     async fn apply_alone(&self, alone: &Flat) -> Result<Outcomes, Error> {
-        match self.apply(&alone.requests, &alone.spans).await {
+        match self.apply(alone).await {
             Ok(applied) => Ok(applied),
             Err(error) => self.retry_alone(alone, error).await,
         }
@@ -380,7 +395,7 @@ impl Writer {
             if !matches!(last, Error::Internal(_) | Error::AlreadyExists { .. }) {
                 break;
             }
-            match self.apply(&alone.requests, &alone.spans).await {
+            match self.apply(alone).await {
                 Ok(applied) => return Ok(applied),
                 Err(error) => last = error,
             }
@@ -391,9 +406,13 @@ impl Writer {
     /// [`apply_batch`] within the deadline. When the deadline passes the
     /// outcome is unknown (the commit may have happened), so the cache is no
     /// longer trusted until its epoch has moved on.
-    async fn apply(&self, requests: &[Request], spans: &[GroupSpan]) -> Result<Outcomes, Error> {
+    async fn apply(&self, flat: &Flat) -> Result<Outcomes, Error> {
+        let (requests, spans) = (&flat.requests, &flat.spans);
         let started = std::time::Instant::now();
-        let applying = apply_batch(&self.db, &self.policy, &self.cache, requests, spans);
+        let applying = tracing::Instrument::instrument(
+            apply_batch(&self.db, &self.policy, &self.cache, requests, spans),
+            batch_span(&flat.traces, requests.len()),
+        );
         match tokio::time::timeout(self.deadline, applying).await {
             Ok(outcome) => {
                 if outcome.is_ok() {
@@ -410,6 +429,25 @@ impl Writer {
             }
         }
     }
+}
+
+/// The trace span of one batch: a child of the first call it serves (so
+/// that call's trace shows where its time went), linked to every other.
+fn batch_span(traces: &[tracing::Span], commands: usize) -> tracing::Span {
+    let mut callers = traces.iter().filter(|span| !span.is_disabled());
+    let Some(first) = callers.next() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        parent: first,
+        "ledger.batch",
+        commands
+    );
+    for other in callers {
+        span.follows_from(other);
+    }
+    span
 }
 
 /// One database transaction for the whole batch; `Err` only when that
