@@ -17,7 +17,8 @@ use crate::error::Error;
 /// with foreign keys on; both backends fail fast when the database is away.
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     let timeout = settings.database_timeout();
-    let mut options = ConnectOptions::new(settings.database_url.expose());
+    let url = with_explicit_ssl_mode(settings.database_url.expose());
+    let mut options = ConnectOptions::new(url.as_ref());
     options
         .max_connections(settings.database_max_connections)
         .min_connections(0)
@@ -34,6 +35,27 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
                 .busy_timeout(timeout)
         });
     sea_orm::Database::connect(options).await
+}
+
+/// A PostgreSQL URL with `sslmode=disable` when neither it nor `PGSSLMODE`
+/// chooses a mode.
+///
+/// Without one, sqlx (like libpq) uses `prefer`: TLS when the server offers
+/// it, unverified, else plaintext. That protects against nothing that the
+/// verifying modes do not, and it is slow here: sqlx 0.9 sets no TCP_NODELAY
+/// and writes a TLS record per write, so a statement larger than one
+/// record (the ledger's batch write) waits for the server's delayed ACK;
+/// measured, the transfer rate fell from ~2,400/s to ~300/s against a local
+/// PostgreSQL that offers TLS (Debian's does). So TLS is what the URL asks
+/// for (`require`, `verify-ca`, `verify-full`), and only that.
+pub fn with_explicit_ssl_mode(url: &str) -> std::borrow::Cow<'_, str> {
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let chosen = url.contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some();
+    if !postgres || chosen {
+        return url.into();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslmode=disable").into()
 }
 
 /// The name of the backend, as the health service reports it.
@@ -298,6 +320,27 @@ const TABLES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_to_postgres_is_what_the_url_asks_for() {
+        // (PGSSLMODE is not set where the tests run.)
+        assert_eq!(
+            with_explicit_ssl_mode("postgres://u@db/azora"),
+            "postgres://u@db/azora?sslmode=disable"
+        );
+        assert_eq!(
+            with_explicit_ssl_mode("postgres://u@db/azora?application_name=a"),
+            "postgres://u@db/azora?application_name=a&sslmode=disable"
+        );
+        assert_eq!(
+            with_explicit_ssl_mode("postgresql://u@db/azora?sslmode=verify-full"),
+            "postgresql://u@db/azora?sslmode=verify-full"
+        );
+        assert_eq!(
+            with_explicit_ssl_mode("sqlite://azora.db?mode=rwc"),
+            "sqlite://azora.db?mode=rwc"
+        );
+    }
 
     #[test]
     fn unique_violations_name_the_entity_and_column_on_both_backends() {

@@ -117,7 +117,8 @@ async fn history(
     }
     let pool = PgPoolOptions::new()
         .max_connections(2)
-        .connect(database_url)
+        // As the server connects: TLS only when the URL asks for it.
+        .connect(&azora::db::with_explicit_ssl_mode(database_url))
         .await?;
     eprintln!("loading {samples} historical samples over {sessions} sessions…");
     mining_history::preload(&pool, &wallets, sessions, samples).await?;

@@ -95,7 +95,8 @@ pub(crate) async fn run(
     let channels = connect_channels(address, channels).await?;
     let pool = PgPoolOptions::new()
         .max_connections(clients as u32)
-        .connect(database_url)
+        // As the server connects: TLS only when the URL asks for it.
+        .connect(&azora::db::with_explicit_ssl_mode(database_url))
         .await?;
     create_raw_tables(&pool, &wallet_ids).await?;
     let reads = if preload > 0 {

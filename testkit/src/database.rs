@@ -49,9 +49,11 @@ impl TestDatabase {
     /// `server_url`.
     pub async fn create_postgres(server_url: &str, prefix: &str) -> anyhow::Result<Self> {
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-        let admin = sea_orm::Database::connect(format!("{server_url}/postgres"))
-            .await
-            .context("connecting to PostgreSQL")?;
+        let admin = sea_orm::Database::connect(
+            azora::db::with_explicit_ssl_mode(&format!("{server_url}/postgres")).into_owned(),
+        )
+        .await
+        .context("connecting to PostgreSQL")?;
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
@@ -97,9 +99,11 @@ impl TestDatabase {
         let (Some(server_url), Some(name)) = (&self.postgres_server, &self.postgres_name) else {
             return Ok(());
         };
-        let admin = sea_orm::Database::connect(format!("{server_url}/postgres"))
-            .await
-            .context("connecting to PostgreSQL")?;
+        let admin = sea_orm::Database::connect(
+            azora::db::with_explicit_ssl_mode(&format!("{server_url}/postgres")).into_owned(),
+        )
+        .await
+        .context("connecting to PostgreSQL")?;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await?;
