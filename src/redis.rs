@@ -47,6 +47,10 @@ pub fn connect(url: &Secret, ca_cert: Option<&std::path::Path>) -> anyhow::Resul
             connection.connection_timeout = COMMAND_TIMEOUT;
             connection.internal_command_timeout = COMMAND_TIMEOUT;
             connection.max_command_attempts = 1;
+            // A command is one write awaiting its answer: never hold it
+            // back for Nagle (over TLS, a value spread over several records
+            // would otherwise wait for the server's delayed ACK).
+            connection.tcp.nodelay = Some(true);
         })
         .set_policy(ReconnectPolicy::new_constant(0, 100))
         .build()?;
