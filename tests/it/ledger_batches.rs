@@ -3,27 +3,12 @@
 //! two batches never race there). The writer logs every batch that failed
 //! whole; this test listens to its server's log to count them.
 
-use std::sync::{Arc, Mutex};
-
+use crate::common::capture::Captured;
 use crate::common::money::azr;
 use crate::common::{Backend, TestApp, authed};
 use azora::proto::treasury as tpb;
 use azora::proto::treasury::treasury_service_client::TreasuryServiceClient;
 use tokio::task::JoinSet;
-
-/// Everything this test's server logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_concurrent_transfers_replay_without_failing_a_batch() {
@@ -79,7 +64,7 @@ async fn twins_and_singles(log: Captured) {
     // 40 twins and 160 singles: 200 transfers of 0.01.
     assert_eq!(app.available(&to).await, "2.000000");
     crate::common::money::assert_books_balance(&app).await;
-    let said = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let said = log.text();
     let failed = said.matches("ledger batch failed").count();
     assert_eq!(failed, 0, "batches failed whole:\n{said}");
 }

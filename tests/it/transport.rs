@@ -5,9 +5,9 @@
 //! these run on SQLite (one on PostgreSQL, for the access line of a
 //! ledger call).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::capture::Captured;
 use crate::common::certificates::{Authority, TempDir};
 use crate::common::money::azr;
 use crate::common::{Backend, TestApp, authed};
@@ -253,33 +253,13 @@ async fn tls_files_that_do_not_load_stop_start_up_with_the_file_named() {
     );
 }
 
-/// What the test's server logs, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The access lines so far, as the JSON objects they are.
-    fn access_lines(&self) -> Vec<serde_json::Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .filter(|line| line["target"] == "azora::access")
-            .collect()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
+/// The access lines `log` holds so far, as the JSON objects they are.
+fn access_lines(log: &Captured) -> Vec<serde_json::Value> {
+    log.text()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["target"] == "azora::access")
+        .collect()
 }
 
 /// Runs `test` with the server's log captured as JSON lines, as
@@ -307,7 +287,7 @@ async fn every_call_writes_one_access_line_with_its_code_key_trace_and_request_i
         let (member_id, member_key, from) = app.member_with_wallet("payer").await;
         let (_, _, to) = app.member_with_wallet("payee").await;
         app.fund(&from, "10").await;
-        let before = log.access_lines().len();
+        let before = access_lines(&log).len();
 
         let mut treasury = TreasuryServiceClient::new(app.channel().await);
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -360,11 +340,11 @@ async fn every_call_writes_one_access_line_with_its_code_key_trace_and_request_i
         // see first.
         assert!(
             eventually(Duration::from_secs(5), || async {
-                log.access_lines().len() >= before + 4
+                access_lines(&log).len() >= before + 4
             })
             .await
         );
-        let lines = log.access_lines()[before..before + 4].to_vec();
+        let lines = access_lines(&log)[before..before + 4].to_vec();
         let method = |line: &serde_json::Value| line["method"].as_str().unwrap().to_owned();
         assert_eq!(
             lines.iter().map(method).collect::<Vec<_>>(),
@@ -483,8 +463,7 @@ async fn connections_past_their_maximum_age_are_replaced_without_failing_calls()
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let peers: std::collections::BTreeSet<String> = log
-            .access_lines()
+        let peers: std::collections::BTreeSet<String> = access_lines(&log)
             .iter()
             .filter(|line| line["method"] == "/azora.identity.v1.IdentityService/GetUser")
             .map(|line| line["peer"].as_str().unwrap().to_owned())

@@ -54,6 +54,28 @@ where
     }
 }
 
+/// Everything a subscriber writes, kept for the test to read: give
+/// `move || captured.clone()` as the subscriber's writer.
+#[derive(Clone, Default)]
+pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// What was written so far, as text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn run<F: Future>(id: CaptureId, dispatch: Dispatch, test: F) -> F::Output {
     let for_workers = dispatch.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
