@@ -51,13 +51,21 @@ async fn tls_channel(
     ca: &str,
     client: Option<(&str, &str)>,
 ) -> Result<Channel, tonic::transport::Error> {
+    tls_channel_to(&app.address.to_string(), ca, client).await
+}
+
+async fn tls_channel_to(
+    address: &str,
+    ca: &str,
+    client: Option<(&str, &str)>,
+) -> Result<Channel, tonic::transport::Error> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .domain_name("localhost");
     if let Some((cert, key)) = client {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
-    Channel::from_shared(format!("https://{}", app.address))
+    Channel::from_shared(format!("https://{address}"))
         .unwrap()
         .tls_config(tls)?
         .connect_timeout(Duration::from_secs(5))
@@ -220,6 +228,86 @@ async fn rotated_certificates_serve_new_connections_without_a_restart() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let channel = tls_channel(&app, &second.pem, None).await.unwrap();
     calls_succeed(&app, channel).await.unwrap();
+}
+
+/// Whether a health check over TLS trusting `ca` reaches `address`.
+async fn healthy_over_tls(address: &str, ca: &str) -> bool {
+    match tls_channel_to(address, ca, None).await {
+        Ok(channel) => HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reads_its_tls_files_again_on_sighup() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = TempDir::new("sighup");
+    let first = Authority::new("first CA");
+    write_server_files(&dir, &first);
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_azora"))
+        .arg("serve")
+        .current_dir(&dir.0)
+        .env_remove("AZORA_DATABASE_URL")
+        .env_remove("AZORA_REDIS_URL")
+        .env("AZORA_LISTEN_ADDR", "127.0.0.1:0")
+        .env("AZORA_LOG_FORMAT", "json")
+        .env("AZORA_TLS_CERT", dir.path("server.pem"))
+        .env("AZORA_TLS_KEY", dir.path("server.key"))
+        // Only the signal can make it read them within the test.
+        .env("AZORA_TLS_RELOAD_INTERVAL_MS", "3600000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if line["message"] == "serving" {
+                return line["address"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("the server stopped before serving");
+    })
+    .await
+    .expect("serving within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert!(healthy_over_tls(&address, &first.pem).await);
+
+    let second = Authority::new("second CA");
+    write_server_files(&dir, &second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !healthy_over_tls(&address, &second.pem).await,
+        "read again before the signal"
+    );
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &server.id().unwrap().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(signal("-HUP"));
+    assert!(
+        eventually(Duration::from_secs(10), || healthy_over_tls(
+            &address,
+            &second.pem
+        ))
+        .await,
+        "SIGHUP did not bring the new certificate"
+    );
+    assert!(signal("-TERM"));
+    let status = tokio::time::timeout(Duration::from_secs(20), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]
