@@ -44,7 +44,8 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
 /// it, unverified, else plaintext. That protects against nothing that the
 /// verifying modes do not, and it is slow here: sqlx 0.9 sets no TCP_NODELAY
 /// and writes a TLS record per write, so a statement larger than one
-/// record (the ledger's batch write) waits for the server's delayed ACK;
+/// record (the ledger's batch write) waits for the server's delayed ACK
+/// (strace: the records go out 0.14 ms apart, the answer ~44 ms later);
 /// measured, the transfer rate fell from ~2,400/s to ~300/s against a local
 /// PostgreSQL that offers TLS (Debian's does). So TLS is what the URL asks
 /// for (`require`, `verify-ca`, `verify-full`), and only that.
