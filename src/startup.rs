@@ -64,10 +64,11 @@ pub struct Application {
     tls: Option<ReloadingTls>,
     /// The plaintext health-only listener, when configured.
     health_listener: Option<(TcpListener, HealthReporter)>,
-    /// The metrics listener and what its scrapes read, when configured.
-    metrics_listener: Option<(TcpListener, crate::metrics::Sources)>,
+    /// The metrics listener, when configured.
+    metrics_listener: Option<TcpListener>,
     metrics: crate::metrics::Metrics,
-    cache: Cache,
+    /// What a scrape reads besides the registry.
+    scraped: crate::metrics::Sources,
     db: DatabaseConnection,
     routes: Routes,
     guards: Guards,
@@ -162,16 +163,7 @@ impl Application {
         application.tls = tls;
         application.health_listener =
             health_listener.map(|listener| (listener, application.workers.prober.reporter()));
-        application.metrics_listener = metrics_listener.map(|listener| {
-            let sources = crate::metrics::Sources {
-                db: application.db.clone(),
-                cache: application.cache.clone(),
-                prober: application.workers.prober.clone(),
-                load_shedding: application.guards.load_shedding.clone(),
-                rate_limit: application.guards.rate_limit.clone(),
-            };
-            (listener, sources)
-        });
+        application.metrics_listener = metrics_listener;
         Ok(application)
     }
 
@@ -185,7 +177,7 @@ impl Application {
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
             .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The address of the plaintext health-only listener, when configured.
@@ -244,6 +236,13 @@ impl Application {
             ),
             rate_limit: RateLimiter::new(config.rate_limits, shared_redis),
         };
+        let scraped = crate::metrics::Sources {
+            db: db.clone(),
+            cache: shared.cache,
+            prober: workers.prober.clone(),
+            load_shedding: guards.load_shedding.clone(),
+            rate_limit: guards.rate_limit.clone(),
+        };
         Self {
             settings: config.settings,
             listener,
@@ -251,7 +250,7 @@ impl Application {
             health_listener: None,
             metrics_listener: None,
             metrics,
-            cache: shared.cache,
+            scraped,
             db,
             routes: routes.routes(),
             guards,
@@ -272,7 +271,7 @@ impl Application {
             health_listener,
             metrics_listener,
             metrics,
-            cache: _,
+            scraped,
             db,
             routes,
             guards,
@@ -293,12 +292,12 @@ impl Application {
             tokio::spawn(serve_health(listener, reporter, stop_serving.clone()))
         });
         // Scraped to the end too: the drain is worth watching.
-        let scraping = metrics_listener.map(|(listener, sources)| {
+        let scraping = metrics_listener.map(|listener| {
             let metrics = metrics.clone();
             tokio::spawn(crate::metrics::serve(
                 listener,
                 metrics,
-                sources,
+                scraped,
                 stop_serving.clone(),
             ))
         });
