@@ -3,7 +3,6 @@
 //! client's W3C trace continues into azora's spans.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::trace::v1::Span;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 /// Every span exported to it.
@@ -90,29 +88,11 @@ async fn a_clients_trace_continues_into_the_rpc_its_ledger_batch_and_statements(
     assert!(created.status.success(), "{created:?}");
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
 
-    let mut server = azora(&directory)
+    let mut serve = azora(&directory);
+    serve
         .arg("serve")
-        .env("AZORA_LISTEN_ADDR", "127.0.0.1:0")
-        .env("AZORA_LOG_FORMAT", "json")
-        .env("AZORA_OTLP_ENDPOINT", format!("http://{collector}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let address: String = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if line["message"] == "serving" {
-                return line["address"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("the server stopped before serving");
-    })
-    .await
-    .expect("serving within 30 s");
-    // Keep reading its log, so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .env("AZORA_OTLP_ENDPOINT", format!("http://{collector}"));
+    let (mut server, address) = crate::common::serve_binary(serve).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
         .unwrap()
         .connect()

@@ -244,39 +244,20 @@ async fn healthy_over_tls(address: &str, ca: &str) -> bool {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_reads_its_tls_files_again_on_sighup() {
-    use tokio::io::AsyncBufReadExt;
     let dir = TempDir::new("sighup");
     let first = Authority::new("first CA");
     write_server_files(&dir, &first);
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_azora"))
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_azora"));
+    serve
         .arg("serve")
         .current_dir(&dir.0)
         .env_remove("AZORA_DATABASE_URL")
         .env_remove("AZORA_REDIS_URL")
-        .env("AZORA_LISTEN_ADDR", "127.0.0.1:0")
-        .env("AZORA_LOG_FORMAT", "json")
         .env("AZORA_TLS_CERT", dir.path("server.pem"))
         .env("AZORA_TLS_KEY", dir.path("server.key"))
         // Only the signal can make it read them within the test.
-        .env("AZORA_TLS_RELOAD_INTERVAL_MS", "3600000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if line["message"] == "serving" {
-                return line["address"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("the server stopped before serving");
-    })
-    .await
-    .expect("serving within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .env("AZORA_TLS_RELOAD_INTERVAL_MS", "3600000");
+    let (mut server, address) = crate::common::serve_binary(serve).await;
     assert!(healthy_over_tls(&address, &first.pem).await);
 
     let second = Authority::new("second CA");

@@ -187,6 +187,37 @@ pub(crate) fn violated_fields(status: &Status) -> Vec<String> {
         .collect()
 }
 
+/// Starts the `azora serve` that `command` describes, on port 0 with JSON
+/// logs, and waits for its "serving" line: the child, and the address it
+/// serves on. Its log is read to the end, so it never blocks on a full pipe.
+pub(crate) async fn serve_binary(
+    mut command: tokio::process::Command,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut server = command
+        .env("AZORA_LISTEN_ADDR", "127.0.0.1:0")
+        .env("AZORA_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start azora");
+    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if line["message"] == "serving" {
+                return line["address"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("the server stopped before serving");
+    })
+    .await
+    .expect("serving within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (server, address)
+}
+
 pub(crate) fn secret_for_tests(url: &str) -> Secret {
     Secret::new(url)
 }
